@@ -1,0 +1,295 @@
+"""Fusion modules: combine image nodes and (already encoded) point nodes of a `SegGraph`.
+
+``fu(graph) -> (M_image_nodes, fu.out_dim)``. ``graph[point].x`` must already be encoded to
+``point_dim`` features; ``graph[image_node_type].x`` has ``image_dim`` features. Distances are
+in pixels (edge_attr column 0, or computed from ``pos`` where an edge type has no edge_attr).
+
+- ``early``:  the paper's scheme, one zero-padded homogeneous graph (`fusionseg.graphs.to_homogeneous`).
+- ``hetero``: typed message passing (HeteroConv) over the four schema edge types.
+- ``cross-attention``: image backbone, then each image node attends over its nearest points.
+- ``late``:   image backbone and point MLP, mixed per node by a learned gate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import (
+    GATConv,
+    GATv2Conv,
+    GINConv,
+    GraphConv,
+    HeteroConv,
+    SAGEConv,
+    TransformerConv,
+)
+from torch_geometric.utils import scatter, softmax
+
+import fusionseg.graphs
+from fusionseg.graphs.schema import NEAR, PIXEL, POINT, REGION, TO, edge_types
+from fusionseg.models.backbones import Backbone, distance_weight, edge_features
+from fusionseg.registry import BACKBONES, FUSIONS
+
+
+class FusionError(ValueError):
+    """Bad fusion configuration or graph; the message names the problem and the fix."""
+
+
+def edge_distance(graph: HeteroData, edge_type: tuple[str, str, str]) -> Tensor:
+    """Distance in pixels of each edge of ``edge_type``, (E,): edge_attr column 0, else from node ``pos``."""
+    store = graph[edge_type]
+    if "edge_attr" in store:
+        return store.edge_attr[:, 0]
+    src, dst = store.edge_index
+    return (graph[edge_type[0]].pos[src] - graph[edge_type[2]].pos[dst]).norm(dim=-1)
+
+
+def point_to_image_edges(graph: HeteroData, img: str) -> tuple[Tensor, Tensor]:
+    """(2, E) edges point -> image node and their distances (E,), from (point, to, img) or reversed (img, to, point)."""
+    forward, reverse = (POINT, TO, img), (img, TO, POINT)
+    if forward in graph.edge_types:
+        return graph[forward].edge_index, edge_distance(graph, forward)
+    if reverse in graph.edge_types:
+        return graph[reverse].edge_index.flip(0), edge_distance(graph, reverse)
+    raise FusionError(f"The graph has neither {forward} nor {reverse} edges; build it with cross edges (k > 0).")
+
+
+class DistanceEncoding(nn.Module):
+    """MLP of log1p(distance in pixels) -> (E, dim)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(1, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def forward(self, distance: Tensor) -> Tensor:
+        return self.mlp(torch.log1p(distance.abs())[:, None])
+
+
+class Fusion(nn.Module):
+    """Base: argument checks, the image backbone factory, graph validation."""
+
+    out_dim: int
+
+    def __init__(
+        self,
+        image_dim: int,
+        point_dim: int,
+        hidden_channels: int,
+        image_node_type: str = PIXEL,
+        backbone: str = "sage",
+        backbone_kwargs: dict[str, Any] | None = None,
+        num_layers: int = 3,
+    ) -> None:
+        super().__init__()
+        if min(image_dim, point_dim, hidden_channels, num_layers) < 1:
+            raise FusionError(
+                f"image_dim, point_dim, hidden_channels and num_layers must be >= 1, got "
+                f"{image_dim}, {point_dim}, {hidden_channels}, {num_layers}."
+            )
+        if image_node_type not in (PIXEL, REGION):
+            raise FusionError(f"image_node_type must be {PIXEL!r} or {REGION!r}, got {image_node_type!r}.")
+        self.image_dim, self.point_dim, self.hidden = image_dim, point_dim, hidden_channels
+        self.img = image_node_type
+        self.backbone_name = backbone
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.backbone_kwargs.setdefault("num_layers", num_layers)
+        self.num_layers = int(self.backbone_kwargs["num_layers"])
+        self.out_dim = hidden_channels
+
+    def make_backbone(self, in_channels: int, **override: Any) -> Backbone:
+        kwargs = {"edge_dim": 1, **self.backbone_kwargs, **override}
+        return BACKBONES.create(self.backbone_name, in_channels=in_channels, hidden_channels=self.hidden, **kwargs)
+
+    def check(self, graph: HeteroData) -> None:
+        """Raise `FusionError` if node types or feature widths do not match the module."""
+        for nt, dim, fix in ((self.img, self.image_dim, "image_dim"), (POINT, self.point_dim, "point_dim")):
+            if nt not in graph.node_types:
+                raise FusionError(
+                    f"The graph has no {nt!r} nodes (node types: {graph.node_types}); "
+                    f"set image_node_type to match the graph builder."
+                )
+            x = graph[nt].x
+            if x.dim() != 2 or x.shape[1] != dim:
+                raise FusionError(
+                    f"graph[{nt!r}].x has shape {tuple(x.shape)} but the fusion expects {dim} columns ({fix}); "
+                    "encode point spectra before fusion and set image_dim/point_dim from the data."
+                )
+
+    def image_branch(self, backbone: Backbone, graph: HeteroData) -> Tensor:
+        """Run ``backbone`` on the image-image edges, (M, hidden)."""
+        et = (self.img, NEAR, self.img)
+        x = graph[self.img].x
+        if et not in graph.edge_types:
+            raise FusionError(f"The graph has no {et} edges; the image branch needs them.")
+        return backbone(x, graph[et].edge_index, edge_distance(graph, et)[:, None])
+
+
+@FUSIONS.register("early")
+class EarlyFusion(Fusion):
+    """Repka et al. (2025): image and point nodes in one graph, features zero-padded to image_dim + point_dim."""
+
+    def __init__(self, image_dim: int, point_dim: int, hidden_channels: int, **kwargs: Any) -> None:
+        super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        self.backbone = self.make_backbone(image_dim + point_dim)
+        self.out_dim = self.backbone.out_channels
+
+    def forward(self, graph: HeteroData) -> Tensor:
+        self.check(graph)
+        to_homogeneous = getattr(fusionseg.graphs, "to_homogeneous", None)
+        if to_homogeneous is None:
+            raise FusionError("fusionseg.graphs.to_homogeneous is missing; early fusion needs it.")
+        homo = to_homogeneous(graph)
+        edge_attr = homo.edge_attr[:, :1] if getattr(homo, "edge_attr", None) is not None else None
+        out = self.backbone(homo.x, homo.edge_index, edge_attr)
+        return out[: int(homo.num_image_nodes)]
+
+
+def _hetero_layer(kind: str, hidden: int, heads: int, dropout: float) -> tuple[nn.Module, str | None]:
+    """One bipartite-capable conv for ``kind`` and the edge keyword it takes (edge_attr, edge_weight, None)."""
+    if kind in ("gat", "gatv2", "transformer") and hidden % heads:
+        raise FusionError(f"hidden_channels={hidden} must be divisible by heads={heads} for {kind!r}.")
+    width = hidden // heads
+    if kind in ("sage", "graphsage"):
+        return SAGEConv((hidden, hidden), hidden), None
+    if kind == "gcn":  # GCNConv is not bipartite; GraphConv with mean aggregation and distance weights is
+        return GraphConv((hidden, hidden), hidden, aggr="mean"), "edge_weight"
+    if kind == "gin":
+        mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        return GINConv(mlp), None
+    if kind in ("gat", "gatv2"):
+        conv = GATConv if kind == "gat" else GATv2Conv
+        return conv(
+            (hidden, hidden), width, heads=heads, add_self_loops=False, edge_dim=1, dropout=dropout
+        ), "edge_attr"
+    if kind == "transformer":
+        return TransformerConv((hidden, hidden), width, heads=heads, edge_dim=1, dropout=dropout), "edge_attr"
+    raise FusionError(f"hetero fusion has no layer for backbone {kind!r}; use one of {sorted(HETERO_KINDS)}.")
+
+
+HETERO_KINDS = {"sage", "graphsage", "gcn", "gin", "gat", "gatv2", "transformer"}
+
+
+@FUSIONS.register("hetero")
+class HeteroFusion(Fusion):
+    """Per-type input Linear to hidden, then ``num_layers`` HeteroConv layers over all four edge types.
+
+    Each layer: x <- LayerNorm(x + dropout(relu(sum over incoming edge types of conv))).
+    ``backbone`` picks the per-edge-type conv (see `HETERO_KINDS`); ``heads``/``dropout`` come
+    from ``backbone_kwargs``.
+    """
+
+    def __init__(self, image_dim: int, point_dim: int, hidden_channels: int, **kwargs: Any) -> None:
+        super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        heads = int(self.backbone_kwargs.get("heads", 1))
+        p = float(self.backbone_kwargs.get("dropout", 0.0))
+        self.edge_types = list(edge_types(self.img).values())
+        self.lin_in = nn.ModuleDict(
+            {self.img: nn.Linear(image_dim, self.hidden), POINT: nn.Linear(point_dim, self.hidden)}
+        )
+        self.convs = nn.ModuleList()
+        for _ in range(self.num_layers):
+            layers = {et: _hetero_layer(self.backbone_name, self.hidden, heads, p) for et in self.edge_types}
+            self.convs.append(HeteroConv({et: conv for et, (conv, _) in layers.items()}, aggr="sum"))
+        self.edge_kw = _hetero_layer(self.backbone_name, self.hidden, heads, p)[1]
+        self.norms = nn.ModuleList(
+            nn.ModuleDict({nt: nn.LayerNorm(self.hidden) for nt in (self.img, POINT)}) for _ in range(self.num_layers)
+        )
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, graph: HeteroData) -> Tensor:
+        self.check(graph)
+        x = {nt: lin(graph[nt].x) for nt, lin in self.lin_in.items()}
+        present = [et for et in self.edge_types if et in graph.edge_types]
+        edge_index = {et: graph[et].edge_index for et in present}
+        kwargs = {}
+        if self.edge_kw is not None:
+            dist = {et: edge_distance(graph, et)[:, None] for et in present}
+            make = edge_features if self.edge_kw == "edge_attr" else distance_weight
+            kwargs[f"{self.edge_kw}_dict"] = {et: make(d) for et, d in dist.items()}
+        for conv, norms in zip(self.convs, self.norms, strict=True):
+            out = conv(x, edge_index, **kwargs)
+            x = {nt: norms[nt](h + self.dropout(torch.relu(out[nt]))) if nt in out else h for nt, h in x.items()}
+        return x[self.img]
+
+
+@FUSIONS.register("cross-attention", "cross")
+class CrossAttentionFusion(Fusion):
+    """Image backbone, then multi-head attention of each image node over its nearest points.
+
+    Keys and values are point embeddings plus a learned distance encoding (PyG `TransformerConv`
+    on the bipartite point -> image edges, gated skip ``beta``); output LayerNorm(image + attention).
+    Image nodes without point edges keep their image embedding.
+    """
+
+    def __init__(
+        self,
+        image_dim: int,
+        point_dim: int,
+        hidden_channels: int,
+        attention_heads: int = 4,
+        distance_dim: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        if hidden_channels % attention_heads:
+            raise FusionError(
+                f"hidden_channels={hidden_channels} must be divisible by attention_heads={attention_heads}."
+            )
+        self.backbone = self.make_backbone(image_dim, out_channels=None)
+        self.point_mlp = nn.Sequential(
+            nn.Linear(point_dim, self.hidden), nn.GELU(), nn.Linear(self.hidden, self.hidden)
+        )
+        self.distance = DistanceEncoding(distance_dim)
+        self.attention = TransformerConv(
+            (self.hidden, self.hidden),
+            self.hidden // attention_heads,
+            heads=attention_heads,
+            edge_dim=distance_dim,
+            beta=True,
+        )
+        self.norm = nn.LayerNorm(self.hidden)
+
+    def forward(self, graph: HeteroData) -> Tensor:
+        self.check(graph)
+        h_img = self.image_branch(self.backbone, graph)
+        edge_index, dist = point_to_image_edges(graph, self.img)
+        h_pt = self.point_mlp(graph[POINT].x)
+        attended = self.attention((h_pt, h_img), edge_index, self.distance(dist))
+        return self.norm(h_img + attended)
+
+
+@FUSIONS.register("late")
+class LateFusion(Fusion):
+    """Image backbone and point MLP, mixed per image node by a learned gate.
+
+    Point embeddings reach image node i as sum_j w_ij p_j with w = softmax_j(-d_ij / tau) over its
+    point edges (tau learned, pixels). gate = sigmoid(MLP([h_img, p, exp(-d_min / tau), has_point]));
+    out = gate * p + (1 - gate) * h_img.
+    """
+
+    def __init__(
+        self, image_dim: int, point_dim: int, hidden_channels: int, tau_px: float = 5.0, **kwargs: Any
+    ) -> None:
+        super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        if tau_px <= 0:
+            raise FusionError(f"tau_px (distance scale in pixels) must be > 0, got {tau_px}.")
+        self.backbone = self.make_backbone(image_dim, out_channels=None)
+        h = self.hidden
+        self.point_mlp = nn.Sequential(nn.Linear(point_dim, h), nn.GELU(), nn.Linear(h, h))
+        self.log_tau = nn.Parameter(torch.tensor(float(tau_px)).log())
+        self.gate = nn.Sequential(nn.Linear(2 * h + 2, h), nn.GELU(), nn.Linear(h, h))
+
+    def forward(self, graph: HeteroData) -> Tensor:
+        self.check(graph)
+        h_img = self.image_branch(self.backbone, graph)
+        (src, dst), dist = point_to_image_edges(graph, self.img)
+        m, tau = h_img.shape[0], self.log_tau.exp()
+        weight = softmax(-dist / tau, dst, num_nodes=m)
+        p = scatter(weight[:, None] * self.point_mlp(graph[POINT].x)[src], dst, dim=0, dim_size=m, reduce="sum")
+        has = scatter(torch.ones_like(dist), dst, dim=0, dim_size=m, reduce="max")
+        near = scatter(torch.exp(-dist / tau), dst, dim=0, dim_size=m, reduce="max")  # exp(-d_min / tau)
+        g = torch.sigmoid(self.gate(torch.cat([h_img, p, near[:, None], has[:, None]], dim=1)))
+        return g * p + (1 - g) * h_img
