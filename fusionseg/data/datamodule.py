@@ -1,0 +1,141 @@
+"""`FusionSegDataModule`: train/val/test/predict splits of `Sample`s from a registered source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from fusionseg.registry import DATA_SOURCES
+from fusionseg.sample import EnergyAxis, Sample
+
+SPLITS = ("train", "val", "test", "predict")
+
+
+def collate_samples(samples: list[Sample]) -> list[Sample]:
+    """Batches stay lists of `Sample`; the model builds and batches the graphs."""
+    return list(samples)
+
+
+class CachedDataset(Dataset):
+    """Keeps each `Sample` after its first generation (synthetic fields are deterministic)."""
+
+    def __init__(self, source: Any, cache: bool = True) -> None:
+        self.source, self.cache = source, cache
+        self._store: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Sample:
+        if not self.cache:
+            return self.source[index]
+        if index not in self._store:
+            self._store[index] = self.source[index]
+        return self._store[index]
+
+
+class FusionSegDataModule(L.LightningDataModule):
+    """Samples for each split from one registered data source.
+
+    For a generating source (the simulator, anything taking ``num_fields`` and ``seed``), each
+    split is a separate source with its own field count and seed, so splits never share fields.
+
+    Args:
+        source: registry name of the data source (``fusionseg.registry.DATA_SOURCES``).
+        source_kwargs: passed to every split's source (e.g. ``size``, ``rocks``).
+        fields: number of fields per split.
+        eds_fraction: fraction of pixels with a measured spectrum (0, 1].
+        sampler: point sampler name (``random``, ``grid``, ``stratified``).
+        batch_size: fields per batch.
+        seed: base seed; split k uses ``seed + 1000 * k``.
+    """
+
+    def __init__(
+        self,
+        source: str = "sem-synthetic",
+        source_kwargs: dict[str, Any] | None = None,
+        train_fields: int = 48,
+        val_fields: int = 6,
+        test_fields: int = 6,
+        predict_fields: int = 2,
+        eds_fraction: float = 0.01,
+        sampler: str = "random",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0 < eds_fraction <= 1:
+            raise ValueError(f"eds_fraction must be in (0, 1], got {eds_fraction}; 0.01 means 1 % of pixels.")
+        self.save_hyperparameters()
+        self.counts = dict(zip(SPLITS, (train_fields, val_fields, test_fields, predict_fields), strict=True))
+        self._datasets: dict[str, CachedDataset] = {}
+
+    def dataset(self, split: str) -> CachedDataset:
+        """The (lazily created) dataset of one split."""
+        if split not in self._datasets:
+            hp = self.hparams
+            kwargs = dict(hp.source_kwargs or {})
+            kwargs.setdefault("eds_fraction", hp.eds_fraction)
+            kwargs.setdefault("sampler", hp.sampler)
+            kwargs.setdefault("num_fields", self.counts[split])
+            kwargs.setdefault("seed", hp.seed + 1000 * SPLITS.index(split))
+            self._datasets[split] = CachedDataset(DATA_SOURCES.create(hp.source, **kwargs), cache=hp.cache)
+        return self._datasets[split]
+
+    def _first(self) -> Sample:
+        return self.dataset("train")[0]
+
+    # Properties the CLI links into the model (apply_on="instantiate").
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._first().meta.class_names)
+
+    @property
+    def energy_axis(self) -> EnergyAxis:
+        return self._first().meta.energy_axis or EnergyAxis()
+
+    @property
+    def beam_energy_kev(self) -> float:
+        return float(self._first().meta.beam_energy_kev)
+
+    @property
+    def image_channels(self) -> int:
+        return int(self._first().image.shape[0])
+
+    def training_spectra(self, max_spectra: int = 20000) -> Tensor:
+        """Raw spectra of the training fields (for fitting encoders such as PCA)."""
+        feats, total = [], 0
+        for sample in self.dataset("train"):
+            feats.append(sample.point_features)
+            total += len(sample.point_features)
+            if total >= max_spectra:
+                break
+        return torch.cat(feats)[:max_spectra]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            collate_fn=collate_samples,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")

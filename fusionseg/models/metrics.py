@@ -1,0 +1,48 @@
+"""Segmentation metrics on torchmetrics: mIoU, pixel accuracy, per-class IoU, confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+from fusionseg.sample import IGNORE_INDEX
+
+
+def segmentation_metrics(num_classes: int, ignore_index: int = IGNORE_INDEX) -> MetricCollection:
+    """mIoU (mean over classes present in target or prediction), pixel accuracy, confusion matrix."""
+    return MetricCollection(
+        {
+            "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=ignore_index),
+            "pixel_acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index),
+            "confmat": MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index),
+        },
+        compute_groups=False,
+    )
+
+
+def iou_from_confusion(confmat: Tensor) -> Tensor:
+    """Per-class IoU from a (K, K) confusion matrix (rows = truth); NaN for classes absent from both."""
+    confmat = confmat.double()
+    tp = confmat.diag()
+    union = confmat.sum(0) + confmat.sum(1) - tp
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+
+
+def modal_fractions(labels: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Area fraction of each class in a label map, shape (K,), summing to 1 over labelled pixels."""
+    flat = labels.reshape(-1)
+    flat = flat[flat != ignore_index]
+    counts = torch.bincount(flat, minlength=num_classes).double()
+    return counts / counts.sum().clamp(min=1)
+
+
+def summarise(metrics: dict[str, Tensor], class_names: list[str] | tuple[str, ...]) -> dict:
+    """Plain-Python summary of computed metrics: scalars plus per-class IoU of present classes."""
+    out = {k: float(v) for k, v in metrics.items() if v.numel() == 1}
+    confmat = next((v for k, v in metrics.items() if k.endswith("confmat")), None)
+    if confmat is not None:
+        iou = iou_from_confusion(confmat)
+        out["per_class_iou"] = {class_names[i]: round(float(v), 4) for i, v in enumerate(iou) if not torch.isnan(v)}
+    return out

@@ -1,0 +1,288 @@
+"""`FusionSegModule`: point encoder x graph builder x fusion(backbone) x head, as a LightningModule.
+
+Every part is picked by registry name plus a kwargs dict, so a YAML config (LightningCLI) or a
+Python call can swap any of them. A batch is a list of `Sample`s; graphs are built inside the
+module so that prediction works on a raw `Sample` (a user's file) exactly as in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+from torch_geometric.data import Batch
+
+from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
+from fusionseg.models.losses import create_loss
+from fusionseg.models.metrics import segmentation_metrics, summarise
+from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
+from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
+
+log = logging.getLogger(__name__)
+
+# Hyper-parameters that change tensor shapes or meaning; a checkpoint must agree on them.
+ARCHITECTURE_KEYS = (
+    "class_names", "num_outputs", "task", "energy_axis", "image_channels", "hidden_channels",
+    "point_encoder", "point_encoder_kwargs", "graph_builder", "graph_builder_kwargs",
+    "fusion", "fusion_kwargs", "backbone", "backbone_kwargs", "head", "head_kwargs",
+)  # fmt: skip
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was trained with a different architecture than the one configured."""
+
+
+class FusionSegModule(L.LightningModule):
+    """Segment (or regress) a dense map from an image plus sparse point measurements.
+
+    Args:
+        class_names: output classes (segmentation); linked from the DataModule by the CLI.
+        task: ``"segmentation"`` (per-pixel classes) or ``"regression"`` (per-pixel values,
+            ``num_outputs`` channels, target in ``Sample.meta.extra["dense_values"]``).
+        energy_axis: spectrum calibration the point encoder is built for.
+        point_encoder / graph_builder / fusion / backbone / head: registry names; the matching
+            ``*_kwargs`` dicts are passed to their constructors.
+        hidden_channels: width of the fused node embeddings.
+        loss: ``ce``, ``focal``, ``dice`` or ``ce+dice``; ``class_weights`` optional per class.
+        mask_unseen_classes: at evaluation, only classes found among a field's measured points
+            may be predicted (the spectra say which phases exist in the field).
+        optimizer / scheduler: callables from the config (LightningCLI dependency injection).
+    """
+
+    def __init__(
+        self,
+        class_names: list[str] | tuple[str, ...] = (),
+        task: str = "segmentation",
+        num_outputs: int | None = None,
+        energy_axis: EnergyAxis | dict | None = None,
+        beam_energy_kev: float = 20.0,
+        image_channels: int = 1,
+        point_encoder: str = "element-windows",
+        point_encoder_kwargs: dict[str, Any] | None = None,
+        graph_builder: str = "grid",
+        graph_builder_kwargs: dict[str, Any] | None = None,
+        fusion: str = "cross-attention",
+        fusion_kwargs: dict[str, Any] | None = None,
+        backbone: str = "sage",
+        backbone_kwargs: dict[str, Any] | None = None,
+        head: str = "classifier",
+        head_kwargs: dict[str, Any] | None = None,
+        hidden_channels: int = 64,
+        loss: str = "ce",
+        loss_kwargs: dict[str, Any] | None = None,
+        class_weights: list[float] | None = None,
+        mask_unseen_classes: bool = True,
+        log_phase_maps: bool = True,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if task not in ("segmentation", "regression"):
+            raise ValueError(f"task must be 'segmentation' or 'regression', got {task!r}.")
+        class_names = tuple(class_names)
+        if task == "segmentation" and not class_names:
+            raise ValueError("class_names is empty: give the class names (the CLI links them from the data).")
+        if task == "regression" and not num_outputs:
+            raise ValueError("task='regression' needs num_outputs (channels of the dense target).")
+        if isinstance(energy_axis, dict):  # as stored in a checkpoint's hyper-parameters
+            energy_axis = EnergyAxis(**energy_axis)
+        self.energy_axis = energy_axis or EnergyAxis()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.hparams["energy_axis"] = asdict(self.energy_axis)
+        self.class_names = class_names
+        self.num_outputs = len(class_names) if task == "segmentation" else int(num_outputs)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+        self.point_encoder = POINT_ENCODERS.create(
+            point_encoder, energy_axis=self.energy_axis, beam_energy_kev=beam_energy_kev,
+            **(point_encoder_kwargs or {}),
+        )  # fmt: skip
+        self.graph_builder = GRAPH_BUILDERS.create(graph_builder, **(graph_builder_kwargs or {}))
+        self.fusion = FUSIONS.create(
+            fusion,
+            image_dim=self.graph_builder.image_feature_dim(image_channels),
+            point_dim=self.point_encoder.out_dim,
+            hidden_channels=hidden_channels,
+            image_node_type=self.graph_builder.image_node_type,
+            backbone=backbone,
+            backbone_kwargs=backbone_kwargs or {},
+            **(fusion_kwargs or {}),
+        )
+        self.head = HEADS.create(head, in_dim=self.fusion.out_dim, num_outputs=self.num_outputs, **(head_kwargs or {}))
+        if task == "segmentation":
+            self.loss_fn = create_loss(loss, class_weights=class_weights, **(loss_kwargs or {}))
+            metrics = segmentation_metrics(self.num_outputs)
+            self.val_metrics = metrics.clone(prefix="val/")
+            self.test_metrics = metrics.clone(prefix="test/")
+        else:
+            self.loss_fn = torch.nn.MSELoss()
+        self._encoder_fitted = False
+
+    # ----------------------------------------------------------------------------- forward
+    def build_graphs(self, samples: list[Sample]) -> Batch:
+        """Graphs of a list of samples, batched (pixel_to_node offsets handled by SegGraph)."""
+        return Batch.from_data_list([self.graph_builder(s) for s in samples])
+
+    def forward(self, graph: Batch) -> Tensor:
+        """Per-image-node outputs (M, num_outputs) of a batched graph with raw point spectra."""
+        graph[POINT].x = self.point_encoder(graph[POINT].x)
+        return self.head(self.fusion(graph), graph)
+
+    def pixel_outputs(self, samples: list[Sample]) -> tuple[Tensor, Batch]:
+        """Per-pixel outputs (sum H*W, K) for a list of samples, and the batched graph."""
+        graph = self.build_graphs(samples)
+        node_out = self(graph)
+        if self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
+            node_out = self._mask_unseen(node_out, graph)
+        return decode_to_pixels(node_out, graph), graph
+
+    def _mask_unseen(self, node_logits: Tensor, graph: Batch) -> Tensor:
+        """Forbid classes not found among each graph's measured points (needs point labels)."""
+        y = getattr(graph[POINT], "y", None)
+        if y is None or y.numel() == 0:
+            return node_logits
+        n_graphs = graph.num_graphs
+        seen = torch.zeros(n_graphs, self.num_outputs, dtype=torch.bool, device=node_logits.device)
+        ok = y != IGNORE_INDEX
+        seen[graph[POINT].batch[ok], y[ok]] = True
+        seen[~seen.any(1)] = True  # a field without labelled points keeps every class
+        node_graph = graph[self.graph_builder.image_node_type].batch
+        return node_logits.masked_fill(~seen[node_graph], torch.finfo(node_logits.dtype).min / 2)
+
+    # ----------------------------------------------------------------------------- steps
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, list) and batch and isinstance(batch[0], Sample):
+            return [s.to(device) for s in batch]
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def _loss(self, samples: list[Sample]) -> tuple[Tensor, Tensor, Batch]:
+        out, graph = self.pixel_outputs(samples)
+        if self.hparams.task == "segmentation":
+            target = graph.pixel_y
+        else:
+            target = torch.cat([s.meta.extra["dense_values"].reshape(len(out), -1) for s in samples])
+        return self.loss_fn(out, target), out, graph
+
+    def training_step(self, batch: list[Sample], batch_idx: int) -> Tensor:
+        loss, _, _ = self._loss(batch)
+        self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: list[Sample], batch_idx: int, stage: str) -> None:
+        loss, out, graph = self._loss(batch)
+        self.log(f"{stage}/loss", loss, batch_size=len(batch), prog_bar=stage == "val")
+        if self.hparams.task != "segmentation":
+            return
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(out.argmax(-1), graph.pixel_y)
+        if stage == "val" and batch_idx == 0 and self.hparams.log_phase_maps:
+            self._log_phase_map(out, graph)
+
+    def validation_step(self, batch: list[Sample], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: list[Sample], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def _log_metrics(self, metrics: Any, stage: str) -> None:
+        values = metrics.compute()
+        summary = summarise(values, self.class_names)
+        self.log_dict({k: v for k, v in summary.items() if k != "per_class_iou"}, prog_bar=stage == "val")
+        self.log_dict({f"{stage}/iou/{name}": v for name, v in summary.get("per_class_iou", {}).items()})
+        self.last_metrics = {stage: summary}
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.hparams.task == "segmentation":
+            self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        if self.hparams.task == "segmentation":
+            self._log_metrics(self.test_metrics, "test")
+
+    def predict_step(self, batch: list[Sample], batch_idx: int) -> list[dict[str, Any]]:
+        """Per sample: ``labels`` (H, W) long and ``confidence`` (H, W) max probability."""
+        out, graph = self.pixel_outputs(batch)
+        owner = pixel_batch(graph)
+        results = []
+        for i, s in enumerate(batch):
+            o = out[owner == i]
+            if self.hparams.task == "segmentation":
+                prob = o.softmax(-1)
+                conf, labels = prob.max(-1)
+                results.append({"name": s.meta.name, "labels": labels.view(s.height, s.width).cpu(),
+                                "confidence": conf.view(s.height, s.width).cpu()})  # fmt: skip
+            else:
+                results.append({"name": s.meta.name, "values": o.T.reshape(-1, s.height, s.width).cpu()})
+        return results
+
+    @torch.no_grad()
+    def predict_samples(self, samples: list[Sample], batch_size: int = 4) -> list[dict[str, Any]]:
+        """Predict outside a Trainer (eval mode, no grad)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return [
+                r for i in range(0, len(samples), batch_size) for r in self.predict_step(samples[i : i + batch_size], i)
+            ]
+        finally:
+            self.train(was_training)
+
+    # ----------------------------------------------------------------------------- fitting
+    def on_fit_start(self) -> None:
+        """Fit data-dependent encoders (e.g. PCA) on training spectra once."""
+        if self._encoder_fitted or self.trainer.datamodule is None:
+            return
+        spectra = self.trainer.datamodule.training_spectra()
+        self.point_encoder.fit(spectra.to(self.device))
+        self._encoder_fitted = True
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fusionseg_encoder_fitted"] = self._encoder_fitted
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        diffs = [
+            f"  {key}: checkpoint {saved.get(key)!r} vs configured {self.hparams.get(key)!r}"
+            for key in ARCHITECTURE_KEYS
+            if key in saved and _normalise(saved.get(key)) != _normalise(self.hparams.get(key))
+        ]
+        if diffs:
+            raise CheckpointMismatchError(
+                "The checkpoint was trained with a different model configuration:\n" + "\n".join(diffs)
+                + "\nUse the checkpoint's own config (saved next to it as config.yaml by `fusionseg fit`) "
+                "or load it with FusionSegModule.load_from_checkpoint(path) without overrides."
+            )  # fmt: skip
+        self._encoder_fitted = checkpoint.get("fusionseg_encoder_fitted", True)
+
+    def _log_phase_map(self, out: Tensor, graph: Batch) -> None:
+        from fusionseg.outputs.render import log_phase_map
+
+        h, w = (int(v) for v in graph.image_size[0])
+        pred = out[: h * w].argmax(-1).view(h, w).cpu().numpy()
+        target = graph.pixel_y[: h * w].view(h, w).cpu().numpy()
+        log_phase_map(self.logger, pred, target, self.class_names, step=self.current_epoch)
+
+
+def _normalise(value: Any) -> Any:
+    """Compare configs structurally (tuples vs lists, dataclasses vs dicts)."""
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if hasattr(value, "__dataclass_fields__"):
+        return _normalise(asdict(value))
+    return value

@@ -1,0 +1,112 @@
+"""Result files for a segmented field, written atomically (temp file, then rename).
+
+- ``<name>_phases.tif``: uint16 label ids (TIFF description holds the JSON class table).
+- ``<name>_overlay.png``: BSE, predicted phases (with the measured points), legend.
+- ``<name>_modal.csv``: modal mineralogy, pixel counts and area % per phase.
+- ``metrics.json``: whatever metrics the caller computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from fusionseg.outputs.render import phase_map_figure
+from fusionseg.sample import IGNORE_INDEX
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text(path: Path, writer: Callable[[IO[str]], None]) -> Path:
+    buf = io.StringIO()
+    writer(buf)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return path
+
+
+def write_phase_tiff(path: Path, labels: np.ndarray, class_names: list[str] | tuple[str, ...]) -> Path:
+    """Label map as uint16 TIFF; the class table is JSON in the ImageDescription tag."""
+    import tifffile
+
+    description = json.dumps({"class_names": list(class_names), "ignore_value": 65535})
+    data = np.where(labels == IGNORE_INDEX, 65535, labels).astype(np.uint16)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, data, description=description, metadata=None)
+    return path
+
+
+def modal_table(labels: np.ndarray, class_names: list[str] | tuple[str, ...], pixel_size_um: float = 1.0) -> list[dict]:
+    """Rows of modal mineralogy: phase, pixel count, area % and area in µm², largest first."""
+    valid = labels[labels != IGNORE_INDEX]
+    counts = np.bincount(valid.ravel(), minlength=len(class_names))
+    total = max(int(counts.sum()), 1)
+    rows = [
+        {
+            "phase": class_names[k],
+            "pixels": int(c),
+            "area_percent": round(100.0 * c / total, 4),
+            "area_um2": round(float(c) * pixel_size_um**2, 3),
+        }
+        for k, c in enumerate(counts)
+        if c > 0
+    ]
+    return sorted(rows, key=lambda r: -r["pixels"])
+
+
+def write_modal_csv(path: Path, rows: list[dict]) -> Path:
+    def write(f: IO[str]) -> None:
+        w = csv.DictWriter(f, fieldnames=["phase", "pixels", "area_percent", "area_um2"])
+        w.writeheader()
+        w.writerows(rows)
+
+    return _write_text(path, write)
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    return _write_text(path, lambda f: json.dump(payload, f, indent=2, sort_keys=True))
+
+
+def write_overlay_png(
+    path: Path,
+    image: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    points: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """BSE | predicted phases (+ measured points) [| true phases], with a legend."""
+    import matplotlib.pyplot as plt
+
+    panels = {"BSE": image, "predicted phases": labels}
+    if truth is not None:
+        panels["true phases"] = truth
+    fig = phase_map_figure(panels, class_names, points=points, title=title)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return path
