@@ -1,0 +1,186 @@
+"""Disk format of samples: one compressed ``.npz`` per field, JSON metadata inside.
+
+A sample file ``<name>.npz`` (``numpy.savez_compressed``, readable with ``allow_pickle=False``) holds
+
+==================  ==========================  ==============================================
+key                 dtype / shape               meaning
+==================  ==========================  ==============================================
+``image``           float32 (C, H, W)           dense image (normalised BSE)
+``point_coords``    float64 (N, 2)              (row, col) in pixels
+``point_features``  uint16 or float32 (N, D)    raw spectra (uint16 when whole counts < 65536,
+                                                lossless) or encoded features
+``target``          int32 (H, W), optional      class ids, -1 = unlabelled
+``point_target``    int32 (N,), optional        class ids of the points
+``meta``            0-d unicode string          JSON, see below
+==================  ==========================  ==============================================
+
+``meta`` JSON: ``{"format": "fusionseg-sample", "version": 1, "class_names": [...],
+"energy_axis": {"size", "scale_ev", "offset_ev"} | null, "beam_energy_kev", "fwhm_mn_ka_ev",
+"pixel_size_um", "name", "extra": {...}}`` (energies in eV/keV, pixel size in µm).
+
+A dataset folder holds the sample files plus ``index.json`` (``{"format": "fusionseg-dataset",
+"version": 1, "files": [...], "class_names": [...]}``). Files are written atomically
+(temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fusionseg.registry import DATA_SOURCES
+from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
+
+FORMAT_VERSION = 1
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray | torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"meta.extra value {obj!r} is not JSON-serialisable; store plain numbers, strings or lists.")
+
+
+def _meta_to_json(meta: SampleMeta) -> str:
+    ax = meta.energy_axis
+    return json.dumps(
+        {
+            "format": "fusionseg-sample",
+            "version": FORMAT_VERSION,
+            "class_names": list(meta.class_names),
+            "energy_axis": None
+            if ax is None
+            else {"size": ax.size, "scale_ev": ax.scale_ev, "offset_ev": ax.offset_ev},
+            "beam_energy_kev": meta.beam_energy_kev,
+            "fwhm_mn_ka_ev": meta.fwhm_mn_ka_ev,
+            "pixel_size_um": meta.pixel_size_um,
+            "name": meta.name,
+            "extra": meta.extra,
+        },
+        default=_json_default,
+    )
+
+
+def _meta_from_json(text: str, path: Path) -> SampleMeta:
+    d = json.loads(text)
+    if d.get("format") != "fusionseg-sample" or int(d.get("version", 0)) > FORMAT_VERSION:
+        raise SampleError(f"{path} is not a fusionseg sample file of version <= {FORMAT_VERSION}.")
+    ax = d.get("energy_axis")
+    return SampleMeta(
+        class_names=tuple(d.get("class_names", ())),
+        energy_axis=None if ax is None else EnergyAxis(int(ax["size"]), float(ax["scale_ev"]), float(ax["offset_ev"])),
+        beam_energy_kev=float(d["beam_energy_kev"]),
+        fwhm_mn_ka_ev=float(d["fwhm_mn_ka_ev"]),
+        pixel_size_um=float(d["pixel_size_um"]),
+        name=str(d.get("name", "")),
+        extra=dict(d.get("extra", {})),
+    )
+
+
+def _compact_features(feats: np.ndarray) -> np.ndarray:
+    """uint16 when every value is a whole count below 65536 (lossless), else float32."""
+    if feats.size and feats.min() >= 0 and feats.max() < 65536 and np.all(feats == np.round(feats)):
+        return feats.astype(np.uint16)
+    return feats.astype(np.float32)
+
+
+def save_sample(sample: Sample, path: str | Path) -> Path:
+    """Write ``sample`` to ``path`` (``.npz`` added if missing), atomically. Returns the path."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    arrays: dict[str, np.ndarray] = {
+        "image": sample.image.detach().cpu().float().numpy(),
+        "point_coords": sample.point_coords.detach().cpu().double().numpy(),
+        "point_features": _compact_features(sample.point_features.detach().cpu().numpy()),
+        "meta": np.array(_meta_to_json(sample.meta)),
+    }
+    if sample.target is not None:
+        arrays["target"] = sample.target.cpu().numpy().astype(np.int32)
+    if sample.point_target is not None:
+        arrays["point_target"] = sample.point_target.cpu().numpy().astype(np.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_sample(path: str | Path) -> Sample:
+    """Read a sample written by `save_sample`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(f"Sample file {path} does not exist.")
+    with np.load(path, allow_pickle=False) as z:
+        missing = {"image", "point_coords", "point_features", "meta"} - set(z.files)
+        if missing:
+            raise SampleError(f"{path} lacks {sorted(missing)}; it was not written by fusionseg.data.io.save_sample.")
+        meta = _meta_from_json(str(z["meta"]), path)
+        return Sample(
+            image=torch.from_numpy(z["image"]),
+            point_coords=torch.from_numpy(z["point_coords"]),
+            point_features=torch.from_numpy(z["point_features"].astype(np.float32)),
+            meta=meta,
+            target=torch.from_numpy(z["target"].astype(np.int64)) if "target" in z.files else None,
+            point_target=torch.from_numpy(z["point_target"].astype(np.int64)) if "point_target" in z.files else None,
+        )
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_dataset(samples: Iterable[Sample], folder: str | Path) -> list[Path]:
+    """Write samples as ``00000_<name>.npz``, ... plus ``index.json`` into ``folder``. Returns the file paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, names = [], ()
+    for i, sample in enumerate(samples):
+        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sample.meta.name) or "sample"
+        paths.append(save_sample(sample, folder / f"{i:05d}_{stem}.npz"))
+        names = names or sample.meta.class_names
+    index = {"format": "fusionseg-dataset", "version": FORMAT_VERSION, "files": [p.name for p in paths]}
+    index["class_names"] = list(names)
+    _atomic_text(folder / "index.json", json.dumps(index, indent=1))
+    return paths
+
+
+@DATA_SOURCES.register("sample-folder")
+class SampleFolder:
+    """Random access to a folder of sample files (``index.json`` order, else sorted ``*.npz``)."""
+
+    def __init__(self, root: str | Path, pattern: str = "*.npz") -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise SampleError(f"Sample folder {self.root} does not exist; write one with `fusionseg simulate`.")
+        index = self.root / "index.json"
+        if index.is_file():
+            self.files = [self.root / f for f in json.loads(index.read_text())["files"]]
+        else:
+            self.files = sorted(self.root.glob(pattern))
+        if not self.files:
+            raise SampleError(f"No sample files matching {pattern!r} in {self.root}.")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Sample:
+        return load_sample(self.files[index])

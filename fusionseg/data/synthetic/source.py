@@ -1,0 +1,207 @@
+"""The ``sem-synthetic`` data source and the function behind ``fusionseg simulate``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fusionseg.data.synthetic.field import SyntheticField, simulate_field
+from fusionseg.data.synthetic.minerals import SimulationError, class_names
+from fusionseg.data.synthetic.physics import SpectrumModel, element_peaks
+from fusionseg.data.synthetic.rocks import get_rock
+from fusionseg.registry import DATA_SOURCES, SAMPLERS
+from fusionseg.sample import EnergyAxis, Sample
+
+
+def n_points_for(height: int, width: int, eds_fraction: float) -> int:
+    """N = max(1, round(eds_fraction * H * W)); raises for a fraction outside (0, 1]."""
+    if not np.isfinite(eds_fraction) or not 0 < eds_fraction <= 1:
+        raise SimulationError(f"eds_fraction must be in (0, 1] (got {eds_fraction}); 0.01 measures 1 % of pixels.")
+    return max(1, round(eds_fraction * height * width))
+
+
+@DATA_SOURCES.register("sem-synthetic", "synthetic")
+class SyntheticSEMSource:
+    """Random-access simulated SEM fields: ``src[i] -> Sample``, deterministic in (seed, i).
+
+    Field i is of rock ``rocks[i % len(rocks)]``, ``size`` x ``size`` px (or height x width) at
+    ``pixel_size_um`` µm/px, with EDS spectra (raw counts) at ``round(eds_fraction * H * W)``
+    points drawn by the registered ``sampler``. ``src.field(i)`` returns the `SyntheticField`
+    (labels, BSE, ``spectra_at``, ``dense_spectra`` for the oracle on small fields).
+    """
+
+    def __init__(
+        self,
+        num_fields: int = 64,
+        size: int = 128,
+        rocks: str | Sequence[str] = ("granite",),
+        eds_fraction: float = 0.01,
+        sampler: str = "random",
+        counts_per_spectrum: float = 1000.0,
+        beam_energy_kev: float = 20.0,
+        energy_axis: EnergyAxis | None = None,
+        seed: int = 0,
+        fwhm_mn_ka_ev: float = 130.0,
+        pixel_size_um: float = 1.5,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> None:
+        self.height, self.width = int(height or size), int(width or size)
+        if int(num_fields) < 1:
+            raise SimulationError(f"num_fields must be >= 1 (got {num_fields}).")
+        if self.height < 1 or self.width < 1:
+            raise SimulationError(f"Field size must be >= 1 px (got {self.height}x{self.width}); try size=128.")
+        self.num_fields = int(num_fields)
+        self.rocks = (rocks,) if isinstance(rocks, str) else tuple(rocks)
+        if not self.rocks:
+            raise SimulationError("rocks must name at least one rock type, e.g. ('granite',).")
+        self.rock_types = [get_rock(r) for r in self.rocks]
+        self.eds_fraction = float(eds_fraction)
+        self.n_points = n_points_for(self.height, self.width, self.eds_fraction)
+        self.sampler_name = sampler
+        self.sampler = SAMPLERS.create(sampler)
+        self.seed = int(seed)
+        self.pixel_size_um = float(pixel_size_um)
+        self.spectra = SpectrumModel(
+            class_names(), energy_axis or EnergyAxis(), beam_energy_kev, fwhm_mn_ka_ev, counts_per_spectrum
+        )
+        for rock in self.rock_types:  # fail now, not at item 37, when a mineral cannot be excited
+            self.spectra.check([class_names().index(m) for m in rock.minerals()])
+
+    def __len__(self) -> int:
+        return self.num_fields
+
+    def _index(self, index: int) -> int:
+        i = int(index) + (self.num_fields if int(index) < 0 else 0)
+        if not 0 <= i < self.num_fields:
+            raise IndexError(f"Field index {index} is out of range for {self.num_fields} fields.")
+        return i
+
+    def field(self, index: int) -> SyntheticField:
+        """The simulated field ``index`` (phase map, BSE, spectra on demand)."""
+        i = self._index(index)
+        return simulate_field(
+            self.rock_types[i % len(self.rock_types)],
+            self.height,
+            self.width,
+            seed=np.random.SeedSequence([self.seed, i]),
+            pixel_size_um=self.pixel_size_um,
+            spectra=self.spectra,
+        )
+
+    def __getitem__(self, index: int) -> Sample:
+        i = self._index(index)
+        fld = self.field(i)
+        rng = np.random.default_rng([self.seed, i, 7])
+        coords = self.sampler(self.height, self.width, self.n_points, rng)
+        return fld.to_sample(coords, fld.spectra_at(coords, rng), name=f"{fld.rock}-s{self.seed}-{i:05d}")
+
+
+def simulate_to_folder(
+    rock: str,
+    n: int,
+    size: int,
+    out: Path,
+    seed: int = 0,
+    eds_fraction: float = 0.01,
+    preview: bool = True,
+) -> Path:
+    """Write ``n`` simulated ``size``² fields of ``rock`` as a sample folder (see `fusionseg.data.io`).
+
+    Also writes ``preview.png`` (BSE, phase map with legend, a few spectra with element labels)
+    when ``preview``. Returns the folder.
+    """
+    from fusionseg.data.io import write_dataset
+
+    src = SyntheticSEMSource(num_fields=n, size=size, rocks=(rock,), eds_fraction=eds_fraction, seed=seed)
+    out = Path(out)
+    write_dataset((src[i] for i in range(len(src))), out)
+    if preview:
+        save_preview(src[0], out / "preview.png")
+    return out
+
+
+def save_preview(sample: Sample, path: Path, n_spectra: int = 3) -> Path:
+    """PNG with the BSE image, the phase map with a legend and a few spectra labelled by element."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    names = sample.meta.class_names
+    target = sample.target.numpy()
+    present = np.unique(target)
+    cmap = ListedColormap(plt.get_cmap("tab20")(np.arange(len(present)) % 20))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    axes[0].imshow(sample.image[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title(f"BSE ({sample.meta.name})")
+    axes[1].imshow(
+        np.searchsorted(present, target), cmap=cmap, vmin=-0.5, vmax=len(present) - 0.5, interpolation="nearest"
+    )
+    pts = sample.point_coords.numpy()
+    axes[1].scatter(pts[:, 1], pts[:, 0], s=2, c="k")
+    axes[1].set_title("phase map + EDS points")
+    axes[1].legend(
+        handles=[Patch(color=cmap(j), label=names[k]) for j, k in enumerate(present)],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+    )
+    _plot_spectra(axes[2], sample, n_spectra)
+    for ax in axes[:2]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return _savefig_atomic(fig, Path(path))
+
+
+def _plot_spectra(ax, sample: Sample, n_spectra: int) -> None:
+    axis = sample.meta.energy_axis
+    e_kev = axis.energies_ev().numpy() / 1000.0
+    pt = sample.point_target.numpy()
+    classes, first = np.unique(pt, return_index=True)
+    order = np.argsort(-np.bincount(pt)[classes])[:n_spectra]
+    for j in order:
+        k, i = int(classes[j]), int(first[j])
+        name = sample.meta.class_names[k]
+        spec = sample.point_features[i].numpy()
+        ax.plot(e_kev, spec, lw=0.8, label=name)
+        if name == "pore":
+            continue
+        for label, energy in element_peaks(name, sample.meta.beam_energy_kev):
+            ch = int(round(axis.channel(energy)))
+            if 0 <= ch < len(spec):
+                ax.annotate(
+                    label.split()[0],
+                    (energy / 1000.0, spec[max(ch - 3, 0) : ch + 4].max()),
+                    fontsize=7,
+                    ha="center",
+                    va="bottom",
+                )
+    ax.set_xlim(0, min(e_kev[-1], sample.meta.beam_energy_kev))
+    ax.set_xlabel("energy (keV)")
+    ax.set_ylabel("counts")
+    ax.set_title("EDS spectra at points")
+    ax.legend(fontsize=8)
+
+
+def _savefig_atomic(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
