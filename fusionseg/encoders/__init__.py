@@ -2,6 +2,7 @@
 
 from fusionseg.encoders.base import EncoderError, SpectrumEncoder, detector_fwhm_ev
 from fusionseg.encoders.learned import LearnedEncoder
+from fusionseg.encoders.library import LibraryPosterior
 from fusionseg.encoders.spectral import DEFAULT_ELEMENTS, ElementWindows, IdentityEncoder, PCAEncoder
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "EncoderError",
     "IdentityEncoder",
     "LearnedEncoder",
+    "LibraryPosterior",
     "PCAEncoder",
     "SpectrumEncoder",
     "detector_fwhm_ev",

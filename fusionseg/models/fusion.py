@@ -48,13 +48,33 @@ def edge_distance(graph: HeteroData, edge_type: tuple[str, str, str]) -> Tensor:
 
 
 def point_to_image_edges(graph: HeteroData, img: str) -> tuple[Tensor, Tensor]:
-    """(2, E) edges point -> image node and their distances (E,), from (point, to, img) or reversed (img, to, point)."""
+    """(2, E) edges point -> image node and their distances (E,), for propagating point information.
+
+    Prefers ``(img, "to", point)`` reversed: every image node then hears from its k nearest points.
+    ``(point, "to", img)`` (each point's k nearest image nodes) reaches only k nodes per point, so
+    it is used only when the graph has no image -> point edges.
+    """
     forward, reverse = (POINT, TO, img), (img, TO, POINT)
-    if forward in graph.edge_types:
-        return graph[forward].edge_index, edge_distance(graph, forward)
     if reverse in graph.edge_types:
         return graph[reverse].edge_index.flip(0), edge_distance(graph, reverse)
+    if forward in graph.edge_types:
+        return graph[forward].edge_index, edge_distance(graph, forward)
     raise FusionError(f"The graph has neither {forward} nor {reverse} edges; build it with cross edges (k > 0).")
+
+
+def image_context_of_points(graph: HeteroData, img: str, h_img: Tensor) -> Tensor:
+    """(N, D) image embedding of the node nearest each point (zeros for points without such an edge).
+
+    Lets attention compare a pixel with what the image looks like *at* the measured point, so a
+    point in another grain (other BSE level, across a boundary) can be told from one in the same.
+    """
+    n = graph[POINT].num_nodes
+    forward = (POINT, TO, img)
+    if forward not in graph.edge_types or graph[forward].edge_index.numel() == 0:
+        return h_img.new_zeros(n, h_img.shape[1])
+    (src, dst), dist = graph[forward].edge_index, edge_distance(graph, forward)
+    weight = softmax(-dist, src, num_nodes=n)  # nearest node dominates; ties share
+    return scatter(weight[:, None] * h_img[dst], src, dim=0, dim_size=n, reduce="sum")
 
 
 class DistanceEncoding(nn.Module):
@@ -118,10 +138,12 @@ class Fusion(nn.Module):
                     "encode point spectra before fusion and set image_dim/point_dim from the data."
                 )
 
-    def image_branch(self, backbone: Backbone, graph: HeteroData) -> Tensor:
-        """Run ``backbone`` on the image-image edges, (M, hidden)."""
+    def image_branch(self, backbone: Backbone, graph: HeteroData, x: Tensor | None = None) -> Tensor:
+        """Run ``backbone`` on the image-image edges, (M, hidden); ``x`` defaults to the image features."""
         et = (self.img, NEAR, self.img)
-        x = graph[self.img].x
+        x = graph[self.img].x if x is None else x
+        if getattr(backbone, "grid_native", False):  # convolution over the pixel lattice
+            return backbone.forward_grid(x, graph)
         if et not in graph.edge_types:
             raise FusionError(f"The graph has no {et} edges; the image branch needs them.")
         return backbone(x, graph[et].edge_index, edge_distance(graph, et)[:, None])
@@ -215,12 +237,56 @@ class HeteroFusion(Fusion):
         return x[self.img]
 
 
+class PointAttention(nn.Module):
+    """Multi-head attention of image nodes (queries) over their point edges (keys/values).
+
+    logits_ij = q_i . (k_j + e_ij) / sqrt(d), e_ij a distance encoding; out_i = sum_j a_ij (v_j + e_ij),
+    then a gated skip (as PyG ``TransformerConv(beta=True)``). When every image node has the same
+    number k of point edges listed node by node — what the builders produce for ``cross_k``
+    nearest points — attention runs on dense (M, k) tensors: no scatter, several times faster
+    on CPU, forward and backward. Otherwise it falls back to PyG's segment softmax + scatter.
+    """
+
+    def __init__(self, hidden: int, heads: int, distance_dim: int) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise FusionError(f"hidden_channels={hidden} must be divisible by attention_heads={heads}.")
+        self.heads, self.dh = heads, hidden // heads
+        self.q, self.k, self.v = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        self.e = nn.Linear(distance_dim, hidden, bias=False)
+        self.skip = nn.Linear(hidden, hidden)
+        self.beta = nn.Linear(3 * hidden, 1, bias=False)
+
+    def forward(self, h_pt: Tensor, h_img: Tensor, edge_index: Tensor, dist_enc: Tensor) -> Tensor:
+        src, dst = edge_index  # point -> image node
+        m, hd = h_img.shape[0], (self.heads, self.dh)
+        q = self.q(h_img).view(m, *hd)
+        e = self.e(dist_enc).view(-1, *hd)
+        k = self.k(h_pt).view(-1, *hd)[src] + e
+        v = self.v(h_pt).view(-1, *hd)[src] + e
+        per_node = dst.numel() // max(m, 1)
+        if per_node and dst.numel() == m * per_node and bool((dst.view(m, per_node) == dst[::per_node, None]).all()):
+            order = dst[::per_node]
+            k, v = k.view(m, per_node, *hd), v.view(m, per_node, *hd)
+            logits = (q[order, None] * k).sum(-1) / self.dh**0.5  # (m, k, heads)
+            out = torch.zeros_like(q).index_copy(0, order, (logits.softmax(1)[..., None] * v).sum(1))
+        else:
+            logits = (q[dst] * k).sum(-1) / self.dh**0.5
+            attn = softmax(logits, dst, num_nodes=m)
+            out = scatter(attn[..., None] * v, dst, dim=0, dim_size=m, reduce="sum")
+        out = out.reshape(m, -1)
+        skip = self.skip(h_img)
+        beta = torch.sigmoid(self.beta(torch.cat([out, skip, out - skip], -1)))
+        return beta * skip + (1 - beta) * out
+
+
 @FUSIONS.register("cross-attention", "cross")
 class CrossAttentionFusion(Fusion):
     """Image backbone, then multi-head attention of each image node over its nearest points.
 
-    Keys and values are point embeddings plus a learned distance encoding (PyG `TransformerConv`
-    on the bipartite point -> image edges, gated skip ``beta``); output LayerNorm(image + attention).
+    Each image node attends over its k nearest points. Keys and values are point embeddings
+    (spectral MLP + the image embedding at the point's location) plus a learned distance
+    encoding (PyG `TransformerConv`, gated skip ``beta``); output LayerNorm(image + attention).
     Image nodes without point edges keep their image embedding.
     """
 
@@ -231,9 +297,12 @@ class CrossAttentionFusion(Fusion):
         hidden_channels: int,
         attention_heads: int = 4,
         distance_dim: int = 16,
+        refine_layers: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        # Optional second image pass after attention: spreads what points said within grains.
+        self.refine = self.make_backbone(hidden_channels, num_layers=refine_layers) if refine_layers else None
         if hidden_channels % attention_heads:
             raise FusionError(
                 f"hidden_channels={hidden_channels} must be divisible by attention_heads={attention_heads}."
@@ -242,23 +311,20 @@ class CrossAttentionFusion(Fusion):
         self.point_mlp = nn.Sequential(
             nn.Linear(point_dim, self.hidden), nn.GELU(), nn.Linear(self.hidden, self.hidden)
         )
+        self.context = nn.Linear(self.hidden, self.hidden)
         self.distance = DistanceEncoding(distance_dim)
-        self.attention = TransformerConv(
-            (self.hidden, self.hidden),
-            self.hidden // attention_heads,
-            heads=attention_heads,
-            edge_dim=distance_dim,
-            beta=True,
-        )
+        self.attention = PointAttention(self.hidden, attention_heads, distance_dim)
         self.norm = nn.LayerNorm(self.hidden)
 
     def forward(self, graph: HeteroData) -> Tensor:
         self.check(graph)
         h_img = self.image_branch(self.backbone, graph)
         edge_index, dist = point_to_image_edges(graph, self.img)
-        h_pt = self.point_mlp(graph[POINT].x)
-        attended = self.attention((h_pt, h_img), edge_index, self.distance(dist))
-        return self.norm(h_img + attended)
+        h_pt = self.point_mlp(graph[POINT].x) + self.context(image_context_of_points(graph, self.img, h_img))
+        attended = self.norm(h_img + self.attention(h_pt, h_img, edge_index, self.distance(dist)))
+        if self.refine is None:
+            return attended
+        return attended + self.image_branch(self.refine, graph, x=attended)
 
 
 @FUSIONS.register("late")
