@@ -19,7 +19,7 @@ from fusionseg.models.module import FusionSegModule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-EXTRA_COMMANDS = ("simulate", "demo")
+EXTRA_COMMANDS = ("simulate", "demo", "segment")
 
 
 class FusionSegCLI(LightningCLI):
@@ -76,12 +76,18 @@ def _demo(argv: list[str]) -> int:
     return 0
 
 
+def _segment(argv: list[str]) -> int:
+    from fusionseg.segment import segment_main
+
+    return segment_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fusionseg`` console script."""
     os.environ.setdefault("WANDB_MODE", "offline")  # never phone home unless the user asks
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in EXTRA_COMMANDS:
-        return {"simulate": _simulate, "demo": _demo}[args[0]](args[1:])
+        return {"simulate": _simulate, "demo": _demo, "segment": _segment}[args[0]](args[1:])
     make_cli(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 

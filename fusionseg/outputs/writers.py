@@ -110,3 +110,89 @@ def write_overlay_png(
     finally:
         plt.close(fig)
     return path
+
+
+def write_uncertainty_tiff(path: Path, uncertainty: np.ndarray) -> Path:
+    """Per-pixel uncertainty (1 - confidence, 0..1) as a float32 TIFF."""
+    import tifffile
+
+    description = json.dumps({"quantity": "uncertainty = 1 - max class probability", "range": [0, 1]})
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, uncertainty.astype(np.float32), description=description, metadata=None)
+    return path
+
+
+def write_uncertainty_png(path: Path, uncertainty: np.ndarray, points: np.ndarray | None = None) -> Path:
+    """Uncertainty map (viridis, 0..1) with a colour bar and the measured points."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.4, 4.6))
+    im = ax.imshow(uncertainty, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    if points is not None and len(points):
+        ax.scatter(points[:, 1], points[:, 0], s=3, c="white", edgecolors="black", linewidths=0.3)
+    ax.set_title("uncertainty (1 - confidence)")
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def hspy_available() -> bool:
+    """RosettaSciIO's .hspy writer needs h5py."""
+    import importlib.util
+
+    return importlib.util.find_spec("h5py") is not None
+
+
+def write_hspy_phase_map(
+    path: Path,
+    labels: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    axes: list[dict] | None = None,
+    title: str = "phase map",
+    uncertainty: np.ndarray | None = None,
+) -> Path:
+    """Phase map as a HyperSpy ``.hspy`` file (``rsciio.hspy.file_writer``) on the input's navigation axes.
+
+    Label ids are int16 (``IGNORE_INDEX`` = -1); the class table and optional uncertainty statistics are in
+    ``metadata.Sample.phases``. Raises ImportError when h5py is missing (see `hspy_available`).
+    """
+    from rsciio.hspy import file_writer
+
+    h, w = labels.shape
+    names = ("height", "width")
+    default = [
+        {"name": n, "size": s, "offset": 0.0, "scale": 1.0, "units": "px"} for n, s in zip(names, (h, w), strict=True)
+    ]
+    use = axes if axes and len(axes) == 2 and [a.get("size") for a in axes] == [h, w] else default
+    # A 2-D image: both axes are signal axes (navigate=False), as HyperSpy's Signal2D.
+    out_axes = [{k: a[k] for k in ("name", "size", "offset", "scale", "units") if k in a} | {"navigate": False}
+                for a in use]  # fmt: skip
+    signal = {
+        "data": labels.astype(np.int16),
+        "axes": out_axes,
+        "metadata": {
+            "General": {"title": title},
+            "Signal": {"signal_type": "", "quantity": "phase id"},
+            "Sample": {"phases": {str(k): n for k, n in enumerate(class_names)}},
+        },
+        "original_metadata": {},
+        "tmp_parameters": {},
+        "attributes": {"_lazy": False, "ragged": False},
+        "learning_results": {},
+        "models": {},
+        "package_info": {"name": "fusionseg", "version": "0.1.0"},
+    }
+    if uncertainty is not None:
+        signal["metadata"]["Sample"]["mean_uncertainty"] = float(uncertainty.mean())
+    with atomic_path(path) as tmp:
+        file_writer(str(tmp), signal, show_progressbar=False)
+    return path

@@ -1,0 +1,137 @@
+"""Everything ``fusionseg segment`` writes for one field, and a short Markdown report.
+
+Files (``<name>`` = the field's name):
+
+- ``<name>_phases.tif``: uint16 label ids, JSON class table in the TIFF description (`write_phase_tiff`);
+- ``<name>_uncertainty.tif`` / ``.png``: 1 - confidence per pixel (float32 0..1);
+- ``<name>_overlay.png``: BSE, phase map with the measured points, legend;
+- ``<name>_modal.csv``: area % and pixel counts per phase;
+- ``<name>_phases.hspy``: HyperSpy phase map on the input's axes (needs h5py; skipped with a note otherwise);
+- ``points.csv``: measured points (row, col) and their labels; ``summary.json``; ``report.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusionseg.outputs.writers import (
+    atomic_path,
+    hspy_available,
+    modal_table,
+    write_hspy_phase_map,
+    write_json,
+    write_uncertainty_png,
+    write_uncertainty_tiff,
+)
+from fusionseg.sample import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+
+
+def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985) of two labelings from their contingency table.
+
+    Label-space free: compares a phase map with ground truth in another id space. Pixels with a
+    negative label in either map are skipped. Hand-written because scikit-learn is not a dependency.
+    """
+    keep = (a >= 0) & (b >= 0)
+    a, b = np.unique(a[keep], return_inverse=True)[1], np.unique(b[keep], return_inverse=True)[1]
+    table = np.bincount(a * (b.max() + 1) + b, minlength=(a.max() + 1) * (b.max() + 1)).reshape(a.max() + 1, -1)
+    pairs = lambda x: (x * (x - 1) / 2.0).sum()  # noqa: E731
+    s_ij, s_a, s_b, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([a.size]))
+    expected = s_a * s_b / max(total, 1.0)
+    denom = 0.5 * (s_a + s_b) - expected
+    return 1.0 if denom == 0 else float((s_ij - expected) / denom)
+
+
+def _write_points_csv(path: Path, coords: np.ndarray, labels: np.ndarray | None, names: tuple[str, ...]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["row", "col", "label"])
+    lab = [names[k] if k != IGNORE_INDEX else "unknown" for k in labels.tolist()] if labels is not None else None
+    w.writerows([[f"{r:.2f}", f"{c:.2f}", lab[i] if lab else ""] for i, (r, c) in enumerate(coords.tolist())])
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def markdown_report(summary: dict[str, Any], files: dict[str, str], rows: list[dict]) -> str:
+    """Short Markdown report: inputs, timings, the pictures and the modal table."""
+    lines = [f"# Phase map of `{summary['field']}`", ""]
+    lines += [f"- input: `{summary['input']}`", f"- mode: {summary['mode']}",
+              f"- measured spectra: {summary['points']} ({summary['point_percent']:.2g} % of pixels)",
+              f"- point labelling: {summary.get('labelling', 'given')}",
+              "- timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
+              f"- mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
+    for note in summary.get("notes", []):
+        lines.append(f"- note: {note}")
+    if "ari_vs_target" in summary:
+        lines.append(f"- adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
+    lines += ["", f"![overlay]({files['overlay']})", "", f"![uncertainty]({files['uncertainty_png']})", ""]
+    lines += ["| phase | pixels | area % |", "| --- | ---: | ---: |"]
+    lines += [f"| {r['phase']} | {r['pixels']} | {r['area_percent']:.2f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -> dict[str, str]:
+    """Write every output of a `SegmentResult` into ``out`` (a staging folder); returns name -> file."""
+    from fusionseg.demo import write_field_outputs
+
+    sample, names = result.sample, tuple(result.class_names)
+    stem = sample.meta.name or "field"
+    shown = replace(sample, target=None, point_target=None, meta=replace(sample.meta, class_names=names, name=stem))
+    write_field_outputs(out, shown, result.labels, result.confidence)
+    labels = result.labels.numpy().astype(np.int64)
+    uncertainty = (1.0 - result.confidence).numpy()
+    files = {"phases_tiff": f"{stem}_phases.tif", "overlay": f"{stem}_overlay.png", "modal_csv": f"{stem}_modal.csv",
+             "uncertainty_tiff": f"{stem}_uncertainty.tif", "uncertainty_png": f"{stem}_uncertainty.png",
+             "points_csv": "points.csv", "summary": "summary.json", "report": "report.md"}  # fmt: skip
+    write_uncertainty_tiff(out / files["uncertainty_tiff"], uncertainty)
+    coords = sample.point_coords.numpy()
+    write_uncertainty_png(out / files["uncertainty_png"], uncertainty, coords)
+    _write_points_csv(out / files["points_csv"], coords, sample.point_target, names)
+    notes = list(result.info.get("notes", []))
+    if hspy_available():
+        files["hspy"] = f"{stem}_phases.hspy"
+        write_hspy_phase_map(out / files["hspy"], labels, names, sample.meta.extra.get("axes"), f"{stem} phases",
+                             uncertainty)  # fmt: skip
+    else:
+        notes.append("no .hspy phase map: RosettaSciIO's hspy writer needs h5py (pip install h5py)")
+        log.warning(notes[-1])
+    summary = _summary(result, input_path, labels, uncertainty, notes)
+    rows = modal_table(labels, names, sample.meta.pixel_size_um)
+    write_json(out / files["summary"], {**summary, "files": files, "modal": rows})
+    with atomic_path(out / files["report"]) as tmp:
+        tmp.write_text(markdown_report(summary, files, rows))
+    return files
+
+
+def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
+    s = result.sample
+    summary: dict[str, Any] = {
+        "field": s.meta.name or "field",
+        "input": str(input_path),
+        "mode": result.mode,
+        "class_names": list(result.class_names),
+        "points": s.num_points,
+        "point_percent": 100.0 * s.num_points / labels.size,
+        "timings": result.timings,
+        "mean_uncertainty": float(uncertainty.mean()),
+        "energy_axis": None if s.meta.energy_axis is None else vars(s.meta.energy_axis),
+        "beam_energy_kev": s.meta.beam_energy_kev,
+        "training": {k: v for k, v in result.info.items() if k != "notes"},
+        "notes": notes,
+    }
+    if result.point_labels is not None:
+        summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
+    target = s.meta.extra.get("original_target")
+    if target is not None:
+        summary["ari_vs_target"] = adjusted_rand_index(labels, np.asarray(target))
+    return summary

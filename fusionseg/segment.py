@@ -1,0 +1,546 @@
+"""``fusionseg segment``: a user's SEM field (image + EDS) -> phase map, uncertainty, modal table, report.
+
+    fusionseg segment INPUT [--image IMG] [--eds-fraction F | --eds-points N] [--sampler NAME]
+                      [--checkpoint CKPT] --out DIR
+
+Two ways to map a field:
+
+* ``--checkpoint``: inductive prediction with a trained `FusionSegModule` (spectra rebinned onto
+  the checkpoint's energy axis when the file's calibration differs).
+* no checkpoint: the measured points are labelled (mineral library, else k-means clusters) and a
+  small graph model is trained on this field alone. Each step hides a random part of the points
+  (queries) and learns to predict their labels from the image and the remaining points (context),
+  on crops around points; held-out points drive early stopping. Large fields are predicted in
+  overlapping tiles within a pixel budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from fusionseg.data.datamodule import collate_samples
+from fusionseg.identify import UNKNOWN, PointLabels, label_points
+from fusionseg.registry import SAMPLERS
+from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
+
+log = logging.getLogger(__name__)
+
+
+class SegmentError(ValueError):
+    """The field cannot be segmented as asked; the message names the problem and the fix."""
+
+
+# ----------------------------------------------------------------------------- sparse acquisition
+def sparse_acquisition(
+    sample: Sample,
+    fraction: float | None = None,
+    n_points: int | None = None,
+    sampler: str = "random",
+    seed: int = 0,
+) -> Sample:
+    """Keep the spectra of a few pixels of a dense map (``meta.extra['dense_spectra']`` (H, W, C)).
+
+    Positions come from the registered ``sampler`` (rounded to pixels); pixels whose spectrum has
+    zero counts (EDS acquired over only part of the field) are treated as not measured and skipped.
+    """
+    import fusionseg.data.samplers  # noqa: F401  (registers the samplers)
+
+    cube = sample.meta.extra.get("dense_spectra")
+    if cube is None:
+        raise SegmentError("--eds-fraction/--eds-points need a dense EDS map; this input already holds point spectra.")
+    measured = sample.meta.extra.get("measured_mask", cube.sum(-1) > 0)
+    h, w = measured.shape
+    n_valid = int(measured.sum())
+    if (fraction is None) == (n_points is None):
+        raise SegmentError("give exactly one of fraction (0..1] or n_points (>= 1) for the sparse acquisition.")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise SegmentError(f"eds fraction must be in (0, 1], got {fraction}; 0.01 keeps 1 % of the pixels.")
+    n = int(round(fraction * n_valid)) if fraction is not None else int(n_points)
+    if not 1 <= n <= n_valid:
+        raise SegmentError(f"cannot keep {n} spectra: the map has {n_valid} measured pixels; ask for 1..{n_valid}.")
+    draw = SAMPLERS.create(sampler)
+    rng = np.random.default_rng(seed)
+    # Draw over the whole field, scaled up by the unmeasured share, then keep measured pixels.
+    want = min(h * w, int(np.ceil(n * h * w / n_valid)))
+    rc = np.rint(draw(h, w, want, rng)).astype(np.int64)
+    rc = rc[measured[rc[:, 0], rc[:, 1]]]
+    if len(rc) < n:  # top up with random measured pixels (partial maps with an uneven sampler)
+        free = np.flatnonzero(measured.ravel() & ~np.isin(np.arange(h * w), rc[:, 0] * w + rc[:, 1]))
+        extra = rng.choice(free, size=n - len(rc), replace=False)
+        rc = np.concatenate([rc, np.stack(np.divmod(extra, w), 1)])
+    rc = rc[rng.permutation(len(rc))[:n]]
+    spectra = np.asarray(cube[rc[:, 0], rc[:, 1]], dtype=np.float32)
+    extra = {**sample.meta.extra, "sampler": sampler, "eds_fraction": n / (h * w)}
+    return replace(sample, point_coords=rc.astype(np.float32), point_features=spectra,
+                   meta=replace(sample.meta, extra=extra), point_target=None)  # fmt: skip
+
+
+def measured_points(sample: Sample) -> Sample:
+    """Every measured pixel of a dense map as a point (small maps, or ``--eds-fraction 1``)."""
+    return sparse_acquisition(sample, fraction=1.0, sampler="random")
+
+
+def rebin_spectra(spectra: Tensor, src: EnergyAxis, dst: EnergyAxis) -> Tensor:
+    """Counts per channel moved from calibration ``src`` to ``dst`` conserving counts.
+
+    Linear interpolation of the cumulative counts at the target channel edges (eV), then differences.
+    """
+    edges_src = np.append(src.energies_ev().numpy() - src.scale_ev / 2, src.offset_ev + (src.size - 0.5) * src.scale_ev)
+    edges_dst = np.append(dst.energies_ev().numpy() - dst.scale_ev / 2, dst.offset_ev + (dst.size - 0.5) * dst.scale_ev)
+    x = spectra.double().numpy()
+    cum = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x, 1)], 1)
+    at = np.stack([np.interp(edges_dst, edges_src, row) for row in cum]) if len(x) else np.zeros((0, dst.size + 1))
+    return torch.from_numpy(np.diff(at, axis=1)).float()
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass
+class SegmentConfig:
+    """Per-field training and prediction settings (pixels, seconds)."""
+
+    mode: str = "auto"  # point labelling: auto | library | clusters
+    n_clusters: int | None = None
+    min_confidence: float = 0.9
+    hidden_channels: int = 32
+    num_layers: int = 3
+    cross_k: int = 4
+    pca_components: int = 8
+    crop_px: int = 128
+    crops_per_batch: int = 4
+    batches_per_epoch: int = 8
+    max_epochs: int = 25
+    patience: int = 6
+    lr: float = 0.01
+    query_fraction: float = 0.25
+    val_fraction: float = 0.15
+    min_val_points: int = 50  # fewer held-out points: no early stopping (their loss is too noisy)
+    fusion: str = "late"
+    num_threads: int | None = None  # torch CPU threads (1 is fastest on a busy machine)
+    time_budget_s: float = 50.0
+    tile_px: int = 512
+    overlap_px: int = 32
+    seed: int = 0
+    progress: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentResult:
+    """labels (H, W) long class ids into ``class_names``; confidence (H, W) float max probability."""
+
+    labels: Tensor
+    confidence: Tensor
+    class_names: tuple[str, ...]
+    sample: Sample
+    mode: str
+    point_labels: PointLabels | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- training data
+def _point_pixels(coords: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+    rc = coords.round().long()
+    return rc[:, 0].clamp(0, h - 1), rc[:, 1].clamp(0, w - 1)
+
+
+def _crop(sample: Sample, r0: int, c0: int, ch: int, cw: int, context: Tensor, query: Tensor) -> Sample:
+    """A crop with ``context`` points as input and the labels of ``query`` points as the only target pixels."""
+    coords = sample.point_coords - torch.tensor([r0, c0], dtype=torch.float32)
+    inside = (coords[:, 0] > -0.5) & (coords[:, 0] < ch - 0.5) & (coords[:, 1] > -0.5) & (coords[:, 1] < cw - 0.5)
+    ctx, qry = context & inside, query & inside
+    target = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.long)
+    pt = sample.point_target
+    if pt is not None and qry.any():
+        rows, cols = _point_pixels(coords[qry], ch, cw)
+        target[rows, cols] = pt[qry]
+    return Sample(image=sample.image[:, r0 : r0 + ch, c0 : c0 + cw], point_coords=coords[ctx],
+                  point_features=sample.point_features[ctx], meta=sample.meta, target=target,
+                  point_target=None if pt is None else pt[ctx])  # fmt: skip
+
+
+class PointCropDataset(Dataset):
+    """Random crops around labelled points; each hides a random ``query_fraction`` of its points.
+
+    ``usable`` (N,) bool marks the points training may see (held-out validation points excluded).
+    """
+
+    def __init__(self, sample: Sample, usable: Tensor, crop_px: int, length: int, query_fraction: float, seed: int):
+        self.sample, self.usable, self.length, self.qf = sample, usable, length, query_fraction
+        self.ch, self.cw = min(crop_px, sample.height), min(crop_px, sample.width)
+        self.candidates = torch.nonzero(usable & (sample.point_target != IGNORE_INDEX)).squeeze(1)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Sample:
+        s, g = self.sample, self.gen
+        centre = s.point_coords[self.candidates[torch.randint(len(self.candidates), (1,), generator=g)]][0]
+        r0 = int((centre[0] - self.ch // 2 + torch.randint(-self.ch // 4, self.ch // 4 + 1, (1,), generator=g)).clamp(
+            0, s.height - self.ch))  # fmt: skip
+        c0 = int((centre[1] - self.cw // 2 + torch.randint(-self.cw // 4, self.cw // 4 + 1, (1,), generator=g)).clamp(
+            0, s.width - self.cw))  # fmt: skip
+        hide = torch.rand(s.num_points, generator=g) < self.qf
+        labelled = s.point_target != IGNORE_INDEX
+        return _crop(s, r0, c0, self.ch, self.cw, self.usable & ~hide, self.usable & hide & labelled)
+
+
+def validation_crops(sample: Sample, val: Tensor, crop_px: int, max_crops: int = 8) -> list[Sample]:
+    """Fixed crops whose targets are the held-out points and whose inputs are all training points."""
+    ch, cw = min(crop_px, sample.height), min(crop_px, sample.width)
+    rows = sorted({min(r, sample.height - ch) for r in range(0, sample.height, ch)})
+    cols = sorted({min(c, sample.width - cw) for c in range(0, sample.width, cw)})
+    crops = [_crop(sample, r, c, ch, cw, ~val, val) for r in rows for c in cols]
+    crops = [c for c in crops if (c.target != IGNORE_INDEX).any()]
+    return crops[:max_crops]
+
+
+class _ListDataset(Dataset):
+    def __init__(self, items: list[Sample]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.items[index]
+
+
+class KeepBestWeights(L.Callback):
+    """Remember the weights of the best ``val/loss`` and restore them when fitting ends."""
+
+    def __init__(self) -> None:
+        self.best, self.state, self.epoch = float("inf"), None, -1
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None and float(loss) < self.best:
+            self.best, self.epoch = float(loss), trainer.current_epoch
+            self.state = copy.deepcopy(module.state_dict())
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
+# ----------------------------------------------------------------------------- per-field training
+def class_weights(labels: Tensor, k: int) -> list[float]:
+    """Inverse square-root frequency weights (mean 1) so rare phases are not ignored."""
+    counts = torch.bincount(labels[labels != IGNORE_INDEX], minlength=k).double().clamp(min=1)
+    w = counts.rsqrt()
+    return (w / w.mean()).tolist()
+
+
+def build_field_model(sample: Sample, config: SegmentConfig) -> Any:
+    """A small fast `FusionSegModule`: grid graph, late (gated) fusion, SAGE backbone, PCA point encoder."""
+    from fusionseg.models.module import FusionSegModule
+
+    kwargs: dict[str, Any] = dict(
+        class_names=sample.meta.class_names,
+        energy_axis=sample.meta.energy_axis,
+        beam_energy_kev=sample.meta.beam_energy_kev,
+        image_channels=sample.image.shape[0],
+        point_encoder="pca",
+        point_encoder_kwargs={"n_components": min(config.pca_components, max(1, sample.num_points - 1))},
+        graph_builder="grid",
+        graph_builder_kwargs={"connectivity": 8, "cross_k": config.cross_k},
+        fusion=config.fusion,
+        fusion_kwargs={"num_layers": config.num_layers},
+        backbone="sage",
+        hidden_channels=config.hidden_channels,
+        class_weights=class_weights(sample.point_target, sample.num_classes),
+        log_phase_maps=False,
+        mask_unseen_classes=False,  # every class is this field's; a crop may lack some of them
+        optimizer=lambda params: torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4),
+    )
+    kwargs.update(config.model_kwargs)
+    model = FusionSegModule(**kwargs)
+    model.point_encoder.fit(sample.point_features)
+    model._encoder_fitted = True
+    return model
+
+
+def split_validation(sample: Sample, fraction: float, seed: int) -> Tensor:
+    """(N,) bool held-out points: ``fraction`` of each class, at least one, never a class's only point."""
+    g = torch.Generator().manual_seed(seed + 7)
+    y = sample.point_target
+    val = torch.zeros(len(y), dtype=torch.bool)
+    for k in torch.unique(y[y != IGNORE_INDEX]).tolist():  # loop over classes (a handful), not points
+        idx = torch.nonzero(y == k).squeeze(1)
+        n = int(round(fraction * len(idx))) if len(idx) > 2 else 0
+        val[idx[torch.randperm(len(idx), generator=g)[:n]]] = True
+    return val
+
+
+def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[str, Any]]:
+    """Train a graph model on one field from its labelled points (``sample.point_target``); returns model, info."""
+    labelled = sample.point_target != IGNORE_INDEX
+    if int(labelled.sum()) < max(4, sample.num_classes):
+        raise SegmentError(
+            f"only {int(labelled.sum())} labelled points for {sample.num_classes} classes; measure more points "
+            "(--eds-fraction/--eds-points) or use a trained model with --checkpoint."
+        )
+    L.seed_everything(config.seed, workers=False, verbose=False)
+    model = build_field_model(sample, config)
+    val = split_validation(sample, config.val_fraction, config.seed)
+    if int(val.sum()) < config.min_val_points:
+        val[:] = False
+    train_set = PointCropDataset(sample, ~val, config.crop_px, config.batches_per_epoch * config.crops_per_batch,
+                                 config.query_fraction, config.seed)  # fmt: skip
+    val_items = validation_crops(sample, val, config.crop_px) if val.any() else []
+    keep = KeepBestWeights()
+    callbacks: list[L.Callback] = [keep]
+    if val_items:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor="val/loss", patience=config.patience))
+    trainer = L.Trainer(
+        max_epochs=config.max_epochs, max_time={"seconds": config.time_budget_s}, accelerator="cpu", devices=1,
+        logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=callbacks,
+        enable_progress_bar=config.progress, num_sanity_val_steps=0, limit_val_batches=1.0 if val_items else 0,
+    )  # fmt: skip
+    start = time.perf_counter()
+    loader = DataLoader(train_set, batch_size=config.crops_per_batch, collate_fn=collate_samples)
+    val_loader = DataLoader(_ListDataset(val_items), batch_size=config.crops_per_batch, collate_fn=collate_samples)
+    trainer.fit(model, loader, val_loader if val_items else None)
+    info = {
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "epochs": trainer.current_epoch,
+        "best_epoch": keep.epoch,
+        "best_val_loss": None if keep.state is None else round(keep.best, 4),
+        "train_points": int((~val & labelled).sum()),
+        "val_points": int(val.sum()),
+    }
+    return model, info
+
+
+# ----------------------------------------------------------------------------- prediction
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``size`` px with at least ``overlap`` px overlap."""
+    if size <= tile:
+        return [0]
+    step = max(1, tile - 2 * overlap)
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    return sorted(set(starts))
+
+
+def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32) -> tuple[Tensor, Tensor]:
+    """(H, W) labels and confidence; fields larger than ``tile_px`` are predicted in overlapping tiles.
+
+    Each tile keeps only its core (the centre, ``overlap_px`` from inner edges), so every pixel is
+    predicted with at least ``overlap_px`` of context on each side.
+    """
+    from tqdm.auto import tqdm
+
+    h, w = sample.height, sample.width
+    labels = torch.empty(h, w, dtype=torch.long)
+    conf = torch.empty(h, w)
+    everything = torch.ones(sample.num_points, dtype=torch.bool)
+    rows, cols = tile_starts(h, tile_px, overlap_px), tile_starts(w, tile_px, overlap_px)
+    tiles = [(r, c) for r in rows for c in cols]
+    for r, c in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
+        th, tw = min(tile_px, h), min(tile_px, w)
+        crop = _crop(sample, r, c, th, tw, everything, ~everything)
+        crop.target = None
+        out = model.predict_samples([crop])[0]
+        r_lo = 0 if r == 0 else r + overlap_px
+        c_lo = 0 if c == 0 else c + overlap_px
+        labels[r_lo : r + th, c_lo : c + tw] = out["labels"][r_lo - r :, c_lo - c :]
+        conf[r_lo : r + th, c_lo : c + tw] = out["confidence"][r_lo - r :, c_lo - c :]
+    return labels, conf
+
+
+def load_checkpoint_model(path: Path) -> Any:
+    from fusionseg.models.module import FusionSegModule
+
+    if not Path(path).is_file():
+        raise SegmentError(f"checkpoint {path} does not exist; give a .ckpt written by `fusionseg fit`.")
+    try:
+        return FusionSegModule.load_from_checkpoint(str(path), map_location="cpu")
+    except ValueError:
+        raise
+    except Exception as err:
+        raise SegmentError(f"cannot load checkpoint {path} ({err}); give a .ckpt written by `fusionseg fit`.") from err
+
+
+def adapt_to_checkpoint(sample: Sample, model: Any) -> tuple[Sample, list[str]]:
+    """Rebin spectra onto the checkpoint's energy axis and label points in its classes; returns notes."""
+    notes = []
+    axis: EnergyAxis = model.energy_axis
+    feats = sample.point_features
+    if sample.meta.energy_axis is not None and sample.meta.energy_axis != axis:
+        feats = rebin_spectra(feats, sample.meta.energy_axis, axis)
+        notes.append(
+            f"spectra rebinned from the file's energy axis {sample.meta.energy_axis} to the checkpoint's {axis}"
+        )
+    if abs(sample.meta.beam_energy_kev - model.hparams.beam_energy_kev) > 0.5:
+        notes.append(
+            f"beam energy {sample.meta.beam_energy_kev} keV differs from the checkpoint's "
+            f"{model.hparams.beam_energy_kev} keV: line intensities differ, expect lower accuracy"
+        )
+    meta = replace(sample.meta, energy_axis=axis, class_names=tuple(model.class_names))
+    point_target = None
+    try:
+        pl = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev, mode="library",
+                          class_names=model.class_names)  # fmt: skip
+        index = {n: i for i, n in enumerate(model.class_names)}
+        point_target = torch.tensor([index[pl.names[k]] if k != UNKNOWN else IGNORE_INDEX for k in pl.labels.tolist()])
+    except (KeyError, ValueError) as err:  # classes outside the mineral library: no class masking
+        notes.append(f"points not identified against the checkpoint's classes ({err}); all classes allowed")
+    adapted = replace(sample, point_features=feats, meta=meta, target=None, point_target=point_target)
+    return adapted, notes
+
+
+# ----------------------------------------------------------------------------- whole field
+def prepare_points(
+    sample: Sample, eds_fraction: float | None, eds_points: int | None, sampler: str, seed: int
+) -> Sample:
+    """The field with measured points: simulated sparse acquisition from a dense map, or the file's points."""
+    dense = "dense_spectra" in sample.meta.extra
+    if eds_fraction is not None or eds_points is not None:
+        return sparse_acquisition(sample, eds_fraction, eds_points, sampler, seed)
+    if dense:
+        return measured_points(sample)
+    if sample.num_points == 0:
+        raise SegmentError("the input holds no EDS spectra; give an EDS file, or a folder with eds.npz or points.csv.")
+    return sample
+
+
+def segment_field(sample: Sample, checkpoint: Path | None = None, config: SegmentConfig | None = None) -> SegmentResult:
+    """Segment a field whose measured points are in ``sample`` (``point_target`` set = labels given)."""
+    config = config or SegmentConfig()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    timings: dict[str, float] = {}
+    if sample.num_points < 2:
+        raise SegmentError(f"the field has {sample.num_points} measured spectra; measure at least 2 (ideally ~1 %).")
+    if checkpoint is not None:
+        model = load_checkpoint_model(checkpoint)
+        adapted, notes = adapt_to_checkpoint(sample, model)
+        for note in notes:
+            log.warning(note)
+        start = time.perf_counter()
+        labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
+        timings["predict_s"] = round(time.perf_counter() - start, 2)
+        return SegmentResult(labels, conf, tuple(model.class_names), adapted, "checkpoint", timings=timings,
+                             info={"notes": notes})  # fmt: skip
+    start = time.perf_counter()
+    if sample.point_target is None:
+        points = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev,
+                              mode=config.mode, min_confidence=config.min_confidence, n_clusters=config.n_clusters,
+                              seed=config.seed)  # fmt: skip
+        sample = with_point_labels(sample, points)
+    else:
+        points = None
+    timings["identify_s"] = round(time.perf_counter() - start, 2)
+    model, info = train_on_points(sample, config)
+    timings["train_s"] = info["train_seconds"]
+    start = time.perf_counter()
+    labels, conf = predict_field(model, sample, config.tile_px, config.overlap_px)
+    timings["predict_s"] = round(time.perf_counter() - start, 2)
+    return SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
+
+
+def with_point_labels(sample: Sample, points: PointLabels) -> Sample:
+    """The sample with identified point labels; unknown points become class ``unknown`` when present."""
+    names, labels = points.names, points.labels.clone()
+    if (labels == UNKNOWN).any():
+        names = (*names, "unknown")
+        labels[labels == UNKNOWN] = len(names) - 1
+    if len(names) < 2:
+        raise SegmentError(
+            f"all measured points were labelled {names[0]!r}: one phase needs no segmentation; measure more points "
+            "or use --mode clusters --n-clusters K."
+        )
+    return replace(sample, point_target=labels, meta=replace(sample.meta, class_names=names), target=None)
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
+    p.add_argument("input", type=Path, help="EDS file (.bcf, .spd, .hspy, ...) or folder (image + eds.npz/points.csv)")
+    p.add_argument("--image", type=Path, help="separate BSE image (TIFF/PNG) on the EDS map's pixel grid")
+    p.add_argument("--bse-title", help="pick the file's image whose title contains this text")
+    amount = p.add_mutually_exclusive_group()
+    amount.add_argument("--eds-fraction", type=float, help="keep this fraction of a dense map's spectra (0..1]")
+    amount.add_argument("--eds-points", type=int, help="keep this many spectra of a dense map")
+    p.add_argument("--sampler", default="random", help="where kept spectra lie: random, grid, stratified")
+    p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); without it a model is trained on the field")
+    p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
+    p.add_argument("--n-clusters", type=int, help="number of phases for clustering (default: by silhouette)")
+    p.add_argument("--min-confidence", type=float, default=0.9, help="library posterior below which a point is unknown")
+    p.add_argument("--time-budget", type=float, default=50.0, help="training time limit in seconds")
+    p.add_argument("--tile", type=int, default=512, help="prediction tile size in pixels (memory budget)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    return p.parse_args(argv)
+
+
+def run_segment(a: argparse.Namespace) -> Path:
+    """Read, sample, segment and write every output into a staging folder renamed to ``--out`` at the end."""
+    from fusionseg.data.readers import read_input
+    from fusionseg.outputs.report import write_segment_outputs
+
+    out = a.out.resolve()
+    if out.exists() and any(out.iterdir()) and not a.overwrite:
+        raise SegmentError(f"output folder {out} exists and is not empty; choose another --out or pass --overwrite.")
+    start = time.perf_counter()
+    sample = read_input(a.input, image=a.image, bse_title=a.bse_title)
+    sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
+    config = SegmentConfig(mode=a.mode, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
+                           time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed,
+                           num_threads=a.threads)  # fmt: skip
+    result = segment_field(sample, a.checkpoint, config)
+    result.timings["total_s"] = round(time.perf_counter() - start, 2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same disk: rename is atomic
+    try:
+        write_segment_outputs(staging, result, input_path=a.input)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def segment_main(argv: list[str]) -> int:
+    """``fusionseg segment ...``; bad input prints one clear line and returns 2 (no traceback)."""
+    a = parse_args(argv)
+    try:
+        out = run_segment(a)
+    except (ValueError, FileNotFoundError) as err:  # every input error of fusionseg is a ValueError subclass
+        print(f"fusionseg segment: error: {err}", file=sys.stderr)
+        return 2
+    print(f"Outputs written to {out}")
+    return 0
+
+
+__all__ = [
+    "SegmentConfig",
+    "SegmentError",
+    "SegmentResult",
+    "predict_field",
+    "rebin_spectra",
+    "segment_field",
+    "segment_main",
+    "sparse_acquisition",
+    "train_on_points",
+]

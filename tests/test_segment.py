@@ -1,0 +1,145 @@
+"""`fusionseg segment`: sparse acquisition, point labelling, per-field training, outputs, bad input."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from fusionseg.baselines import nearest_point_map
+from fusionseg.identify import cluster_spectra, label_points, library_references
+from fusionseg.outputs.report import adjusted_rand_index
+from fusionseg.sample import EnergyAxis
+from fusionseg.segment import (
+    SegmentConfig,
+    SegmentError,
+    rebin_spectra,
+    segment_field,
+    segment_main,
+    sparse_acquisition,
+)
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+BCF30 = REAL / "bruker" / "30x30_instructively_packed_16bit_compressed.bcf"
+needs_bruker = pytest.mark.skipif(not BCF30.is_file(), reason=f"real Bruker test file absent ({BCF30})")
+
+
+@pytest.fixture(scope="module")
+def bruker():
+    from fusionseg.data.readers import read_input
+
+    return read_input(BCF30)
+
+
+def test_adjusted_rand_index_known_values() -> None:
+    a = np.array([0, 0, 1, 1, 2, 2])
+    assert adjusted_rand_index(a, a) == pytest.approx(1.0)
+    assert adjusted_rand_index(a, np.array([5, 5, 7, 7, 9, 9])) == pytest.approx(1.0)  # label-space free
+    # scikit-learn's documented example: adjusted_rand_score([0, 0, 1, 1], [0, 0, 1, 2]) == 0.571...
+    assert adjusted_rand_index(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])) == pytest.approx(4 / 7)
+
+
+def test_rebin_conserves_counts() -> None:
+    src, dst = EnergyAxis(2048, 10.0, -470.0), EnergyAxis(1030, 20.0, -480.0)  # dst covers src
+    x = torch.poisson(torch.full((3, 2048), 4.0))
+    y = rebin_spectra(x, src, dst)
+    assert y.shape == (3, 1030)
+    np.testing.assert_allclose(y.sum(1).numpy(), x.sum(1).numpy(), rtol=1e-5)
+
+
+@needs_bruker
+def test_sparse_acquisition_skips_unmeasured_pixels(bruker) -> None:
+    cube = bruker.meta.extra["dense_spectra"].copy()
+    cube[:, 15:] = 0  # EDS acquired over the left half only
+    partial = replace(bruker, meta=replace(bruker.meta, extra={"dense_spectra": cube, "measured_mask": None}))
+    partial.meta.extra["measured_mask"] = cube.sum(-1) > 0
+    for sampler in ("random", "grid", "stratified"):
+        s = sparse_acquisition(partial, fraction=0.1, sampler=sampler, seed=1)
+        assert s.num_points == 45 and (s.point_coords[:, 1] < 15).all()
+        assert (s.point_features.sum(1) > 0).all()
+    with pytest.raises(SegmentError, match="cannot keep 500 spectra: the map has 450 measured pixels"):
+        sparse_acquisition(partial, n_points=500)
+
+
+def test_library_identification_and_unknown() -> None:
+    axis = EnergyAxis()
+    names = ("quartz", "calcite", "pyrite")
+    refs, _ = library_references(names, axis, 20.0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.poisson((refs / refs.sum(1, keepdim=True)).repeat(20, 1) * 2000, generator=gen)
+    pl = label_points(x, axis, 20.0, class_names=names)
+    assert pl.mode == "library" and set(pl.names) == set(names)
+    assert [pl.names[k] for k in pl.labels[:3].tolist()] == list(names)
+    flat = torch.poisson(torch.full((5, axis.size), 1.0), generator=gen)  # no mineral looks like this
+    pl = label_points(torch.cat([x, flat]), axis, 20.0, class_names=names)
+    assert (pl.labels[-5:] == -1).all() and pl.counts()["unknown"] == 5
+
+
+@needs_bruker
+def test_real_spectra_fall_back_to_clusters(bruker) -> None:
+    s = sparse_acquisition(bruker, fraction=0.2, seed=0)
+    pl = label_points(s.point_features, s.meta.energy_axis, s.meta.beam_energy_kev, n_clusters=3)
+    assert pl.mode == "clusters" and pl.names == ("cluster-0", "cluster-1", "cluster-2")
+
+
+@needs_bruker
+def test_fused_map_beats_nearest_point_on_real_bruker(bruker) -> None:
+    """10 % of the spectra; reference = k-means (k=4) of the full dense map; ARI averaged over 3 seeds."""
+    cube = bruker.meta.extra["dense_spectra"]
+    h, w, _ = cube.shape
+    ref = cluster_spectra(torch.from_numpy(cube.reshape(h * w, -1).astype(np.float64)), n_clusters=4).view(h, w)
+    fused, nearest = [], []
+    for seed in range(3):
+        s = sparse_acquisition(bruker, fraction=0.1, seed=seed)
+        rc = s.point_coords.long()
+        y = ref[rc[:, 0], rc[:, 1]]  # point labels from the same clustering (unsupervised mode)
+        s = replace(s, point_target=y, meta=replace(s.meta, class_names=tuple(f"cluster-{k}" for k in range(4))))
+        config = SegmentConfig(seed=seed, progress=False, num_threads=1, max_epochs=20, batches_per_epoch=4)
+        result = segment_field(s, config=config)
+        fused.append(adjusted_rand_index(result.labels.numpy(), ref.numpy()))
+        nearest.append(adjusted_rand_index(nearest_point_map(s.point_coords.numpy(), y.numpy(), (h, w)), ref.numpy()))
+    print(f"ARI vs dense clustering: fused {np.mean(fused):.3f} {np.round(fused, 3)}, "
+          f"nearest point {np.mean(nearest):.3f} {np.round(nearest, 3)}")  # fmt: skip
+    assert np.mean(fused) > np.mean(nearest)
+
+
+@needs_bruker
+def test_fewer_points_than_classes(bruker) -> None:
+    s = sparse_acquisition(bruker, n_points=3, seed=0)
+    s = replace(s, point_target=torch.tensor([0, 1, 2]), meta=replace(s.meta, class_names=("a", "b", "c", "d")))
+    with pytest.raises(SegmentError, match="only 3 labelled points for 4 classes"):
+        segment_field(s, config=SegmentConfig(progress=False))
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "broken.bcf"
+    bad.write_bytes(b"\x00garbage" * 50)
+    out = tmp_path / "out"
+    assert segment_main([str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unreadable or corrupt" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))  # nothing partial left
+    folder = tmp_path / "field"
+    folder.mkdir()
+    tifffile.imwrite(folder / "bse.tif", np.zeros((8, 8), np.uint16))
+    assert segment_main([str(folder), "--out", str(out)]) == 2
+    assert "holds no EDS spectra" in capsys.readouterr().err
+
+
+@needs_bruker
+def test_cli_writes_all_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "maps"
+    args = [str(BCF30), "--eds-fraction", "0.2", "--mode", "clusters", "--n-clusters", "3", "--threads", "1"]
+    assert segment_main([*args, "--time-budget", "15", "--out", str(out)]) == 0
+    stem = BCF30.stem
+    for suffix in ("_phases.tif", "_uncertainty.tif", "_overlay.png", "_uncertainty.png", "_modal.csv"):
+        assert (out / f"{stem}{suffix}").is_file(), suffix
+    labels = tifffile.imread(out / f"{stem}_phases.tif")
+    assert labels.shape == (30, 30) and set(np.unique(labels)) <= {0, 1, 2}
+    report = (out / "report.md").read_text()
+    assert "| cluster-0 |" in report and "measured spectra: 180" in report
+    assert segment_main([*args, "--out", str(out)]) == 2  # refuses to overwrite without --overwrite
