@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
 from fusionseg.data.datamodule import FusionSegDataModule
-from fusionseg.models.module import FusionSegModule
+from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -28,6 +30,35 @@ class FusionSegCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
         for attr in ("class_names", "energy_axis", "beam_energy_kev", "image_channels"):
             parser.link_arguments(f"data.{attr}", f"model.{attr}", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
+        sub = self.config.get("subcommand")
+        before = _model_config(self.config, sub)
+        super()._parse_ckpt_path()
+        after = _model_config(self.config, sub)
+        diffs = [
+            f"  {key}: config {before[key]!r} -> checkpoint {after[key]!r}"
+            for key in ARCHITECTURE_KEYS
+            if key in before and key in after and before[key] != after[key]
+        ]
+        if diffs:
+            warnings.warn(
+                "The checkpoint was trained with a different model configuration; its values are used:\n"
+                + "\n".join(diffs),
+                CheckpointConfigWarning,
+                stacklevel=2,
+            )
+
+
+class CheckpointConfigWarning(UserWarning):
+    """The configured model differs from the checkpoint's; the checkpoint's architecture wins."""
+
+
+def _model_config(config: Any, subcommand: str | None) -> dict[str, Any]:
+    section = config.get(subcommand) if subcommand else config
+    model = section.get("model") if section is not None else None
+    return model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
 
 
 def make_cli(args: list[str] | None = None, run: bool = True) -> FusionSegCLI:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusionseg.cli import CONFIG_DIR, main, make_cli
+from fusionseg.cli import CONFIG_DIR, CheckpointConfigWarning, main, make_cli
 from fusionseg.models.module import CheckpointMismatchError, FusionSegModule
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -58,8 +58,15 @@ def test_checkpoint_with_other_architecture_says_what_differs(tmp_path, monkeypa
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     ckpt = tmp_path / "model.ckpt"
     cli.trainer.save_checkpoint(ckpt)
-    with pytest.raises(CheckpointMismatchError, match="hidden_channels: checkpoint 64 vs configured 16"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"fusion\.refine\.inp\.weight: checkpoint \(32, 32, 1, 1\) vs configured \(16, 16, 1, 1\)",
+    ):
         FusionSegModule.load_from_checkpoint(ckpt, hidden_channels=16)
+    # The CLI rebuilds the model as the checkpoint was trained and says which settings that overrode.
+    with pytest.warns(CheckpointConfigWarning, match="hidden_channels: config 16 -> checkpoint 32"):
+        make_cli(["test", "--config", str(CONFIG_DIR / "default.yaml"), *SMALL_DATA, "--model.hidden_channels=16",
+                  f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
 
 
 def test_unknown_part_lists_known_names():

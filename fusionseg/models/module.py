@@ -254,17 +254,26 @@ class FusionSegModule(L.LightningModule):
         checkpoint["fusionseg_encoder_fitted"] = self._encoder_fitted
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another architecture with a list of what differs (not a bare shape error)."""
         saved = checkpoint.get("hyper_parameters", {})
         diffs = [
             f"  {key}: checkpoint {saved.get(key)!r} vs configured {self.hparams.get(key)!r}"
             for key in ARCHITECTURE_KEYS
             if key in saved and _normalise(saved.get(key)) != _normalise(self.hparams.get(key))
         ]
+        own, stored = self.state_dict(), checkpoint.get("state_dict", {})
+        diffs += [
+            f"  {name}: checkpoint {tuple(value.shape)} vs configured {tuple(own[name].shape)}"
+            for name, value in stored.items()
+            if name in own and tuple(value.shape) != tuple(own[name].shape)
+        ][:10]
+        diffs += [f"  {name}: only in the checkpoint" for name in sorted(set(stored) - set(own))][:5]
+        diffs += [f"  {name}: missing from the checkpoint" for name in sorted(set(own) - set(stored))][:5]
         if diffs:
             raise CheckpointMismatchError(
                 "The checkpoint was trained with a different model configuration:\n" + "\n".join(diffs)
-                + "\nUse the checkpoint's own config (saved next to it as config.yaml by `fusionseg fit`) "
-                "or load it with FusionSegModule.load_from_checkpoint(path) without overrides."
+                + "\nUse the config saved with the checkpoint (config.yaml in its run folder, written by "
+                "`fusionseg fit`) or FusionSegModule.load_from_checkpoint(path) without overrides."
             )  # fmt: skip
         self._encoder_fitted = checkpoint.get("fusionseg_encoder_fitted", True)
 
