@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import torch
 from fusionseg.models.metrics import iou_from_confusion, modal_fractions
 from fusionseg.outputs.writers import (
     modal_table,
+    staged_folder,
     write_json,
     write_modal_csv,
     write_overlay_png,
@@ -79,9 +78,7 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
 
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same disk: rename is atomic
-    try:
+    with staged_folder(out) as staging:
         sample = cli.datamodule.dataset("predict")[0]
         pred = cli.model.predict_samples([sample])[0]
         held_out = write_field_outputs(staging, sample, pred["labels"], pred["confidence"])
@@ -93,12 +90,6 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
             "test_split": {k: float(v) for k, v in test.items()},
         }
         write_json(staging / "metrics.json", summary)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     print(
         f"\nheld-out field {sample.meta.name}: mIoU {held_out['miou']:.3f}, pixel accuracy {held_out['pixel_acc']:.3f}"
     )

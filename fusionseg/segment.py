@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -496,6 +494,7 @@ def run_segment(a: argparse.Namespace) -> Path:
     """Read, sample, segment and write every output into a staging folder renamed to ``--out`` at the end."""
     from fusionseg.data.readers import read_input
     from fusionseg.outputs.report import write_segment_outputs
+    from fusionseg.outputs.writers import staged_folder
 
     out = a.out.resolve()
     if out.exists() and any(out.iterdir()) and not a.overwrite:
@@ -508,16 +507,8 @@ def run_segment(a: argparse.Namespace) -> Path:
                            num_threads=a.threads)  # fmt: skip
     result = segment_field(sample, a.checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same disk: rename is atomic
-    try:
+    with staged_folder(out) as staging:
         write_segment_outputs(staging, result, input_path=a.input)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out
 
 

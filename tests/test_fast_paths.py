@@ -36,14 +36,15 @@ def test_grid_cnn_refuses_a_strided_grid(samples):
         GridCNN(1, 8).forward_grid(g["pixel"].x, g)
 
 
-def test_dense_and_scatter_attention_agree():
+def test_dense_and_scatter_attention_agree(monkeypatch):
     torch.manual_seed(0)
     att = PointAttention(hidden=8, heads=2, distance_dim=4)
     m, n, k = 30, 7, 3
     h_img, h_pt = torch.randn(m, 8), torch.randn(n, 8)
     dst = torch.arange(m).repeat_interleave(k)
     src = torch.randint(0, n, (m * k,))
-    enc = torch.randn(m * k, 4)
+    enc = torch.rand(m * k) * 10  # distances in pixels
+    monkeypatch.setattr(PointAttention, "chunk", 7)  # several chunks, the last one partial
     dense = att(h_pt, h_img, torch.stack([src, dst]), enc)  # regular: k edges per node, in order
     perm = torch.randperm(m * k)  # same edges shuffled: forces the scatter path
     scattered = att(h_pt, h_img, torch.stack([src[perm], dst[perm]]), enc[perm])

@@ -26,8 +26,6 @@ A dataset folder holds the sample files plus ``index.json`` (``{"format": "fusio
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusionseg.outputs.writers import atomic_path
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
 
@@ -109,15 +108,8 @@ def save_sample(sample: Sample, path: str | Path) -> Path:
         arrays["target"] = sample.target.cpu().numpy().astype(np.int32)
     if sample.point_target is not None:
         arrays["point_target"] = sample.point_target.cpu().numpy().astype(np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return path
 
 
@@ -142,10 +134,8 @@ def load_sample(path: str | Path) -> Sample:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_dataset(samples: Iterable[Sample], folder: str | Path) -> list[Path]:
