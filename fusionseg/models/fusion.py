@@ -240,13 +240,13 @@ class HeteroFusion(Fusion):
 class PointAttention(nn.Module):
     """Multi-head attention of image nodes (queries) over their point edges (keys/values).
 
-    logits_ij = q_i . k_j / sqrt(d) + b(d_ij), with b a learned per-head bias of the distance in
-    pixels, looked up in log-spaced buckets (a relative-position bias, as in T5: a table lookup
-    costs far less per edge than an MLP); out_i = sum_j a_ij v_j, then a gated skip (as PyG
-    ``TransformerConv(beta=True)``). When every image node has the same number k of point edges
-    listed node by node — what the builders produce for ``cross_k`` nearest points — attention
-    runs on dense (M, k) tensors in chunks of ``chunk`` nodes: no scatter (several times faster on
-    CPU) and bounded memory on large fields. Otherwise PyG's segment softmax + scatter.
+    logits_ij = q_i . (k_j + e_ij) / sqrt(d), out_i = sum_j a_ij (v_j + e_ij), with e_ij a learned
+    encoding of the distance in pixels (`DistanceEncoding` then a linear map), then a gated skip
+    (as PyG ``TransformerConv(beta=True)``). When every image node has the same number k of point
+    edges listed node by node — what the builders produce for ``cross_k`` nearest points —
+    attention runs on dense (M, k) tensors in chunks of ``chunk`` nodes: no scatter (several
+    times faster on CPU) and per-edge tensors only one chunk at a time (bounded memory on large
+    fields). Otherwise PyG's segment softmax + scatter.
     """
 
     chunk = 65536
@@ -257,20 +257,20 @@ class PointAttention(nn.Module):
             raise FusionError(f"hidden_channels={hidden} must be divisible by attention_heads={heads}.")
         self.heads, self.dh = heads, hidden // heads
         self.q, self.k, self.v = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
-        self.buckets = distance_dim
-        self.bias = nn.Embedding(distance_dim, heads)
+        self.distance = DistanceEncoding(distance_dim)
+        self.e = nn.Linear(distance_dim, hidden, bias=False)
         self.skip = nn.Linear(hidden, hidden)
         self.beta = nn.Linear(3 * hidden, 1, bias=False)
 
-    def distance_bias(self, dist: Tensor) -> Tensor:
-        """(..., heads) bias of distances in pixels; bucket = round(3 log2(1 + d)), 16 buckets reach ~40 px."""
-        bucket = torch.round(3 * torch.log2(1 + dist)).long().clamp_(0, self.buckets - 1)
-        return self.bias(bucket)
+    def edge_encoding(self, dist: Tensor) -> Tensor:
+        """(..., heads, dh) encoding of distances in pixels."""
+        return self.e(self.distance(dist.reshape(-1))).view(*dist.shape, self.heads, self.dh)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, dist: Tensor) -> Tensor:
         """q (m, H, dh); k, v (m, kn, H, dh); dist (m, kn) -> (m, H, dh)."""
-        logits = (q[:, None] * k).sum(-1) / self.dh**0.5 + self.distance_bias(dist)
-        return (logits.softmax(1)[..., None] * v).sum(1)
+        e = self.edge_encoding(dist)
+        logits = (q[:, None] * (k + e)).sum(-1) / self.dh**0.5
+        return (logits.softmax(1)[..., None] * (v + e)).sum(1)
 
     def forward(self, h_pt: Tensor, h_img: Tensor, edge_index: Tensor, dist: Tensor) -> Tensor:
         src, dst = edge_index  # point -> image node
@@ -287,9 +287,10 @@ class PointAttention(nn.Module):
             ]  # fmt: skip
             out = torch.zeros_like(q).index_copy(0, order, torch.cat(parts))
         else:
-            logits = (q[dst] * k_pt[src]).sum(-1) / self.dh**0.5 + self.distance_bias(dist)
+            e = self.edge_encoding(dist)
+            logits = (q[dst] * (k_pt[src] + e)).sum(-1) / self.dh**0.5
             attn = softmax(logits, dst, num_nodes=m)
-            out = scatter(attn[..., None] * v_pt[src], dst, dim=0, dim_size=m, reduce="sum")
+            out = scatter(attn[..., None] * (v_pt[src] + e), dst, dim=0, dim_size=m, reduce="sum")
         out = out.reshape(m, -1)
         skip = self.skip(h_img)
         beta = torch.sigmoid(self.beta(torch.cat([out, skip, out - skip], -1)))
@@ -301,8 +302,8 @@ class CrossAttentionFusion(Fusion):
     """Image backbone, then multi-head attention of each image node over its nearest points.
 
     Each image node attends over its k nearest points (`PointAttention`). Keys and values are
-    point embeddings (spectral MLP + the image embedding at the point's location); a learned
-    distance bias favours near points; output LayerNorm(image + attention).
+    point embeddings (spectral MLP + the image embedding at the point's location) plus a learned
+    distance encoding; output LayerNorm(image + attention).
     Image nodes without point edges keep their image embedding.
     """
 

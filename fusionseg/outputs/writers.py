@@ -116,6 +116,18 @@ def write_json(path: Path, payload: Any) -> Path:
     return _write_text(path, lambda f: json.dump(payload, f, indent=2, sort_keys=True))
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and free it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
 def write_overlay_png(
     path: Path,
     image: np.ndarray,
@@ -126,18 +138,11 @@ def write_overlay_png(
     title: str = "",
 ) -> Path:
     """BSE | predicted phases (+ measured points) [| true phases], with a legend."""
-    import matplotlib.pyplot as plt
-
     panels = {"BSE": image, "predicted phases": labels}
     if truth is not None:
         panels["true phases"] = truth
     fig = phase_map_figure(panels, class_names, points=points, title=title)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_uncertainty_tiff(path: Path, uncertainty: np.ndarray) -> Path:
@@ -165,12 +170,7 @@ def write_uncertainty_png(path: Path, uncertainty: np.ndarray, points: np.ndarra
     ax.axis("off")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def hspy_available() -> bool:
