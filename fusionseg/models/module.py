@@ -133,26 +133,30 @@ class FusionSegModule(L.LightningModule):
         graph[POINT].x = self.point_encoder(graph[POINT].x)
         return self.head(self.fusion(graph), graph)
 
-    def pixel_outputs(self, samples: list[Sample]) -> tuple[Tensor, Batch]:
-        """Per-pixel outputs (sum H*W, K) for a list of samples, and the batched graph."""
+    def pixel_outputs(self, samples: list[Sample], mask: bool = True) -> tuple[Tensor, Batch]:
+        """Per-pixel outputs (sum H*W, K) for a list of samples, and the batched graph.
+
+        ``mask``: outside training, apply ``mask_unseen_classes`` (predictions; not for losses).
+        """
         graph = self.build_graphs(samples)
         node_out = self(graph)
-        if self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
-            node_out = self._mask_unseen(node_out, graph)
+        if mask and self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
+            node_out = self._mask_unseen(node_out, graph, graph[self.graph_builder.image_node_type].batch)
         return decode_to_pixels(node_out, graph), graph
 
-    def _mask_unseen(self, node_logits: Tensor, graph: Batch) -> Tensor:
-        """Forbid classes not found among each graph's measured points (needs point labels)."""
+    def _mask_unseen(self, logits: Tensor, graph: Batch, owner: Tensor) -> Tensor:
+        """Forbid classes not found among each graph's measured points (needs point labels).
+
+        ``owner``: graph id of each row of ``logits`` (image nodes or pixels).
+        """
         y = getattr(graph[POINT], "y", None)
         if y is None or y.numel() == 0:
-            return node_logits
-        n_graphs = graph.num_graphs
-        seen = torch.zeros(n_graphs, self.num_outputs, dtype=torch.bool, device=node_logits.device)
+            return logits
+        seen = torch.zeros(graph.num_graphs, self.num_outputs, dtype=torch.bool, device=logits.device)
         ok = y != IGNORE_INDEX
         seen[graph[POINT].batch[ok], y[ok]] = True
         seen[~seen.any(1)] = True  # a field without labelled points keeps every class
-        node_graph = graph[self.graph_builder.image_node_type].batch
-        return node_logits.masked_fill(~seen[node_graph], torch.finfo(node_logits.dtype).min / 2)
+        return logits.masked_fill(~seen[owner], torch.finfo(logits.dtype).min / 2)
 
     # ----------------------------------------------------------------------------- steps
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -161,12 +165,16 @@ class FusionSegModule(L.LightningModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _loss(self, samples: list[Sample]) -> tuple[Tensor, Tensor, Batch]:
-        out, graph = self.pixel_outputs(samples)
+        """Loss on the unmasked outputs, and the (masked, in evaluation) outputs for metrics."""
+        out, graph = self.pixel_outputs(samples, mask=False)
         if self.hparams.task == "segmentation":
             target = graph.pixel_y
         else:
             target = torch.cat([s.meta.extra["dense_values"].reshape(len(out), -1) for s in samples])
-        return self.loss_fn(out, target), out, graph
+        loss = self.loss_fn(out, target)
+        if self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
+            out = self._mask_unseen(out, graph, pixel_batch(graph))
+        return loss, out, graph
 
     def training_step(self, batch: list[Sample], batch_idx: int) -> Tensor:
         loss, _, _ = self._loss(batch)
