@@ -24,10 +24,13 @@ def field_metrics(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> 
     """mIoU, pixel accuracy, per-class IoU and modal-area error (mean |area % diff|) of one field."""
     keep = truth != IGNORE_INDEX
     p, t = pred[keep], truth[keep]
-    confmat = torch.bincount(t * num_classes + p, minlength=num_classes**2).view(num_classes, num_classes)
-    iou = iou_from_confusion(confmat)
-    present = modal_fractions(truth, num_classes) + modal_fractions(pred, num_classes) > 0
-    modal_err = (modal_fractions(pred, num_classes) - modal_fractions(truth, num_classes)).abs()[present]
+    p = torch.where((p < 0) | (p >= num_classes), num_classes, p)  # "unknown" predictions count as wrong
+    k1 = num_classes + 1
+    confmat = torch.bincount(t * k1 + p, minlength=k1 * k1).view(k1, k1)
+    iou = iou_from_confusion(confmat)[:num_classes]
+    pred_known = torch.where((pred < 0) | (pred >= num_classes), IGNORE_INDEX, pred)
+    present = modal_fractions(truth, num_classes) + modal_fractions(pred_known, num_classes) > 0
+    modal_err = (modal_fractions(pred_known, num_classes) - modal_fractions(truth, num_classes)).abs()[present]
     return {
         "miou": float(np.nanmean(iou.numpy())),
         "pixel_acc": float((p == t).double().mean()),

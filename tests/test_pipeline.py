@@ -143,3 +143,13 @@ def test_segment_with_a_trained_checkpoint_maps_a_new_field(tmp_path, monkeypatc
     assert result.mode == "checkpoint"
     assert any("rebin" in note.lower() for note in result.info["notes"])
     assert ((result.confidence > 0) & (result.confidence <= 1)).all()
+
+
+def test_field_metrics_counts_unknown_predictions_as_wrong():
+    from fusionseg.demo import field_metrics
+
+    truth = torch.tensor([[0, 0], [1, 1]])
+    pred = torch.tensor([[0, -1], [1, 1]])  # one pixel left unknown
+    m = field_metrics(pred, truth, 2)
+    assert m["pixel_acc"] == pytest.approx(0.75)
+    assert m["miou"] == pytest.approx((0.5 + 1.0) / 2)
