@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusionseg.models.metrics import iou_from_confusion, modal_fractions
-from fusionseg.outputs.writers import (
+from fusionseg.export.writers import (
     modal_table,
     staged_folder,
     write_json,
@@ -17,6 +16,7 @@ from fusionseg.outputs.writers import (
     write_overlay_png,
     write_phase_tiff,
 )
+from fusionseg.models.metrics import iou_from_confusion, modal_fractions
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 

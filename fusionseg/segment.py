@@ -493,8 +493,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run_segment(a: argparse.Namespace) -> Path:
     """Read, sample, segment and write every output into a staging folder renamed to ``--out`` at the end."""
     from fusionseg.data.readers import read_input
-    from fusionseg.outputs.report import write_segment_outputs
-    from fusionseg.outputs.writers import staged_folder
+    from fusionseg.export.report import write_segment_outputs
+    from fusionseg.export.writers import staged_folder
 
     out = a.out.resolve()
     if out.exists() and any(out.iterdir()) and not a.overwrite:

@@ -11,8 +11,8 @@ import tifffile
 import torch
 
 from fusionseg.baselines import nearest_point_map
+from fusionseg.export.report import adjusted_rand_index
 from fusionseg.identify import cluster_spectra, label_points, library_references
-from fusionseg.outputs.report import adjusted_rand_index
 from fusionseg.sample import EnergyAxis
 from fusionseg.segment import (
     SegmentConfig,

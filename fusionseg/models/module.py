@@ -286,7 +286,7 @@ class FusionSegModule(L.LightningModule):
         self._encoder_fitted = checkpoint.get("fusionseg_encoder_fitted", True)
 
     def _log_phase_map(self, out: Tensor, graph: Batch) -> None:
-        from fusionseg.outputs.render import log_phase_map
+        from fusionseg.export.render import log_phase_map
 
         h, w = (int(v) for v in graph.image_size[0])
         pred = out[: h * w].argmax(-1).view(h, w).cpu().numpy()

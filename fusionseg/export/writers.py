@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from fusionseg.outputs.render import phase_map_figure
+from fusionseg.export.render import phase_map_figure
 from fusionseg.sample import IGNORE_INDEX
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionseg.outputs.writers import (
+from fusionseg.export.writers import (
     atomic_path,
     hspy_available,
     modal_table,

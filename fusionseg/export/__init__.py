@@ -1,0 +1,1 @@
+"""Result files: phase-map TIFF, overlay and uncertainty PNGs, modal CSV, .hspy, reports, logger pictures."""
