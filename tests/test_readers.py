@@ -79,6 +79,24 @@ def test_folder_points_csv_and_zero_count_points(tmp_path: Path) -> None:
     assert s.meta.energy_axis.scale_ev == 20.0 and s.meta.beam_energy_kev == 15.0
 
 
+def test_folder_points_as_emsa_files(tmp_path: Path) -> None:
+    """One EMSA .msa spectrum per point (as point analyses are exported), listed in points.csv."""
+    from rsciio.msa import file_writer
+
+    folder = _folder(tmp_path)
+    axis = {"name": "Energy", "size": 256, "offset": -0.2, "scale": 0.02, "units": "keV", "navigate": False}
+    for i, level in enumerate((3.0, 7.0)):
+        meta = {"General": {"title": f"p{i}"}, "Signal": {"signal_type": "EDS_SEM"}}
+        signal = {"data": np.full(256, level), "axes": [axis], "metadata": meta, "original_metadata": {}}
+        file_writer(str(folder / f"p{i}.msa"), signal)
+    (folder / "points.csv").write_text("x,y,spectrum\n1,2,p0.msa\n5,6,p1.msa\n")
+    s = read_input(folder)
+    assert s.num_points == 2 and s.point_features.shape == (2, 256)
+    np.testing.assert_allclose(s.point_coords.numpy(), [[2, 1], [6, 5]])
+    np.testing.assert_allclose(s.point_features[:, 0].numpy(), [3.0, 7.0])
+    assert s.meta.energy_axis.scale_ev == pytest.approx(20.0) and s.meta.energy_axis.offset_ev == pytest.approx(-200.0)
+
+
 def test_folder_dense_npz(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     cube = np.random.default_rng(0).poisson(3, (12, 12, 16))
