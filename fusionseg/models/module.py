@@ -7,7 +7,6 @@ module so that prediction works on a raw `Sample` (a user's file) exactly as in 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -22,8 +21,6 @@ from fusionseg.models.losses import create_loss
 from fusionseg.models.metrics import segmentation_metrics, summarise
 from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
-
-log = logging.getLogger(__name__)
 
 # Hyper-parameters that change tensor shapes or meaning; a checkpoint must agree on them.
 ARCHITECTURE_KEYS = (
@@ -202,7 +199,6 @@ class FusionSegModule(L.LightningModule):
         summary = summarise(values, self.class_names)
         self.log_dict({k: v for k, v in summary.items() if k != "per_class_iou"}, prog_bar=stage == "val")
         self.log_dict({f"{stage}/iou/{name}": v for name, v in summary.get("per_class_iou", {}).items()})
-        self.last_metrics = {stage: summary}
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:
