@@ -42,6 +42,16 @@ def poisson_log_likelihood(spectra: Tensor, references: Tensor, eps: float = 1e-
     return x @ (shape + eps).log().T + totals * totals.clamp(min=eps).log() - totals
 
 
+def deviance_per_count(spectra: Tensor, log_likelihood: Tensor) -> Tensor:
+    """Poisson deviance per count (N,) of a match whose log-likelihood (N,) came from `poisson_log_likelihood`.
+
+    2 (LL of the perfect model - LL of the match) / total counts; 0 is a perfect fit.
+    """
+    x = spectra.double()
+    saturated = (x * x.clamp(min=1e-9).log() - x).sum(1)
+    return 2 * (saturated - log_likelihood.double()) / x.sum(1).clamp(min=1)
+
+
 def identify_spectra(
     spectra: Tensor,
     references: Tensor,
@@ -66,9 +76,7 @@ def identify_spectra(
         ll = ll.masked_fill(~allowed.to(ll.device)[None], float("-inf"))
     post = ll.softmax(1)
     conf, labels = post.max(1)
-    x = spectra.double()
-    saturated = (x * (x.clamp(min=1e-9)).log() - x).sum(1)  # log-likelihood of the perfect model
-    deviance = 2 * (saturated - ll.gather(1, labels[:, None]).squeeze(1)) / x.sum(1).clamp(min=1)
+    deviance = deviance_per_count(spectra, ll.gather(1, labels[:, None]).squeeze(1))
     if max_deviance is not None:
         labels = labels.masked_fill(deviance > max_deviance, UNKNOWN)
     return Identification(labels=labels, confidence=conf.float(), deviance=deviance.float())

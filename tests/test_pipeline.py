@@ -35,13 +35,19 @@ def _tiny_module_and_data(tmp_path, **model_overrides):
     return make_cli(args, run=False)
 
 
-def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    cli = _tiny_module_and_data(tmp_path, point_encoder="pca", point_encoder_kwargs="{n_components: 8}")
+def _trained_checkpoint(tmp_path, **model_overrides):
+    """A CLI (model, data, trainer) after one epoch of fit, and its saved checkpoint."""
+    cli = _tiny_module_and_data(tmp_path, **model_overrides)
     cli.trainer.fit_loop.max_epochs = 1
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     ckpt = tmp_path / "model.ckpt"
     cli.trainer.save_checkpoint(ckpt)
+    return cli, ckpt
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli, ckpt = _trained_checkpoint(tmp_path, point_encoder="pca", point_encoder_kwargs="{n_components: 8}")
     sample = cli.datamodule.dataset("predict")[0]
     before = cli.model.predict_samples([sample])[0]["labels"]
     reloaded = FusionSegModule.load_from_checkpoint(ckpt)
@@ -54,11 +60,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, monkeypatch
 
 def test_checkpoint_with_other_architecture_says_what_differs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = _tiny_module_and_data(tmp_path)
-    cli.trainer.fit_loop.max_epochs = 1
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    ckpt = tmp_path / "model.ckpt"
-    cli.trainer.save_checkpoint(ckpt)
+    _, ckpt = _trained_checkpoint(tmp_path)
     with pytest.raises(
         CheckpointMismatchError,
         match=r"fusion\.refine\.inp\.weight: checkpoint \(32, 32, 1, 1\) vs configured \(16, 16, 1, 1\)",
@@ -129,11 +131,7 @@ def test_segment_with_a_trained_checkpoint_maps_a_new_field(tmp_path, monkeypatc
     from fusionseg.segment import rebin_spectra, segment_field
 
     monkeypatch.chdir(tmp_path)
-    cli = _tiny_module_and_data(tmp_path)
-    cli.trainer.fit_loop.max_epochs = 1
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    ckpt = tmp_path / "model.ckpt"
-    cli.trainer.save_checkpoint(ckpt)
+    _, ckpt = _trained_checkpoint(tmp_path)
     field = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=40, rocks=["basalt"], eds_fraction=0.02, seed=5)[0]
     other_axis = EnergyAxis(size=1024, scale_ev=20.0, offset_ev=0.0)  # a different detector calibration
     spectra = rebin_spectra(field.point_features, field.meta.energy_axis, other_axis)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from fusionseg.encoders.base import EncoderError, SpectrumEncoder
-from fusionseg.identify import library_references, poisson_log_likelihood
+from fusionseg.identify import deviance_per_count, library_references, poisson_log_likelihood
 from fusionseg.registry import POINT_ENCODERS
 from fusionseg.sample import EnergyAxis
 
@@ -66,9 +66,7 @@ class LibraryPosterior(SpectrumEncoder):
         post = torch.zeros(len(counts), len(self.minerals), device=counts.device)
         post[:, self.usable] = (ll / self.temperature).softmax(1)
         total = counts.sum(1)
-        x = counts.double()
-        saturated = (x * x.clamp_min(1e-9).log() - x).sum(1)
-        deviance = (2 * (saturated - ll.max(1).values.double()) / total.double().clamp_min(1)).float()
+        deviance = deviance_per_count(counts, ll.max(1).values).float()
         fit = deviance.clamp_min(1e-6).log()[:, None] / 5  # scaled to about [-3, 1]
         level = total.clamp_min(1).log10()[:, None] / 4  # 10^4 counts -> 1
         return torch.cat([post, fit, level], 1)

@@ -320,10 +320,6 @@ class CrossAttentionFusion(Fusion):
         super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
         # Optional second image pass after attention: spreads what points said within grains.
         self.refine = self.make_backbone(hidden_channels, num_layers=refine_layers) if refine_layers else None
-        if hidden_channels % attention_heads:
-            raise FusionError(
-                f"hidden_channels={hidden_channels} must be divisible by attention_heads={attention_heads}."
-            )
         self.backbone = self.make_backbone(image_dim, out_channels=None)
         self.point_mlp = nn.Sequential(
             nn.Linear(point_dim, self.hidden), nn.GELU(), nn.Linear(self.hidden, self.hidden)
