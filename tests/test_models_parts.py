@@ -17,7 +17,7 @@ from fusionseg.sample import EnergyAxis
 
 AXIS = EnergyAxis(256, 40.0, 0.0)
 BACKBONE_NAMES = ["gcn", "sage", "gin", "gat", "gatv2", "transformer"]
-FUSION_NAMES = ["early", "hetero", "cross-attention", "late"]
+FUSION_NAMES = ["early", "hetero", "cross-attention", "late", "image-only"]
 
 
 def _edges(src_pos: np.ndarray, dst_pos: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +102,8 @@ def test_every_backbone_and_fusion_trains(backbone: str, fusion: str, img: str) 
     assert logits.shape == (g[img].num_nodes, 3) and torch.isfinite(logits).all()
     F.cross_entropy(logits[g.pixel_to_node], torch.randint(0, 3, (36,))).backward()
     enc_grads = [p.grad for p in enc.parameters()]
-    assert all(gr is not None and gr.abs().sum() > 0 for gr in enc_grads), "no gradient reached the encoder"
+    if fusion != "image-only":  # the image-only baseline ignores points by design
+        assert all(gr is not None and gr.abs().sum() > 0 for gr in enc_grads), "no gradient reached the encoder"
     fu_grads = [p.grad for p in fu.parameters()]
     reached = sum(gr is not None and bool(gr.abs().sum() > 0) for gr in fu_grads)
     assert reached >= 0.7 * len(fu_grads), f"only {reached}/{len(fu_grads)} fusion parameters got gradients"
@@ -150,6 +151,18 @@ def test_cross_attention_attends_over_each_pixels_nearest_points() -> None:
     g[POINT].x[0] *= 50
     changed = (fu(g) - ref).abs().amax(1) > 1e-5
     assert torch.equal(changed, hears) and 0 < int(hears.sum()) < 36
+
+
+def test_image_only_fusion_does_not_depend_on_points() -> None:
+    torch.manual_seed(0)
+    g = make_graph(PIXEL)
+    g[POINT].x = torch.rand(g[POINT].num_nodes, 4)
+    fu = FUSIONS.create("image-only", image_dim=2, point_dim=4, hidden_channels=8).eval()
+    before = fu(g)
+    g[POINT].x = torch.rand_like(g[POINT].x) * 100
+    assert torch.equal(before, fu(g))
+    g[PIXEL].x = g[PIXEL].x + 1
+    assert not torch.allclose(before, fu(g))
 
 
 def test_late_fusion_ignores_points_where_there_are_none() -> None:

@@ -8,6 +8,7 @@ in pixels (edge_attr column 0, or computed from ``pos`` where an edge type has n
 - ``hetero``: typed message passing (HeteroConv) over the four schema edge types.
 - ``cross-attention``: image backbone, then each image node attends over its nearest points.
 - ``late``:   image backbone and point MLP, mixed per node by a learned gate.
+- ``image-only``: the image backbone alone (the BSE-only baseline).
 """
 
 from __future__ import annotations
@@ -371,3 +372,16 @@ class LateFusion(Fusion):
         near = scatter(torch.exp(-dist / tau), dst, dim=0, dim_size=m, reduce="max")  # exp(-d_min / tau)
         g = torch.sigmoid(self.gate(torch.cat([h_img, p, near[:, None], has[:, None]], dim=1)))
         return g * p + (1 - g) * h_img
+
+
+@FUSIONS.register("image-only", "bse-only")
+class ImageOnlyFusion(Fusion):
+    """The image backbone alone; points are ignored. The image-only baseline (BSE only) and an ablation."""
+
+    def __init__(self, image_dim: int, point_dim: int, hidden_channels: int, **kwargs: Any) -> None:
+        super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        self.backbone = self.make_backbone(image_dim, out_channels=None)
+
+    def forward(self, graph: HeteroData) -> Tensor:
+        self.check(graph)
+        return self.image_branch(self.backbone, graph)
