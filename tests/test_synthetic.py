@@ -160,6 +160,26 @@ def test_source_contract_and_determinism():
         src[5]
 
 
+def test_fraction_range_draws_a_budget_per_field():
+    src = DATA_SOURCES.create("sem-synthetic", num_fields=40, size=100, eds_fraction=(0.001, 0.05), seed=1)
+    counts = [src.points_of(i) for i in range(40)]
+    assert min(counts) >= 10 and max(counts) <= 500 and len(set(counts)) > 20
+    assert min(counts) < 40 and max(counts) > 200  # log-uniform: both ends are visited
+    assert src[3].num_points == counts[3] == src.points_of(3)  # deterministic per field
+
+
+def test_datamodule_trains_on_a_fraction_range_and_tests_at_one_fraction():
+    from fusionseg.data.datamodule import FusionSegDataModule
+
+    dm = FusionSegDataModule(
+        source_kwargs={"size": 100}, train_fields=6, test_fields=2, eds_fraction=0.01, train_eds_fraction=[0.001, 0.05]
+    )
+    assert len({s.num_points for s in dm.dataset("train")}) > 1
+    assert {s.num_points for s in dm.dataset("test")} == {100}
+    with pytest.raises(ValueError, match="train_eds_fraction"):
+        FusionSegDataModule(train_eds_fraction=[0.05, 0.001])
+
+
 def test_dense_cube_for_small_fields():
     src = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=24, sampler="stratified", counts_per_spectrum=200)
     fld = src.field(0)
@@ -178,6 +198,8 @@ def test_dense_cube_for_small_fields():
         ({"beam_energy_kev": -5}, "beam_energy_kev"),
         ({"eds_fraction": 0.0}, "eds_fraction"),
         ({"eds_fraction": 1.5}, "eds_fraction"),
+        ({"eds_fraction": (0.05, 0.01)}, "eds_fraction"),
+        ({"eds_fraction": (0.0, 0.01)}, "eds_fraction"),
         ({"size": 0}, "size"),
         ({"counts_per_spectrum": 0}, "counts_per_spectrum"),
         ({"beam_energy_kev": 0.4}, "no X-ray line"),  # quartz: O K edge 0.54 keV, Si K 1.84 keV

@@ -49,6 +49,8 @@ class FusionSegDataModule(L.LightningDataModule):
         source_kwargs: passed to every split's source (e.g. ``size``, ``rocks``).
         fields: number of fields per split.
         eds_fraction: fraction of pixels with a measured spectrum (0, 1].
+        train_eds_fraction: the training split's fraction, or a pair (lo, hi) drawn log-uniformly per
+            field so one model serves any EDS budget; None = ``eds_fraction``.
         sampler: point sampler name (``random``, ``grid``, ``stratified``).
         batch_size: fields per batch.
         seed: base seed; split k uses ``seed + 1000 * k``.
@@ -63,6 +65,7 @@ class FusionSegDataModule(L.LightningDataModule):
         test_fields: int = 6,
         predict_fields: int = 2,
         eds_fraction: float = 0.01,
+        train_eds_fraction: float | list[float] | None = None,
         sampler: str = "random",
         batch_size: int = 8,
         num_workers: int = 0,
@@ -72,6 +75,13 @@ class FusionSegDataModule(L.LightningDataModule):
         super().__init__()
         if not 0 < eds_fraction <= 1:
             raise ValueError(f"eds_fraction must be in (0, 1], got {eds_fraction}; 0.01 means 1 % of pixels.")
+        if train_eds_fraction is not None:
+            pair = [train_eds_fraction] * 2 if isinstance(train_eds_fraction, int | float) else list(train_eds_fraction)
+            if len(pair) != 2 or not 0 < pair[0] <= pair[1] <= 1:
+                raise ValueError(
+                    f"train_eds_fraction must be a fraction in (0, 1] or a pair [lo, hi] with 0 < lo <= hi <= 1, "
+                    f"got {train_eds_fraction!r}; e.g. [0.001, 0.05] trains on 0.1-5 % of pixels."
+                )
         self.save_hyperparameters()
         self.counts = dict(zip(SPLITS, (train_fields, val_fields, test_fields, predict_fields), strict=True))
         self._datasets: dict[str, CachedDataset] = {}
@@ -81,7 +91,8 @@ class FusionSegDataModule(L.LightningDataModule):
         if split not in self._datasets:
             hp = self.hparams
             kwargs = dict(hp.source_kwargs or {})
-            kwargs.setdefault("eds_fraction", hp.eds_fraction)
+            train_fraction = hp.train_eds_fraction if hp.train_eds_fraction is not None else hp.eds_fraction
+            kwargs.setdefault("eds_fraction", train_fraction if split == "train" else hp.eds_fraction)
             kwargs.setdefault("sampler", hp.sampler)
             kwargs.setdefault("num_fields", self.counts[split])
             kwargs.setdefault("seed", hp.seed + 1000 * SPLITS.index(split))

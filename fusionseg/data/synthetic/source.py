@@ -24,14 +24,25 @@ def n_points_for(height: int, width: int, eds_fraction: float) -> int:
     return max(1, round(eds_fraction * height * width))
 
 
+def _fraction_range(eds_fraction: float | Sequence[float]) -> tuple[float, float]:
+    """(lo, hi) from a fraction or a pair; each checked to lie in (0, 1]."""
+    pair = (eds_fraction, eds_fraction) if np.isscalar(eds_fraction) else tuple(eds_fraction)
+    if len(pair) != 2 or pair[0] > pair[1]:
+        raise SimulationError(f"eds_fraction must be a number or a pair (lo, hi) with lo <= hi, got {eds_fraction!r}.")
+    for f in pair:
+        n_points_for(1, 1, float(f))  # range check with the usual message
+    return float(pair[0]), float(pair[1])
+
+
 @DATA_SOURCES.register("sem-synthetic", "synthetic")
 class SyntheticSEMSource:
     """Random-access simulated SEM fields: ``src[i] -> Sample``, deterministic in (seed, i).
 
     Field i is of rock ``rocks[i % len(rocks)]``, ``size`` x ``size`` px (or height x width) at
     ``pixel_size_um`` µm/px, with EDS spectra (raw counts) at ``round(eds_fraction * H * W)``
-    points drawn by the registered ``sampler``. ``src.field(i)`` returns the `SyntheticField`
-    (labels, BSE, ``spectra_at``, ``dense_spectra`` for the oracle on small fields).
+    points drawn by the registered ``sampler``; a pair ``eds_fraction=(lo, hi)`` draws each field's
+    fraction log-uniformly in [lo, hi] (train one model for any EDS budget). ``src.field(i)``
+    returns the `SyntheticField` (labels, BSE, ``spectra_at``, ``dense_spectra`` for the oracle on small fields).
     """
 
     def __init__(
@@ -39,7 +50,7 @@ class SyntheticSEMSource:
         num_fields: int = 64,
         size: int = 128,
         rocks: str | Sequence[str] = ("granite",),
-        eds_fraction: float = 0.01,
+        eds_fraction: float | Sequence[float] = 0.01,
         sampler: str = "random",
         counts_per_spectrum: float = 1000.0,
         beam_energy_kev: float = 20.0,
@@ -60,7 +71,8 @@ class SyntheticSEMSource:
         if not self.rocks:
             raise SimulationError("rocks must name at least one rock type, e.g. ('granite',).")
         self.rock_types = [get_rock(r) for r in self.rocks]
-        self.eds_fraction = float(eds_fraction)
+        self.fraction_range = _fraction_range(eds_fraction)
+        self.eds_fraction = float(np.sqrt(self.fraction_range[0] * self.fraction_range[1]))  # geometric centre
         self.n_points = n_points_for(self.height, self.width, self.eds_fraction)
         self.sampler_name = sampler
         self.sampler = SAMPLERS.create(sampler)
@@ -81,6 +93,14 @@ class SyntheticSEMSource:
             raise IndexError(f"Field index {index} is out of range for {self.num_fields} fields.")
         return i
 
+    def points_of(self, index: int) -> int:
+        """Number of measured points of field ``index`` (fixed, or drawn for a fraction range)."""
+        lo, hi = self.fraction_range
+        if lo == hi:
+            return self.n_points
+        u = np.random.default_rng([self.seed, self._index(index), 8]).uniform()
+        return n_points_for(self.height, self.width, float(lo * (hi / lo) ** u))
+
     def field(self, index: int) -> SyntheticField:
         """The simulated field ``index`` (phase map, BSE, spectra on demand)."""
         i = self._index(index)
@@ -97,7 +117,7 @@ class SyntheticSEMSource:
         i = self._index(index)
         fld = self.field(i)
         rng = np.random.default_rng([self.seed, i, 7])
-        coords = self.sampler(self.height, self.width, self.n_points, rng)
+        coords = self.sampler(self.height, self.width, self.points_of(i), rng)
         return fld.to_sample(coords, fld.spectra_at(coords, rng), name=f"{fld.rock}-s{self.seed}-{i:05d}")
 
 
