@@ -153,6 +153,20 @@ def test_cross_attention_attends_over_each_pixels_nearest_points() -> None:
     assert torch.equal(changed, hears) and 0 < int(hears.sum()) < 36
 
 
+def test_hetero_fusion_passes_points_to_each_pixels_nearest_points() -> None:
+    torch.manual_seed(0)
+    g = make_graph(PIXEL, k=3)
+    g[POINT].x = g[POINT].x[:, :4]
+    fu = FUSIONS.create("hetero", image_dim=2, point_dim=4, hidden_channels=8, num_layers=1).eval()
+    ref = fu(g)
+    src_pixel, dst_point = g[PIXEL, TO, POINT].edge_index
+    hears = torch.zeros(36, dtype=torch.bool)
+    hears[src_pixel[dst_point == 0]] = True
+    g[POINT].x[0] *= 50
+    changed = (fu(g) - ref).abs().amax(1) > 1e-5
+    assert torch.equal(changed, hears) and 0 < int(hears.sum()) < 36
+
+
 def test_image_only_fusion_does_not_depend_on_points() -> None:
     torch.manual_seed(0)
     g = make_graph(PIXEL)

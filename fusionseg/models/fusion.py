@@ -199,7 +199,8 @@ HETERO_KINDS = {"sage", "graphsage", "gcn", "gin", "gat", "gatv2", "transformer"
 class HeteroFusion(Fusion):
     """Per-type input Linear to hidden, then ``num_layers`` HeteroConv layers over all four edge types.
 
-    Each layer: x <- LayerNorm(x + dropout(relu(sum over incoming edge types of conv))).
+    Each layer: x <- LayerNorm(x + dropout(relu(sum over incoming edge types of conv))). Point -> image
+    messages run over each image node's k nearest points (`point_to_image_edges`), so every node hears one.
     ``backbone`` picks the per-edge-type conv (see `HETERO_KINDS`); ``heads``/``dropout`` come
     from ``backbone_kwargs``.
     """
@@ -227,9 +228,12 @@ class HeteroFusion(Fusion):
         x = {nt: lin(graph[nt].x) for nt, lin in self.lin_in.items()}
         present = [et for et in self.edge_types if et in graph.edge_types]
         edge_index = {et: graph[et].edge_index for et in present}
+        dist = {et: edge_distance(graph, et)[:, None] for et in present}
+        if (POINT, TO, self.img) in present:  # every image node hears its k nearest points, not only k per point
+            edge_index[POINT, TO, self.img], d = point_to_image_edges(graph, self.img)
+            dist[POINT, TO, self.img] = d[:, None]
         kwargs = {}
         if self.edge_kw is not None:
-            dist = {et: edge_distance(graph, et)[:, None] for et in present}
             make = edge_features if self.edge_kw == "edge_attr" else distance_weight
             kwargs[f"{self.edge_kw}_dict"] = {et: make(d) for et, d in dist.items()}
         for conv, norms in zip(self.convs, self.norms, strict=True):
