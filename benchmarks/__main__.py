@@ -1,6 +1,6 @@
-"""Run every benchmark and keep its JSON under benchmarks/results/.
+"""Run every benchmark, keep its JSON under benchmarks/results/, render README.md and plots there.
 
-python -m benchmarks [--quick] [--only simulator graphs inference accuracy]
+python -m benchmarks [--quick] [--only simulator graphs inference accuracy] [--render]
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from benchmarks.report import render
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SUITES = {
+SUITES = {  # run in this order: the accuracy suite is the longest
     "simulator": ["bench_simulator.py"],
     "graphs": ["bench_graphs.py"],
     "inference": ["bench_inference.py"],
@@ -24,7 +27,7 @@ SUITES = {
 }
 QUICK_ARGS = {
     "graphs": ["--quick"],
-    "inference": ["--sizes", "256", "1024", "--repeats", "2"],
+    "inference": ["--quick", "--repeats", "2"],
     "accuracy": ["--quick"],
 }
 
@@ -32,25 +35,26 @@ QUICK_ARGS = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    p.add_argument("--only", nargs="+", choices=sorted(SUITES), default=sorted(SUITES))
+    p.add_argument("--only", nargs="+", choices=sorted(SUITES), default=list(SUITES))
+    p.add_argument("--render", action="store_true", help="only re-render README.md and plots from existing JSON")
     a = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
+    if a.render:
+        print(f"-> {render(RESULTS)}", file=sys.stderr)
+        return 0
+    start = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     failed = []
     for name in a.only:
         script = HERE / SUITES[name][0]
-        if not script.exists():
-            print(f"[{name}] {script.name} missing, skipped", file=sys.stderr)
-            continue
         cmd = [sys.executable, str(script), *(QUICK_ARGS.get(name, []) if a.quick else [])]
         print(f"[{name}] {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE.parent)
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=HERE.parent)  # stderr: live
         if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
+            print(f"[{name}] failed with exit status {out.returncode}", file=sys.stderr)
             failed.append(name)
             continue
-        start = out.stdout.find("{")
-        report = json.loads(out.stdout[start:])
+        report = json.loads(out.stdout[out.stdout.find("{") :])
         report["machine"] = {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             "quick": a.quick,
         }
         (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
-        print(f"[{name}] -> {RESULTS / f'{name}.json'}", file=sys.stderr)
+        print(f"[{name}] -> {RESULTS / f'{name}.json'} ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr)
+    print(f"-> {render(RESULTS)}; total {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,0 +1,365 @@
+"""Accuracy against the EDS budget: fusionseg configs, the baselines a user would pick, the dense-EDS oracle.
+
+    python benchmarks/bench_accuracy.py [--quick | --tiny] [--threads 2]
+
+Protocol (fixed seeds): a held-out synthetic test split (the DataModule's test seed, 2000) with
+every rock type; the same fields measured at each EDS fraction. Each trained method is trained
+once on its own training split with a per-field EDS fraction drawn log-uniformly over the
+benchmarked range (one model for every budget) for a fixed number of epochs (the budget is
+printed with the measured seconds). Rows:
+
+- ``bse-only``: the default model's image branch alone (`image-only` fusion), no spectra.
+- ``nearest-point``: every pixel takes the label of its nearest measured point (Voronoi).
+- ``superpixel-vote``: SLIC superpixels of the BSE image, majority vote of the points inside.
+- ``paper_gat`` and every other shipped config (`configs/*.yaml`).
+- ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
+
+Point labels for the two baselines come from identifying each measured spectrum against the
+mineral library (best Poisson-likelihood match, as an instrument would); that identification
+accuracy is reported per fraction. A real-geometry case runs the same methods on the Repka
+et al. (2025) BSE field and phase map (``../shared/data/real/repka2025``) with spectra simulated
+at the sampled points (phase -> mineral chosen so that the simulated BSE order matches the real one).
+
+Prints one JSON document; the runner (``python -m benchmarks``) also writes a Markdown table
+and a plot of mIoU against EDS fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REPKA = ROOT.parent / "shared" / "data" / "real" / "repka2025"
+ROCKS = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
+TEST_SEED = 2000  # FusionSegDataModule test split of seed 0
+BASELINES = ("nearest-point", "superpixel-vote", "oracle-dense-eds")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What is trained and evaluated; ``epochs`` maps method -> training epochs."""
+
+    size: int
+    fields_per_rock: int
+    train_fields: int
+    val_fields: int
+    fractions: tuple[float, ...]
+    epochs: dict[str, int]
+    repka: bool = True
+
+
+FRACTIONS = (0.001, 0.005, 0.01, 0.05)
+# Epochs chosen so each model trains for roughly 2-4 min on 2 CPU threads at 128 px (seconds are reported);
+# the default gets what `make demo` gives it (16 epochs).
+FULL = Protocol(128, 2, 32, 6, FRACTIONS, {
+    "bse-only": 16, "paper_gat": 5, "default": 16, "grid_late_sage": 16, "knn_hetero_sage": 12,
+    "superpixel_cross_sage": 40,
+})  # fmt: skip
+QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {
+    "bse-only": 4, "paper_gat": 2, "default": 4, "grid_late_sage": 4, "knn_hetero_sage": 3, "superpixel_cross_sage": 8,
+})  # fmt: skip
+# paper_gat trains at batch 4, not the paper's 16: at ~50 s per epoch its budget is 5 epochs, and batch 16
+# would leave it 10 optimiser steps on 32 fields.
+EXTRA_ARGS = {"paper_gat": ["--data.batch_size=4"]}
+TINY = Protocol(32, 1, 2, 1, FRACTIONS, dict.fromkeys(FULL.epochs, 1), repka=True)
+
+
+# ----------------------------------------------------------------------------- metrics
+class Scores:
+    """Accumulates a split-wide confusion matrix (last column = "unknown") and per-field figures."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.k = num_classes
+        self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+        self.field_miou: list[float] = []
+        self.modal_error: list[float] = []
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        from fusionseg.demo import field_metrics
+
+        k = self.k
+        p = np.where((pred < 0) | (pred >= k), k, pred).ravel()
+        t = truth.ravel()
+        keep = t >= 0
+        self.confusion += np.bincount(t[keep] * (k + 1) + p[keep], minlength=k * (k + 1)).reshape(k, k + 1)
+        m = field_metrics(torch.from_numpy(pred), torch.from_numpy(truth), k)
+        self.field_miou.append(m["miou"])
+        self.modal_error.append(m["modal_area_error_percent"])
+
+    def summary(self, class_names: tuple[str, ...]) -> dict:
+        """mIoU over classes present in the truth (split-wide), pixel accuracy, per-class IoU, modal error."""
+        tp = np.diag(self.confusion[:, : self.k])
+        truth = self.confusion.sum(1)
+        predicted = self.confusion[:, : self.k].sum(0)
+        present = truth > 0
+        iou = tp[present] / (truth + predicted - tp)[present]
+        return {
+            "miou": round(float(iou.mean()), 4),
+            "miou_mean_over_fields": round(float(np.mean(self.field_miou)), 4),
+            "pixel_acc": round(float(tp.sum() / truth.sum()), 4),
+            "modal_area_error_percent": round(float(np.mean(self.modal_error)), 3),
+            "per_class_iou": {
+                name: round(float(v), 4) for name, v in zip(np.array(class_names)[present], iou, strict=True)
+            },
+        }
+
+
+# ----------------------------------------------------------------------------- fields
+def test_samples(protocol: Protocol, fraction: float) -> tuple[list, object]:
+    """The held-out split at one EDS fraction: same fields (phase maps, BSE) for every fraction."""
+    from fusionseg.registry import DATA_SOURCES
+
+    source = DATA_SOURCES.create(
+        "sem-synthetic", num_fields=protocol.fields_per_rock * len(ROCKS), size=protocol.size, rocks=ROCKS,
+        eds_fraction=fraction, seed=TEST_SEED,
+    )  # fmt: skip
+    return [source[i] for i in range(len(source))], source
+
+
+def repka_mapping() -> tuple[dict[int, str], float]:
+    """Real phase id -> library mineral, ordered like the real BSE levels; and the fitted BSE gain.
+
+    Monotone assignment (dynamic programming) of phases sorted by mean BSE to distinct minerals sorted
+    by backscatter coefficient eta, minimising sum (bse / gain - eta)^2 over a grid of gains.
+    """
+    import tifffile
+    from skimage import io
+
+    from fusionseg.data.synthetic.minerals import library
+
+    bse = io.imread(REPKA / "bse.png").astype(np.float64) / 65535
+    phases = tifffile.imread(REPKA / "phases.tiff")
+    ids = np.unique(phases)
+    levels = np.array([bse[phases == k].mean() for k in ids])
+    order = np.argsort(levels)
+    minerals = sorted((m for m in library() if not m.is_void), key=lambda m: m.eta)
+    eta = np.array([m.eta for m in minerals])
+    best = None
+    for gain in np.linspace(1.2, 2.4, 25):
+        cost, choice = _monotone_assignment(levels[order] / gain, eta)
+        if best is None or cost < best[0]:
+            best = (cost, choice, gain)
+    _, choice, gain = best
+    return {int(ids[o]): minerals[c].name for o, c in zip(order, choice, strict=True)}, float(gain)
+
+
+def _monotone_assignment(targets: np.ndarray, values: np.ndarray) -> tuple[float, list[int]]:
+    """Strictly increasing indices j_1 < ... < j_P into sorted ``values`` minimising sum (t_i - v_j_i)^2."""
+    p, n = len(targets), len(values)
+    cost = np.full((p + 1, n + 1), np.inf)
+    cost[0, :] = 0.0
+    for i in range(1, p + 1):  # cost[i, j]: first i targets placed among the first j values
+        for j in range(i, n + 1):
+            cost[i, j] = min(cost[i, j - 1], cost[i - 1, j - 1] + (targets[i - 1] - values[j - 1]) ** 2)
+    picks, j = [], n
+    for i in range(p, 0, -1):
+        while cost[i, j] == cost[i, j - 1]:
+            j -= 1
+        picks.append(j - 1)
+        j -= 1
+    return float(cost[p, n]), picks[::-1]
+
+
+def repka_samples(fractions: tuple[float, ...]) -> tuple[dict, list, object]:
+    """The real field at each fraction (spectra simulated per mapped mineral), and its dense oracle source."""
+    import tifffile
+    from skimage import io
+
+    from fusionseg.data.synthetic.minerals import class_index, class_names
+    from fusionseg.data.synthetic.physics import SpectrumModel
+    from fusionseg.registry import SAMPLERS
+    from fusionseg.sample import EnergyAxis, Sample, SampleMeta
+
+    mapping, gain = repka_mapping()
+    bse = io.imread(REPKA / "bse.png").astype(np.float32) / 65535
+    phases = tifffile.imread(REPKA / "phases.tiff")
+    lut = np.full(int(phases.max()) + 1, -1, dtype=np.int64)
+    for pid, name in mapping.items():
+        lut[pid] = class_index(name)
+    truth = lut[phases]
+    spectra = SpectrumModel(class_names(), EnergyAxis(), 20.0, 130.0, 1000.0)
+    h, w = truth.shape
+    samples = {}
+    for f in fractions:
+        rng = np.random.default_rng([11, round(f * 1e6)])
+        coords = SAMPLERS.create("random")(h, w, max(1, round(f * h * w)), rng)
+        ij = np.rint(coords).astype(np.int64)
+        ids = truth[ij[:, 0], ij[:, 1]]
+        meta = SampleMeta(class_names=class_names(), energy_axis=spectra.axis, beam_energy_kev=20.0,
+                          fwhm_mn_ka_ev=130.0, pixel_size_um=1.0, name="repka2025")  # fmt: skip
+        samples[f] = Sample(image=bse[None], point_coords=coords, point_features=spectra.sample(ids, rng),
+                            meta=meta, target=truth, point_target=ids)  # fmt: skip
+    info = {"mapping": {str(k): v for k, v in sorted(mapping.items())}, "bse_gain_fitted": round(gain, 3)}
+    return samples, truth, (spectra, info)
+
+
+# ----------------------------------------------------------------------------- methods
+def identified_point_labels(sample) -> np.ndarray:
+    """Best library match of each measured spectrum (no threshold): the labels an instrument would give."""
+    from fusionseg.identify import identify_spectra, library_references
+
+    refs, usable = library_references(sample.meta.class_names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
+    return identify_spectra(sample.point_features, refs, allowed=usable).labels.numpy()
+
+
+def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
+    from fusionseg.baselines import nearest_point_map, superpixel_vote_map
+
+    coords, shape = sample.point_coords.numpy(), tuple(sample.target.shape)
+    if method == "nearest-point":
+        return nearest_point_map(coords, labels, shape)
+    return superpixel_vote_map(sample.image.numpy(), coords, labels, len(sample.meta.class_names))
+
+
+def oracle_map(dense: np.ndarray, sample) -> np.ndarray:
+    """Identify the spectrum at every pixel (dense cube (H, W, C)) against the library."""
+    from fusionseg.identify import identify_spectra, library_references
+
+    refs, usable = library_references(sample.meta.class_names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
+    h, w, c = dense.shape
+    flat = torch.from_numpy(dense.reshape(-1, c))
+    labels = torch.cat(
+        [identify_spectra(flat[i : i + 4096], refs, allowed=usable).labels for i in range(0, h * w, 4096)]
+    )
+    return labels.view(h, w).numpy()
+
+
+def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, dict]:
+    """Train one config (``bse-only`` = default config with the image-only fusion) for its epoch budget."""
+    from fusionseg.cli import make_cli
+
+    config = ROOT / "configs" / ("default.yaml" if name == "bse-only" else f"{name}.yaml")
+    lo, hi = min(protocol.fractions), max(protocol.fractions)
+    args = [
+        "--config", str(config), "--seed_everything=0",
+        f"--trainer.max_epochs={protocol.epochs[name]}", "--trainer.max_time=null", "--trainer.logger=false",
+        f"--trainer.default_root_dir={workdir / name}", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--data.train_fields={protocol.train_fields}", f"--data.val_fields={protocol.val_fields}",
+        "--data.test_fields=1", "--data.predict_fields=1", f"--data.source_kwargs.size={protocol.size}",
+        f"--data.source_kwargs.rocks={json.dumps(ROCKS)}", f"--data.train_eds_fraction=[{lo},{hi}]",
+    ]  # fmt: skip
+    args += EXTRA_ARGS.get(name, [])
+    if name == "bse-only":
+        args += ["--model.fusion=image-only", '--model.fusion_kwargs={"num_layers": 6}']
+    with mock.patch.object(sys, "argv", sys.argv[:1]):  # LightningCLI would also read this script's flags
+        cli = make_cli(args=args, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    budget = {
+        "epochs": protocol.epochs[name], "train_fields": protocol.train_fields,
+        "batch_size": cli.datamodule.hparams.batch_size, "seconds": round(seconds, 1),
+    }  # fmt: skip
+    return cli.model.eval(), budget
+
+
+def predict_map(model, sample) -> np.ndarray:
+    return model.predict_samples([sample])[0]["labels"].numpy()
+
+
+# ----------------------------------------------------------------------------- the run
+def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
+    from fusionseg.data.synthetic.minerals import class_names
+
+    names = class_names()
+    k = len(names)
+    synthetic = {f: test_samples(protocol, f) for f in protocol.fractions}
+    repka = repka_samples(protocol.fractions) if protocol.repka and REPKA.exists() else None
+    cases = {"synthetic": {f: s for f, (s, _) in synthetic.items()}}
+    if repka is not None:
+        cases["repka2025"] = {f: [s] for f, s in repka[0].items()}
+    scores = {case: {m: {f: Scores(k) for f in protocol.fractions} for m in [*methods, *BASELINES]} for case in cases}
+    ident_acc = {case: {} for case in cases}
+
+    oracle = _oracle_maps(protocol, synthetic, repka)
+    identified = {}  # (case, fraction, field) -> the sample with identified point labels
+    for case, by_fraction in cases.items():
+        for f, samples in by_fraction.items():
+            correct = total = 0
+            for i, s in enumerate(samples):
+                labels = identified_point_labels(s)
+                correct += int((labels == s.point_target.numpy()).sum())
+                total += len(labels)
+                truth = s.target.numpy()
+                for b in ("nearest-point", "superpixel-vote"):
+                    scores[case][b][f].add(baseline_map(b, s, labels), truth)
+                scores[case]["oracle-dense-eds"][f].add(oracle[case][i], truth)
+                # Models get the identified labels too (they restrict predictions to minerals found among points).
+                identified[case, f, i] = replace(s, point_target=torch.from_numpy(labels))
+            ident_acc[case][str(f)] = round(correct / max(total, 1), 4)
+
+    budgets = {}
+    for m in methods:
+        print(f"[accuracy] training {m}", file=sys.stderr, flush=True)
+        model, budgets[m] = train_method(m, protocol, workdir)
+        with torch.inference_mode():
+            for case, by_fraction in cases.items():
+                for f, samples in by_fraction.items():
+                    for i, s in enumerate(samples):
+                        scores[case][m][f].add(predict_map(model, identified[case, f, i]), s.target.numpy())
+        print(f"[accuracy] {m}: {budgets[m]}", file=sys.stderr, flush=True)
+
+    results = {
+        case: {m: {str(f): sc.summary(names) for f, sc in per.items()} for m, per in by_method.items()}
+        for case, by_method in scores.items()
+    }
+    return {
+        "protocol": {
+            **asdict(protocol),
+            "test_seed": TEST_SEED,
+            "rocks": ROCKS,
+            "train_eds_fraction": [min(protocol.fractions), max(protocol.fractions)],
+        },  # fmt: skip
+        "fractions": [str(f) for f in protocol.fractions],
+        "methods": [*methods, *BASELINES],
+        "training": budgets,
+        "identification_accuracy": ident_acc,
+        "results": results,
+        "repka2025": repka[2][1] if repka is not None else None,
+    }
+
+
+def _oracle_maps(protocol: Protocol, synthetic: dict, repka) -> dict:
+    """Dense-EDS oracle maps (independent of the fraction), per case and field."""
+    samples, source = synthetic[protocol.fractions[0]]
+    out = {"synthetic": [oracle_map(source.field(i).dense_spectra(), s) for i, s in enumerate(samples)]}
+    if repka is not None:
+        _, truth, (spectra, _) = repka
+        dense = spectra.sample(truth.ravel(), np.random.default_rng(12)).reshape(*truth.shape, -1)
+        out["repka2025"] = [oracle_map(dense, next(iter(repka[0].values())))]
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small fields, short training (<= 5 min)")
+    mode.add_argument("--tiny", action="store_true", help="smoke test: 32 px fields, one epoch")
+    p.add_argument("--methods", nargs="+", help="trained methods to run (default: all)")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    protocol = TINY if a.tiny else QUICK if a.quick else FULL
+    methods = a.methods or list(protocol.epochs)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fusionseg-bench-") as tmp:
+        report = evaluate(protocol, methods, Path(tmp))
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    report["threads"] = a.threads
+    print(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

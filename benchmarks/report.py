@@ -1,0 +1,142 @@
+"""Markdown tables and plots from the benchmark JSON files in ``benchmarks/results/``.
+
+python -m benchmarks --render      # re-render results/README.md and the plots from existing JSON
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PERCENT = {"0.001": "0.1 %", "0.005": "0.5 %", "0.01": "1 %", "0.05": "5 %"}
+TRAINED_FIRST = ("default", "superpixel_cross_sage", "grid_late_sage", "knn_hetero_sage", "paper_gat", "bse-only")
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _order(methods: list[str]) -> list[str]:
+    first = [m for m in TRAINED_FIRST if m in methods]
+    return first + [m for m in methods if m not in first]
+
+
+def accuracy_tables(acc: dict) -> str:
+    """One table per case: mIoU per EDS fraction, pixel accuracy / modal error at 1 %, training budget."""
+    fractions = acc["fractions"]
+    ref = "0.01" if "0.01" in fractions else fractions[-1]
+    lines = []
+    for case, by_method in acc["results"].items():
+        at = PERCENT.get(ref, ref)
+        lines += [f"**{case}** (mIoU per EDS fraction; pixel accuracy and modal-area error at {at})", ""]
+        head = ["method", *(f"mIoU {PERCENT.get(f, f)}" for f in fractions), "pixel acc", "modal err %", "training"]
+        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for m in _order(list(by_method)):
+            row = by_method[m]
+            budget = acc.get("training", {}).get(m)
+            train = f"{budget['epochs']} ep, {budget['seconds']:.0f} s" if budget else "none"
+            cells = [m, *(f"{row[f]['miou']:.3f}" for f in fractions), f"{row[ref]['pixel_acc']:.3f}",
+                     f"{row[ref]['modal_area_error_percent']:.2f}", train]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        ident = acc["identification_accuracy"].get(case, {})
+        lines += ["", "Point identification accuracy (library match of each measured spectrum): "
+                  + ", ".join(f"{PERCENT.get(f, f)} {v:.3f}" for f, v in ident.items()), ""]  # fmt: skip
+    if acc.get("repka2025"):
+        mapping = ", ".join(f"{k}→{v}" for k, v in acc["repka2025"]["mapping"].items())
+        lines += [f"repka2025 phase → mineral (simulated BSE order = real order): {mapping}", ""]
+    return "\n".join(lines)
+
+
+def speed_table(inf: dict) -> str:
+    """Per config and size: seconds per stage, end-to-end pixels/s, peak RSS; growth exponent per config."""
+    head = ["config", "size", "tiles", *(f"{k} s" for k in ("encode", "build", "forward", "decode", "total")),
+            "px/s", "peak RSS GiB"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, block in inf["configs"].items():
+        for r in block["results"]:
+            if "error" in r:
+                lines.append(f"| {name} | {r['size']}² | failed: {r['error']} |" + " |" * (len(head) - 3))
+                continue
+            s = r["seconds_median"]
+            cells = [name, f"{r['size']}²", str(r.get("tiles", 1)), *(f"{s[k]:.2f}" for k in
+                     ("encode", "build", "forward", "decode", "total")), f"{r['pixels_per_second']['total']:,}",
+                     f"{r['peak_rss_mib'] / 1024:.2f}"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    exps = ", ".join(f"{n} {b['growth_exponent']}" for n, b in inf["configs"].items() if b["growth_exponent"])
+    lines += ["", f"Growth exponent of total time against pixels (log-log slope, sizes ≥ 512 px): {exps}.", ""]
+    return "\n".join(lines)
+
+
+def training_table(acc: dict) -> str:
+    """Training throughput per method from the accuracy run (epochs x fields x pixels / seconds)."""
+    size, fields = acc["protocol"]["size"], acc["protocol"]["train_fields"]
+    lines = ["| method | epochs | batch | seconds | training px/s (incl. validation) |", "|" + " --- |" * 5]
+    for m in _order(list(acc["training"])):
+        b = acc["training"][m]
+        rate = b["epochs"] * fields * size * size / max(b["seconds"], 1e-9)
+        lines.append(f"| {m} | {b['epochs']} | {b.get('batch_size', '')} | {b['seconds']:.0f} | {rate:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy(acc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(acc["results"])
+    fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4.2), squeeze=False)
+    xs = [100 * float(f) for f in acc["fractions"]]
+    for ax, case in zip(axes[0], cases, strict=True):
+        for m in _order(list(acc["results"][case])):
+            ys = [acc["results"][case][m][f]["miou"] for f in acc["fractions"]]
+            style = "--" if m in ("nearest-point", "superpixel-vote", "oracle-dense-eds", "bse-only") else "-"
+            ax.plot(xs, ys, style, marker="o", label=m)
+        ax.set(xscale="log", xlabel="EDS fraction of pixels (%)", ylabel="mIoU", title=case, ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_speed(inf: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, block in inf["configs"].items():
+        ok = [r for r in block["results"] if "error" not in r]
+        ax.plot([r["size"] ** 2 for r in ok], [r["seconds_median"]["total"] for r in ok], marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="pixels", ylabel="end-to-end seconds", title="inference, 2 threads")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(results: Path) -> Path:
+    """Write ``results/README.md`` (+ PNG plots) from whatever JSON files exist; return the Markdown path."""
+    acc, inf = _load(results / "accuracy.json"), _load(results / "inference.json")
+    machine = (acc or inf or {}).get("machine", {})
+    parts = ["# Benchmark results", "", f"Machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, "
+             f"threads pinned to 2; date {machine.get('date', '?')}; quick mode: {machine.get('quick', '?')}.",
+             ""]  # fmt: skip
+    if acc:
+        p = acc["protocol"]
+        parts += ["## Accuracy", "", f"Held-out synthetic split: {p['fields_per_rock']} field(s) per rock type × "
+                  f"{len(p['rocks'])} rocks, {p['size']}² px, seed {p['test_seed']}; models trained on "
+                  f"{p['train_fields']} fields with EDS fractions drawn in {p['train_eds_fraction']}. "
+                  f"Suite time {acc.get('seconds', '?')} s.", "", accuracy_tables(acc),
+                  "![mIoU against EDS fraction](accuracy_miou.png)", "", "## Training throughput", "",
+                  training_table(acc)]  # fmt: skip
+        plot_accuracy(acc, results / "accuracy_miou.png")
+    if inf:
+        parts += ["## Inference speed and memory", "", speed_table(inf), "![time vs pixels](inference_scaling.png)"]
+        plot_speed(inf, results / "inference_scaling.png")
+    out = results / "README.md"
+    out.write_text("\n".join(parts) + "\n")
+    return out

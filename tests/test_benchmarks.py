@@ -1,0 +1,81 @@
+"""The benchmark suite runs on a tiny case and writes every method and fraction (numbers come from `make bench`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_accuracy, bench_inference
+from benchmarks.report import render
+
+
+@pytest.fixture(scope="module")
+def tiny_accuracy() -> dict:
+    return bench_accuracy.main(["--tiny"])
+
+
+def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dict) -> None:
+    report = tiny_accuracy
+    expected = {"bse-only", "paper_gat", "default", "grid_late_sage", "knn_hetero_sage", "superpixel_cross_sage",
+                "nearest-point", "superpixel-vote", "oracle-dense-eds"}  # fmt: skip
+    assert set(report["methods"]) == expected
+    cases = ["synthetic", "repka2025"] if bench_accuracy.REPKA.exists() else ["synthetic"]
+    assert list(report["results"]) == cases
+    for case in cases:
+        assert set(report["results"][case]) == expected
+        assert set(report["identification_accuracy"][case]) == {"0.001", "0.005", "0.01", "0.05"}
+        for per_fraction in report["results"][case].values():
+            assert set(per_fraction) == {"0.001", "0.005", "0.01", "0.05"}
+            for m in per_fraction.values():
+                assert 0 <= m["miou"] <= 1 and 0 <= m["pixel_acc"] <= 1 and m["modal_area_error_percent"] >= 0
+                assert m["per_class_iou"]
+    synthetic = report["results"]["synthetic"]
+    # The dense-EDS ceiling identifies (almost) every pixel; one point per field (0.1 % of 32²) cannot.
+    assert synthetic["oracle-dense-eds"]["0.01"]["pixel_acc"] > 0.9
+    assert synthetic["nearest-point"]["0.05"]["pixel_acc"] > synthetic["nearest-point"]["0.001"]["pixel_acc"] + 0.1
+    assert report["identification_accuracy"]["synthetic"]["0.05"] > 0.9
+    assert set(report["training"]) == expected - set(bench_accuracy.BASELINES)
+
+
+def test_report_renders_tables_and_plots(tiny_accuracy: dict, tmp_path) -> None:
+    (tmp_path / "accuracy.json").write_text(json.dumps({**tiny_accuracy, "machine": {"date": "today"}}))
+    text = render(tmp_path).read_text()
+    for method in tiny_accuracy["methods"]:
+        assert f"| {method} |" in text
+    assert (tmp_path / "accuracy_miou.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(not bench_accuracy.REPKA.exists(), reason="../shared/data/real/repka2025 not present")
+def test_repka_phases_get_minerals_in_the_real_bse_order() -> None:
+    import tifffile
+    from skimage import io
+
+    from fusionseg.data.synthetic.minerals import get_mineral
+
+    mapping, gain = bench_accuracy.repka_mapping()
+    bse = io.imread(bench_accuracy.REPKA / "bse.png").astype(np.float64) / 65535
+    phases = tifffile.imread(bench_accuracy.REPKA / "phases.tiff")
+    assert set(mapping) == set(np.unique(phases).tolist()) and len(set(mapping.values())) == len(mapping)
+    by_level = sorted(mapping, key=lambda k: bse[phases == k].mean())
+    etas = [get_mineral(mapping[k]).eta for k in by_level]
+    assert etas == sorted(etas) and 1.2 <= gain <= 2.4
+    assert mapping[10] != mapping[39]  # the pair BSE cannot separate gets two minerals
+
+
+def test_monotone_assignment_is_optimal_on_a_small_case() -> None:
+    cost, picks = bench_accuracy._monotone_assignment(np.array([0.1, 0.5, 0.52]), np.array([0.0, 0.1, 0.3, 0.5, 0.9]))
+    assert picks == [1, 2, 3]  # 0.1->0.1, 0.5->0.3, 0.52->0.5 beats 0.5->0.5, 0.52->0.9
+    assert cost == pytest.approx((0.5 - 0.3) ** 2 + (0.52 - 0.5) ** 2)
+
+
+def test_inference_benchmark_tiles_large_fields() -> None:
+    report = bench_inference.main(["--configs", "default", "--sizes", "48", "96", "--tile", "64", "--overlap", "16",
+                                   "--repeats", "1"])  # fmt: skip
+    rows = report["configs"]["default"]["results"]
+    assert [r["size"] for r in rows] == [48, 96] and all("error" not in r for r in rows)
+    assert rows[0]["tiles"] == 1 and rows[1]["tiles"] == 4
+    assert all(r["seconds_median"]["total"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert report["configs"]["default"]["growth_exponent"] is not None
+    assert bench_inference.tiles(96, 64, 16) == [(0, 0, 64), (32, 48, 96)]
