@@ -82,6 +82,28 @@ def identify_spectra(
     return Identification(labels=labels, confidence=conf.float(), deviance=deviance.float())
 
 
+def void_points(spectra: Tensor, fraction: float = 0.1) -> Tensor:
+    """(N,) bool: spectra with under ``fraction`` x the median total counts: the beam hit a pore or crack.
+
+    No material, no X-rays: such a point is void (a pore), not an unidentifiable mineral.
+    """
+    totals = spectra.sum(1)
+    return totals < fraction * totals.median()
+
+
+def void_class(class_names: tuple[str, ...] | list[str]) -> int | None:
+    """Index of the first void entry (a pore) among ``class_names`` of the mineral library, or None."""
+    from fusionseg.data.synthetic.minerals import SimulationError, get_mineral
+
+    for k, name in enumerate(class_names):
+        try:
+            if get_mineral(name).is_void:
+                return k
+        except SimulationError:  # a name outside the library (e.g. a cluster) is not void
+            continue
+    return None
+
+
 def library_references(
     class_names: tuple[str, ...] | list[str],
     energy_axis: EnergyAxis,
@@ -255,6 +277,9 @@ def _library_labels(
     own = identify_spectra(spectra, cluster_references(spectra, clusters)).deviance
     ok = (ident.confidence >= min_confidence) & (ident.deviance <= max_deviance_ratio * own.clamp(min=1e-6))
     labels = ident.labels.masked_fill(~ok, UNKNOWN)
+    void = void_class(names)
+    if void is not None:  # almost no counts: a pore, whatever the (noise) spectrum resembles
+        labels = labels.masked_fill(void_points(spectra), void)
     found = torch.unique(labels[labels != UNKNOWN])
     remap = torch.full((len(names),), UNKNOWN, dtype=torch.long)
     remap[found] = torch.arange(len(found))

@@ -12,7 +12,7 @@ import torch
 
 from fusionseg.baselines import nearest_point_map
 from fusionseg.export.report import adjusted_rand_index
-from fusionseg.identify import cluster_spectra, label_points, library_references
+from fusionseg.identify import cluster_spectra, label_points, library_references, void_class, void_points
 from fusionseg.sample import EnergyAxis
 from fusionseg.segment import (
     SegmentConfig,
@@ -77,6 +77,21 @@ def test_library_identification_and_unknown() -> None:
     flat = torch.poisson(torch.full((5, axis.size), 1.0), generator=gen)  # no mineral looks like this
     pl = label_points(torch.cat([x, flat]), axis, 20.0, class_names=names)
     assert (pl.labels[-5:] == -1).all() and pl.counts()["unknown"] == 5
+
+
+def test_points_without_x_rays_are_pores() -> None:
+    axis = EnergyAxis()
+    names = ("quartz", "calcite", "pore")
+    refs, usable = library_references(names, axis, 20.0)
+    assert usable.tolist() == [True, True, False] and void_class(names) == 2 and void_class(("quartz",)) is None
+    gen = torch.Generator().manual_seed(0)
+    x = torch.poisson((refs[:2] / refs[:2].sum(1, keepdim=True)).repeat(20, 1) * 2000, generator=gen)
+    holes = torch.poisson(torch.full((4, axis.size), 30 / axis.size), generator=gen)  # ~30 counts of background
+    spectra = torch.cat([x, holes])
+    assert void_points(spectra).tolist() == [False] * 40 + [True] * 4
+    pl = label_points(spectra, axis, 20.0, class_names=names)
+    assert [pl.names[k] for k in pl.labels[-4:].tolist()] == ["pore"] * 4
+    assert pl.counts() == {"quartz": 20, "calcite": 20, "pore": 4}
 
 
 @needs_bruker
