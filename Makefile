@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP)  # full suite, about 30 min on 2 cores; results in benchmarks/results/
 	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)  # smoke run of every benchmark, a few minutes
+	$(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf outputs runs lightning_logs wandb .pytest_cache

@@ -8,7 +8,7 @@ once on its own training split with a per-field EDS fraction drawn log-uniformly
 benchmarked range (one model for every budget) for a fixed number of epochs (the budget is
 printed with the measured seconds). Rows:
 
-- ``bse-only``: the default model's image branch alone (`image-only` fusion), no spectra.
+- ``bse-only``: the pixel-level cnn model's image branch alone (`image-only` fusion), no spectra.
 - ``nearest-point``: every pixel takes the label of its nearest measured point (Voronoi).
 - ``superpixel-vote``: SLIC superpixels of the BSE image, majority vote of the points inside.
 - ``paper_gat`` and every other shipped config (`configs/*.yaml`).
@@ -43,6 +43,7 @@ REPKA = ROOT.parent / "shared" / "data" / "real" / "repka2025"
 ROCKS = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
 TEST_SEED = 2000  # FusionSegDataModule test split of seed 0
 BASELINES = ("nearest-point", "superpixel-vote", "oracle-dense-eds")
+PER_FIELD = "segment-per-field"  # real-geometry case only: what `fusionseg segment` does without a checkpoint
 
 
 @dataclass(frozen=True)
@@ -56,22 +57,22 @@ class Protocol:
     fractions: tuple[float, ...]
     epochs: dict[str, int]
     repka: bool = True
+    per_field_budget_s: float = 20.0  # `fusionseg segment` training budget per field (real-geometry case)
 
 
 FRACTIONS = (0.001, 0.005, 0.01, 0.05)
 # Epochs chosen so each model trains for roughly 2-4 min on 2 CPU threads at 128 px (seconds are reported);
-# the default gets what `make demo` gives it (16 epochs).
+# the default (superpixel regions) trains fastest per epoch.
 FULL = Protocol(128, 2, 32, 6, FRACTIONS, {
-    "bse-only": 16, "paper_gat": 5, "default": 16, "grid_late_sage": 16, "knn_hetero_sage": 12,
-    "superpixel_cross_sage": 40,
+    "bse-only": 16, "paper_gat": 5, "default": 40, "grid_cross_cnn": 16, "grid_late_sage": 16, "knn_hetero_sage": 12,
 })  # fmt: skip
 QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {
-    "bse-only": 4, "paper_gat": 2, "default": 4, "grid_late_sage": 4, "knn_hetero_sage": 3, "superpixel_cross_sage": 8,
-})  # fmt: skip
+    "bse-only": 4, "paper_gat": 2, "default": 8, "grid_cross_cnn": 4, "grid_late_sage": 4, "knn_hetero_sage": 3,
+}, per_field_budget_s=5.0)  # fmt: skip
 # paper_gat trains at batch 4, not the paper's 16: at ~50 s per epoch its budget is 5 epochs, and batch 16
 # would leave it 10 optimiser steps on 32 fields.
 EXTRA_ARGS = {"paper_gat": ["--data.batch_size=4"]}
-TINY = Protocol(32, 1, 2, 1, FRACTIONS, dict.fromkeys(FULL.epochs, 1), repka=True)
+TINY = Protocol(32, 1, 2, 1, FRACTIONS, dict.fromkeys(FULL.epochs, 1), repka=True, per_field_budget_s=2.0)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -205,11 +206,17 @@ def repka_samples(fractions: tuple[float, ...]) -> tuple[dict, list, object]:
 
 # ----------------------------------------------------------------------------- methods
 def identified_point_labels(sample) -> np.ndarray:
-    """Best library match of each measured spectrum (no threshold): the labels an instrument would give."""
-    from fusionseg.identify import identify_spectra, library_references
+    """Best library match of each measured spectrum (no threshold), pores from their missing counts:
+    the labels an instrument would give."""
+    from fusionseg.identify import identify_spectra, library_references, void_class, void_points
 
-    refs, usable = library_references(sample.meta.class_names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
-    return identify_spectra(sample.point_features, refs, allowed=usable).labels.numpy()
+    names = sample.meta.class_names
+    refs, usable = library_references(names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
+    labels = identify_spectra(sample.point_features, refs, allowed=usable).labels
+    void = void_class(names)
+    if void is not None:
+        labels = labels.masked_fill(void_points(sample.point_features), void)
+    return labels.numpy()
 
 
 def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
@@ -222,23 +229,43 @@ def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
 
 
 def oracle_map(dense: np.ndarray, sample) -> np.ndarray:
-    """Identify the spectrum at every pixel (dense cube (H, W, C)) against the library."""
-    from fusionseg.identify import identify_spectra, library_references
+    """Identify the spectrum at every pixel (dense cube (H, W, C)) against the library; pores by their counts."""
+    from fusionseg.identify import identify_spectra, library_references, void_class, void_points
 
     refs, usable = library_references(sample.meta.class_names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
     h, w, c = dense.shape
     flat = torch.from_numpy(dense.reshape(-1, c))
+    void = void_class(sample.meta.class_names)
     labels = torch.cat(
         [identify_spectra(flat[i : i + 4096], refs, allowed=usable).labels for i in range(0, h * w, 4096)]
     )
+    if void is not None:
+        labels = labels.masked_fill(void_points(flat), void)
     return labels.view(h, w).numpy()
 
 
+def per_field_map(sample, budget_s: float) -> np.ndarray | str:
+    """`fusionseg segment` without a checkpoint: a small model trained on this field's identified points alone.
+
+    Returns the (H, W) map in library ids, or the error message when the field has too few points.
+    """
+    from fusionseg.segment import SegmentConfig, SegmentError, segment_field
+
+    found, compact = torch.unique(sample.point_target, return_inverse=True)
+    names = tuple(sample.meta.class_names[k] for k in found.tolist())
+    field = replace(sample, point_target=compact, target=None, meta=replace(sample.meta, class_names=names))
+    config = SegmentConfig(time_budget_s=budget_s, progress=False, num_threads=torch.get_num_threads())
+    try:
+        return found[segment_field(field, config=config).labels].numpy()
+    except SegmentError as err:
+        return str(err)
+
+
 def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, dict]:
-    """Train one config (``bse-only`` = default config with the image-only fusion) for its epoch budget."""
+    """Train one config (``bse-only`` = the pixel-level cnn config with the image-only fusion) for its epoch budget."""
     from fusionseg.cli import make_cli
 
-    config = ROOT / "configs" / ("default.yaml" if name == "bse-only" else f"{name}.yaml")
+    config = ROOT / "configs" / ("grid_cross_cnn.yaml" if name == "bse-only" else f"{name}.yaml")
     lo, hi = min(protocol.fractions), max(protocol.fractions)
     args = [
         "--config", str(config), "--seed_everything=0",
@@ -279,7 +306,8 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
     cases = {"synthetic": {f: s for f, (s, _) in synthetic.items()}}
     if repka is not None:
         cases["repka2025"] = {f: [s] for f, s in repka[0].items()}
-    scores = {case: {m: {f: Scores(k) for f in protocol.fractions} for m in [*methods, *BASELINES]} for case in cases}
+    rows = {case: [*methods, *BASELINES, *([PER_FIELD] if case == "repka2025" else [])] for case in cases}
+    scores = {case: {m: {f: Scores(k) for f in protocol.fractions} for m in rows[case]} for case in cases}
     ident_acc = {case: {} for case in cases}
 
     oracle = _oracle_maps(protocol, synthetic, repka)
@@ -299,6 +327,16 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
                 identified[case, f, i] = replace(s, point_target=torch.from_numpy(labels))
             ident_acc[case][str(f)] = round(correct / max(total, 1), 4)
 
+    failures = {}
+    if "repka2025" in cases:
+        print(f"[accuracy] {PER_FIELD} on repka2025", file=sys.stderr, flush=True)
+        for f, samples in cases["repka2025"].items():
+            result = per_field_map(identified["repka2025", f, 0], protocol.per_field_budget_s)
+            if isinstance(result, str):
+                failures[f"repka2025/{PER_FIELD}/{f}"] = result
+            else:
+                scores["repka2025"][PER_FIELD][f].add(result, samples[0].target.numpy())
+
     budgets = {}
     for m in methods:
         print(f"[accuracy] training {m}", file=sys.stderr, flush=True)
@@ -311,9 +349,13 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
         print(f"[accuracy] {m}: {budgets[m]}", file=sys.stderr, flush=True)
 
     results = {
-        case: {m: {str(f): sc.summary(names) for f, sc in per.items()} for m, per in by_method.items()}
+        case: {
+            m: {str(f): {"error": failures[key]} if (key := f"{case}/{m}/{f}") in failures else sc.summary(names)
+                for f, sc in per.items()}
+            for m, per in by_method.items()
+        }
         for case, by_method in scores.items()
-    }
+    }  # fmt: skip
     return {
         "protocol": {
             **asdict(protocol),
@@ -324,6 +366,7 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
         "fractions": [str(f) for f in protocol.fractions],
         "methods": [*methods, *BASELINES],
         "training": budgets,
+        "per_field_budget_s": protocol.per_field_budget_s,
         "identification_accuracy": ident_acc,
         "results": results,
         "repka2025": repka[2][1] if repka is not None else None,

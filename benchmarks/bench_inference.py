@@ -29,12 +29,12 @@ STAGES = ("simulate", "encode", "build", "forward", "decode")
 # Sizes per config: the slow graph models stop where one run would take minutes.
 FULL_SIZES = {
     "default": [256, 1024, 2048, 4096],
-    "superpixel_cross_sage": [256, 1024, 2048, 4096],
+    "grid_cross_cnn": [256, 1024, 2048],
     "grid_late_sage": [256, 512],
     "knn_hetero_sage": [256, 512],
     "paper_gat": [256, 512],
 }
-QUICK_SIZES = {"default": [256, 512], "superpixel_cross_sage": [256, 512], "paper_gat": [256]}
+QUICK_SIZES = {"default": [256, 512], "grid_cross_cnn": [256, 512], "paper_gat": [256]}
 
 
 def _timed(fn):
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eds-fraction", type=float, default=0.01)
-    p.add_argument("--tile", type=int, default=2048, help="larger fields run in tiles of this many px")
+    p.add_argument("--tile", type=int, default=2112, help="tile px for large fields (2048 + 2 x overlap)")
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--one", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 PERCENT = {"0.001": "0.1 %", "0.005": "0.5 %", "0.01": "1 %", "0.05": "5 %"}
-TRAINED_FIRST = ("default", "superpixel_cross_sage", "grid_late_sage", "knn_hetero_sage", "paper_gat", "bse-only")
+TRAINED_FIRST = ("default", "grid_cross_cnn", "grid_late_sage", "knn_hetero_sage", "paper_gat", "bse-only")
 
 
 def _load(path: Path) -> dict | None:
@@ -21,11 +21,19 @@ def _order(methods: list[str]) -> list[str]:
     return first + [m for m in methods if m not in first]
 
 
+def _cell(entry: dict, key: str, digits: int) -> str:
+    return "failed" if "error" in entry else f"{entry[key]:.{digits}f}"
+
+
 def accuracy_tables(acc: dict) -> str:
     """One table per case: mIoU per EDS fraction, pixel accuracy / modal error at 1 %, training budget."""
     fractions = acc["fractions"]
     ref = "0.01" if "0.01" in fractions else fractions[-1]
-    lines = []
+    lines = [
+        "mIoU: over the classes present in the truth, from the confusion matrix pooled over the split (unidentified "
+        "pixels count as wrong); modal-area error: mean |area % difference| per class and field.",
+        "",
+    ]
     for case, by_method in acc["results"].items():
         at = PERCENT.get(ref, ref)
         lines += [f"**{case}** (mIoU per EDS fraction; pixel accuracy and modal-area error at {at})", ""]
@@ -35,8 +43,10 @@ def accuracy_tables(acc: dict) -> str:
             row = by_method[m]
             budget = acc.get("training", {}).get(m)
             train = f"{budget['epochs']} ep, {budget['seconds']:.0f} s" if budget else "none"
-            cells = [m, *(f"{row[f]['miou']:.3f}" for f in fractions), f"{row[ref]['pixel_acc']:.3f}",
-                     f"{row[ref]['modal_area_error_percent']:.2f}", train]  # fmt: skip
+            if m == "segment-per-field":
+                train = f"on the field, {acc.get('per_field_budget_s', '?')} s"
+            cells = [m, *(_cell(row[f], "miou", 3) for f in fractions), _cell(row[ref], "pixel_acc", 3),
+                     _cell(row[ref], "modal_area_error_percent", 2), train]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         ident = acc["identification_accuracy"].get(case, {})
         lines += ["", "Point identification accuracy (library match of each measured spectrum): "
@@ -89,8 +99,9 @@ def plot_accuracy(acc: dict, path: Path) -> None:
     xs = [100 * float(f) for f in acc["fractions"]]
     for ax, case in zip(axes[0], cases, strict=True):
         for m in _order(list(acc["results"][case])):
-            ys = [acc["results"][case][m][f]["miou"] for f in acc["fractions"]]
+            ys = [acc["results"][case][m][f].get("miou", float("nan")) for f in acc["fractions"]]
             style = "--" if m in ("nearest-point", "superpixel-vote", "oracle-dense-eds", "bse-only") else "-"
+            style = ":" if m == "segment-per-field" else style
             ax.plot(xs, ys, style, marker="o", label=m)
         ax.set(xscale="log", xlabel="EDS fraction of pixels (%)", ylabel="mIoU", title=case, ylim=(0, 1))
         ax.grid(alpha=0.3)

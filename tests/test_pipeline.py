@@ -63,7 +63,7 @@ def test_checkpoint_with_other_architecture_says_what_differs(tmp_path, monkeypa
     _, ckpt = _trained_checkpoint(tmp_path)
     with pytest.raises(
         CheckpointMismatchError,
-        match=r"fusion\.refine\.inp\.weight: checkpoint \(32, 32, 1, 1\) vs configured \(16, 16, 1, 1\)",
+        match=r"fusion\.refine\.gnn\.convs\.0\.lin_l\.weight: checkpoint \(32, 32\) vs configured \(16, 16\)",
     ):
         FusionSegModule.load_from_checkpoint(ckpt, hidden_channels=16)
     # The CLI rebuilds the model as the checkpoint was trained and says which settings that overrode.
@@ -168,7 +168,8 @@ def test_every_shipped_config_overfits_one_small_field(config):
     from fusionseg.graphs.schema import image_node_type
 
     torch.manual_seed(0)
-    cli = make_cli(["--config", str(config), *SMALL_DATA, "--data.train_fields=1"], run=False)
+    cli = make_cli(["--config", str(config), *SMALL_DATA, "--data.train_fields=1", "--data.train_eds_fraction=null"],
+                   run=False)  # fmt: skip
     model, sample = cli.model, cli.datamodule.dataset("train")[0]
     graph = model.graph_builder(sample)
     node_y = graph[image_node_type(graph)].y
