@@ -62,11 +62,11 @@ class LibraryPosterior(SpectrumEncoder):
 
     def encode(self, spectra: Tensor) -> Tensor:
         counts = spectra * self.valid_mask
-        ll = poisson_log_likelihood(counts, self.references[self.usable]).float()
+        ll = poisson_log_likelihood(counts, self.references[self.usable], dtype=torch.float32)
         post = torch.zeros(len(counts), len(self.minerals), device=counts.device)
         post[:, self.usable] = (ll / self.temperature).softmax(1)
         total = counts.sum(1)
-        deviance = deviance_per_count(counts, ll.max(1).values).float()
+        deviance = deviance_per_count(counts, ll.max(1).values, dtype=torch.float32)
         fit = deviance.clamp_min(1e-6).log()[:, None] / 5  # scaled to about [-3, 1]
         level = total.clamp_min(1).log10()[:, None] / 4  # 10^4 counts -> 1
         return torch.cat([post, fit, level], 1)
