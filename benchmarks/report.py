@@ -104,6 +104,8 @@ def plot_accuracy(acc: dict, path: Path) -> None:
             style = ":" if m == "segment-per-field" else style
             ax.plot(xs, ys, style, marker="o", label=m)
         ax.set(xscale="log", xlabel="EDS fraction of pixels (%)", ylabel="mIoU", title=case, ylim=(0, 1))
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
