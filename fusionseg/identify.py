@@ -92,6 +92,8 @@ def void_points(spectra: Tensor, fraction: float = 0.1) -> Tensor:
     No material, no X-rays: such a point is void (a pore), not an unidentifiable mineral.
     """
     totals = spectra.sum(1)
+    if totals.numel() == 0:
+        return totals.bool()
     return totals < fraction * totals.median()
 
 
