@@ -63,7 +63,7 @@ class Protocol:
 FRACTIONS = (0.001, 0.005, 0.01, 0.05)
 # Epochs chosen so each model trains for roughly 2-4 min on 2 CPU threads at 128 px (seconds are reported);
 # the default (superpixel regions) trains fastest per epoch.
-FULL = Protocol(128, 2, 32, 6, FRACTIONS, {
+FULL = Protocol(128, 2, 32, 2, FRACTIONS, {
     "bse-only": 16, "paper_gat": 5, "default": 40, "grid_cross_cnn": 16, "grid_late_sage": 16, "knn_hetero_sage": 12,
 })  # fmt: skip
 QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {

@@ -29,7 +29,7 @@ STAGES = ("simulate", "encode", "build", "forward", "decode")
 # Sizes per config: the slow graph models stop where one run would take minutes.
 FULL_SIZES = {
     "default": [256, 1024, 2048, 4096],
-    "grid_cross_cnn": [256, 1024, 2048],
+    "grid_cross_cnn": [256, 1024],
     "grid_late_sage": [256, 512],
     "knn_hetero_sage": [256, 512],
     "paper_gat": [256, 512],
