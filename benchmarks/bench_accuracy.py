@@ -208,15 +208,12 @@ def repka_samples(fractions: tuple[float, ...]) -> tuple[dict, list, object]:
 def identified_point_labels(sample) -> np.ndarray:
     """Best library match of each measured spectrum (no threshold), pores from their missing counts:
     the labels an instrument would give."""
-    from fusionseg.identify import identify_spectra, library_references, void_class, void_points
+    from fusionseg.identify import identify_spectra, library_references, mark_voids
 
     names = sample.meta.class_names
     refs, usable = library_references(names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
     labels = identify_spectra(sample.point_features, refs, allowed=usable).labels
-    void = void_class(names)
-    if void is not None:
-        labels = labels.masked_fill(void_points(sample.point_features), void)
-    return labels.numpy()
+    return mark_voids(labels, sample.point_features, names).numpy()
 
 
 def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
@@ -230,18 +227,15 @@ def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
 
 def oracle_map(dense: np.ndarray, sample) -> np.ndarray:
     """Identify the spectrum at every pixel (dense cube (H, W, C)) against the library; pores by their counts."""
-    from fusionseg.identify import identify_spectra, library_references, void_class, void_points
+    from fusionseg.identify import identify_spectra, library_references, mark_voids
 
     refs, usable = library_references(sample.meta.class_names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
     h, w, c = dense.shape
     flat = torch.from_numpy(dense.reshape(-1, c))
-    void = void_class(sample.meta.class_names)
     labels = torch.cat(
         [identify_spectra(flat[i : i + 4096], refs, allowed=usable).labels for i in range(0, h * w, 4096)]
     )
-    if void is not None:
-        labels = labels.masked_fill(void_points(flat), void)
-    return labels.view(h, w).numpy()
+    return mark_voids(labels, flat, sample.meta.class_names).view(h, w).numpy()
 
 
 def per_field_map(sample, budget_s: float) -> np.ndarray | str:

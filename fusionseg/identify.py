@@ -97,6 +97,12 @@ def void_points(spectra: Tensor, fraction: float = 0.1) -> Tensor:
     return totals < fraction * totals.median()
 
 
+def mark_voids(labels: Tensor, spectra: Tensor, class_names: tuple[str, ...] | list[str]) -> Tensor:
+    """``labels`` with `void_points` set to the library's void class (a pore), when ``class_names`` has one."""
+    void = void_class(class_names)
+    return labels if void is None else labels.masked_fill(void_points(spectra), void)
+
+
 def void_class(class_names: tuple[str, ...] | list[str]) -> int | None:
     """Index of the first void entry (a pore) among ``class_names`` of the mineral library, or None."""
     from fusionseg.data.synthetic.minerals import SimulationError, get_mineral
@@ -283,9 +289,7 @@ def _library_labels(
     own = identify_spectra(spectra, cluster_references(spectra, clusters)).deviance
     ok = (ident.confidence >= min_confidence) & (ident.deviance <= max_deviance_ratio * own.clamp(min=1e-6))
     labels = ident.labels.masked_fill(~ok, UNKNOWN)
-    void = void_class(names)
-    if void is not None:  # almost no counts: a pore, whatever the (noise) spectrum resembles
-        labels = labels.masked_fill(void_points(spectra), void)
+    labels = mark_voids(labels, spectra, names)  # almost no counts: a pore, whatever the noise resembles
     found = torch.unique(labels[labels != UNKNOWN])
     remap = torch.full((len(names),), UNKNOWN, dtype=torch.long)
     remap[found] = torch.arange(len(found))
