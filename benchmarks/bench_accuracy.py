@@ -12,6 +12,8 @@ printed with the measured seconds). Rows:
 - ``nearest-point``: every pixel takes the label of its nearest measured point (Voronoi).
 - ``superpixel-vote``: SLIC superpixels of the BSE image, majority vote of the points inside.
 - ``paper_gat`` and every other shipped config (`configs/*.yaml`).
+- ``ceiling-measured-phases``: a bound, not a method: every pixel right whose phase was found among
+  the field's identified points, wrong elsewhere; no method that names phases from its spectra beats it.
 - ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
 
 Point labels for the two baselines come from identifying each measured spectrum against the
@@ -42,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPKA = ROOT.parent / "shared" / "data" / "real" / "repka2025"
 ROCKS = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
 TEST_SEED = 2000  # FusionSegDataModule test split of seed 0
-BASELINES = ("nearest-point", "superpixel-vote", "oracle-dense-eds")
+BASELINES = ("nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds")
 PER_FIELD = "segment-per-field"  # real-geometry case only: what `fusionseg segment` does without a checkpoint
 
 
@@ -206,14 +208,11 @@ def repka_samples(fractions: tuple[float, ...]) -> tuple[dict, list, object]:
 
 # ----------------------------------------------------------------------------- methods
 def identified_point_labels(sample) -> np.ndarray:
-    """Best library match of each measured spectrum (no threshold), pores from their missing counts:
-    the labels an instrument would give."""
-    from fusionseg.identify import identify_spectra, library_references, mark_voids
+    """Best library match of each measured spectrum, pores from their missing counts: an instrument's labels."""
+    from fusionseg.identify import best_library_labels
 
-    names = sample.meta.class_names
-    refs, usable = library_references(names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
-    labels = identify_spectra(sample.point_features, refs, allowed=usable).labels
-    return mark_voids(labels, sample.point_features, names).numpy()
+    meta = sample.meta
+    return best_library_labels(sample.point_features, meta.class_names, meta.energy_axis, meta.beam_energy_kev).numpy()
 
 
 def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
@@ -291,6 +290,7 @@ def predict_map(model, sample) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the run
 def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
+    from fusionseg.baselines import measured_phases_ceiling
     from fusionseg.data.synthetic.minerals import class_names
 
     names = class_names()
@@ -316,6 +316,7 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
                 truth = s.target.numpy()
                 for b in ("nearest-point", "superpixel-vote"):
                     scores[case][b][f].add(baseline_map(b, s, labels), truth)
+                scores[case]["ceiling-measured-phases"][f].add(measured_phases_ceiling(truth, labels), truth)
                 scores[case]["oracle-dense-eds"][f].add(oracle[case][i], truth)
                 # Models get the identified labels too (they restrict predictions to minerals found among points).
                 identified[case, f, i] = replace(s, point_target=torch.from_numpy(labels))

@@ -4,6 +4,9 @@
 - `superpixel_vote_map`: BSE superpixels, each labelled by the majority of the points inside
   (the classic automated-mineralogy approach); superpixels without a point fall back to the
   nearest point.
+- `measured_phases_ceiling`: not a method but a bound: the true map where the pixel's phase was
+  found among the measured points, "unknown" elsewhere. Any method that names phases only from
+  its spectra scores at most this; its mIoU is (phases found) / (phases present) per field.
 """
 
 from __future__ import annotations
@@ -65,3 +68,13 @@ def superpixel_vote_map(
     seg_label = np.where(has_vote, votes.argmax(1), IGNORE_INDEX)
     out = seg_label[segments]
     return np.where(out == IGNORE_INDEX, fallback, out)
+
+
+def measured_phases_ceiling(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(H, W) ``truth`` where its class is among the point ``labels``, ``IGNORE_INDEX`` (unknown) elsewhere.
+
+    The best map a method can give when it may only name phases that some spectrum identified
+    (fusionseg masks every other class): a phase no point hit is wrong everywhere it occurs.
+    """
+    found = np.isin(truth, labels[labels != IGNORE_INDEX])
+    return np.where(found, truth, IGNORE_INDEX)

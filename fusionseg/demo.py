@@ -57,7 +57,24 @@ def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confide
     result = {"mean_confidence": float(confidence.mean())}
     if sample.target is not None:
         result.update(field_metrics(labels, sample.target, len(names)))
+    if sample.target is not None and sample.point_target is not None:
+        result.update(measured_phases_bound(sample))
     return result
+
+
+def measured_phases_bound(sample: Sample) -> dict:
+    """mIoU ceiling of a method that names phases from the field's point labels, and the phases none hit."""
+    from fusionseg.baselines import measured_phases_ceiling
+
+    truth, found = sample.target.numpy(), sample.point_target.numpy()
+    ceiling = measured_phases_ceiling(truth, found)
+    missed = sorted(set(np.unique(truth[truth != IGNORE_INDEX]).tolist()) - set(found.tolist()))
+    return {
+        "miou_ceiling_measured_phases": field_metrics(torch.from_numpy(ceiling), sample.target, sample.num_classes)[
+            "miou"
+        ],
+        "phases_without_a_point": [sample.meta.class_names[k] for k in missed],
+    }
 
 
 def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_configs: list[Path] = ()) -> Path:
@@ -96,6 +113,12 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
     print(
         f"\nheld-out field {sample.meta.name}: mIoU {held_out['miou']:.3f}, pixel accuracy {held_out['pixel_acc']:.3f}"
     )
+    if "miou_ceiling_measured_phases" in held_out:
+        missed = ", ".join(held_out["phases_without_a_point"]) or "none"
+        print(
+            f"  mIoU ceiling when only phases found among its {sample.num_points} spectra can be named: "
+            f"{held_out['miou_ceiling_measured_phases']:.3f} (phases no spectrum hit: {missed})"
+        )
     print(f"test split: mIoU {summary['test_split'].get('test/miou', float('nan')):.3f}; trained in {train_s:.0f} s")
     print(f"Outputs written to {out}")
     return out

@@ -137,6 +137,18 @@ def library_references(
     return refs, usable
 
 
+def best_library_labels(
+    spectra: Tensor, class_names: tuple[str, ...] | list[str], energy_axis: EnergyAxis, beam_energy_kev: float = 20.0
+) -> Tensor:
+    """(N,) index into ``class_names`` of each spectrum's best library match (no threshold); pores by counts.
+
+    The labels an instrument gives its measured points, without the truth: what evaluation should
+    give a model that restricts its predictions to the minerals found among the points.
+    """
+    refs, usable = library_references(class_names, energy_axis, beam_energy_kev)
+    return mark_voids(identify_spectra(spectra, refs, allowed=usable).labels, spectra, class_names)
+
+
 # ----------------------------------------------------------------------------- point labelling
 # (added for `fusionseg segment`: confidence threshold, "unknown", unsupervised clustering)
 UNKNOWN_NAME = "unknown"

@@ -19,7 +19,7 @@ def tiny_accuracy() -> dict:
 def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dict) -> None:
     report = tiny_accuracy
     expected = {"bse-only", "paper_gat", "default", "grid_late_sage", "knn_hetero_sage", "grid_cross_cnn",
-                "nearest-point", "superpixel-vote", "oracle-dense-eds"}  # fmt: skip
+                "nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds"}  # fmt: skip
     assert set(report["methods"]) == expected
     cases = ["synthetic", "repka2025"] if bench_accuracy.REPKA.exists() else ["synthetic"]
     assert list(report["results"]) == cases
@@ -39,6 +39,17 @@ def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dic
     assert synthetic["oracle-dense-eds"]["0.01"]["pixel_acc"] > 0.9
     assert synthetic["nearest-point"]["0.05"]["pixel_acc"] > synthetic["nearest-point"]["0.001"]["pixel_acc"] + 0.1
     assert report["identification_accuracy"]["synthetic"]["0.05"] > 0.9
+    # Every method that names phases from its spectra stays under the measured-phases ceiling, class by class.
+    for case in cases:
+        rows = report["results"][case]
+        for f, ceiling in rows["ceiling-measured-phases"].items():
+            for m, per_fraction in rows.items():
+                score = per_fraction[f]
+                if m in ("oracle-dense-eds", "ceiling-measured-phases") or "error" in score:
+                    continue
+                assert score["pixel_acc"] <= ceiling["pixel_acc"] + 1e-6, (case, m, f)
+                for name, iou in score["per_class_iou"].items():
+                    assert iou <= ceiling["per_class_iou"][name] + 1e-6, (case, m, f, name)
     assert set(report["training"]) == expected - set(bench_accuracy.BASELINES)
 
 

@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,7 +101,9 @@ def test_demo_writes_every_output(tmp_path, monkeypatch):
     import json
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["held_out_field"]["miou"] <= 1.0
+    held_out = metrics["held_out_field"]
+    assert 0.0 <= held_out["miou"] <= held_out["miou_ceiling_measured_phases"] + 1e-9 <= 1.0 + 1e-9
+    assert isinstance(held_out["phases_without_a_point"], list)
     # Masking unseen classes applies to predictions, not to the loss: the test loss stays finite.
     assert math.isfinite(metrics["test_split"]["test/loss"])
     rows = (out / f"{stem}_modal.csv").read_text().splitlines()
@@ -151,6 +154,26 @@ def test_field_metrics_counts_unknown_predictions_as_wrong():
     m = field_metrics(pred, truth, 2)
     assert m["pixel_acc"] == pytest.approx(0.75)
     assert m["miou"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_measured_phases_bound_of_a_field():
+    from dataclasses import replace
+
+    from fusionseg.baselines import measured_phases_ceiling
+    from fusionseg.demo import measured_phases_bound
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sample import IGNORE_INDEX
+
+    truth = np.array([[0, 0, 1, 1], [2, 2, 1, 1]])
+    expected = np.array([[0, 0, 1, 1], [IGNORE_INDEX, IGNORE_INDEX, 1, 1]])
+    assert (measured_phases_ceiling(truth, np.array([0, 1, 1, IGNORE_INDEX])) == expected).all()
+
+    field = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=32, rocks=["granite"], eds_fraction=0.01)[0]
+    present = torch.unique(field.target)
+    one_point = replace(field, point_target=torch.full_like(field.point_target, int(present[0])))
+    bound = measured_phases_bound(one_point)  # every point says "the first phase": the others are unnamed
+    assert bound["miou_ceiling_measured_phases"] == pytest.approx(1 / len(present))
+    assert len(bound["phases_without_a_point"]) == len(present) - 1
 
 
 PAPER_GAT_PLATEAU = 0.93

@@ -180,6 +180,29 @@ def test_datamodule_trains_on_a_fraction_range_and_tests_at_one_fraction():
         FusionSegDataModule(train_eds_fraction=[0.05, 0.001])
 
 
+def test_evaluation_splits_use_identified_point_labels_not_the_simulators():
+    from dataclasses import replace
+
+    from fusionseg.data.datamodule import FusionSegDataModule, with_identified_point_labels
+    from fusionseg.identify import best_library_labels
+
+    kwargs = {"source_kwargs": {"size": 64, "rocks": ["granite", "grain-mount"]}, "train_fields": 1, "test_fields": 4}
+    identified, given = FusionSegDataModule(**kwargs), FusionSegDataModule(**kwargs, point_labels="given")
+    truth = [s.point_target for s in given.dataset("test")]
+    labels = [s.point_target for s in identified.dataset("test")]
+    for s, y in zip(identified.dataset("test"), labels, strict=True):
+        meta = s.meta
+        assert torch.equal(y, best_library_labels(s.point_features, meta.class_names, meta.energy_axis))
+    agree = torch.cat(labels) == torch.cat(truth)
+    assert 0.9 < agree.float().mean() <= 1.0  # an instrument's labels: mostly, not by construction, the truth
+    assert torch.equal(identified.dataset("train")[0].point_target, given.dataset("train")[0].point_target)
+    with pytest.raises(ValueError, match="point_labels"):
+        FusionSegDataModule(point_labels="true")
+    bare = replace(given.dataset("test")[0], meta=replace(given.dataset("test")[0].meta, energy_axis=None))
+    with pytest.raises(ValueError, match="point_labels=given"):
+        with_identified_point_labels(bare)
+
+
 def test_dense_cube_for_small_fields():
     src = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=24, sampler="stratified", counts_per_spectrum=200)
     fld = src.field(0)

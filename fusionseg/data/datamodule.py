@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -20,21 +22,49 @@ def collate_samples(samples: list[Sample]) -> list[Sample]:
     return list(samples)
 
 
-class CachedDataset(Dataset):
-    """Keeps each `Sample` after its first generation (synthetic fields are deterministic)."""
+POINT_LABELS = ("identified", "given")
 
-    def __init__(self, source: Any, cache: bool = True) -> None:
-        self.source, self.cache = source, cache
+
+def with_identified_point_labels(sample: Sample) -> Sample:
+    """``sample`` whose point labels are the library identification of its spectra, not the source's labels.
+
+    What a model sees on a real instrument: evaluation with the simulator's true point labels would
+    let "only minerals found among the points" use knowledge no user has.
+    """
+    from fusionseg.identify import best_library_labels
+
+    meta = sample.meta
+    if meta.energy_axis is None or sample.meta.extra.get("encoded"):
+        raise ValueError(
+            f"data.point_labels='identified' needs raw spectra with an energy axis, but field {meta.name!r} has "
+            "none; set data.point_labels=given when the source's point labels are measured (another domain)."
+        )
+    labels = best_library_labels(sample.point_features, meta.class_names, meta.energy_axis, meta.beam_energy_kev)
+    return replace(sample, point_target=labels)
+
+
+class CachedDataset(Dataset):
+    """Keeps each `Sample` after its first generation (synthetic fields are deterministic).
+
+    ``transform``: applied to each sample once, as it is generated (e.g. point relabelling).
+    """
+
+    def __init__(self, source: Any, cache: bool = True, transform: Callable[[Sample], Sample] | None = None) -> None:
+        self.source, self.cache, self.transform = source, cache, transform
         self._store: dict[int, Sample] = {}
 
     def __len__(self) -> int:
         return len(self.source)
 
+    def _make(self, index: int) -> Sample:
+        sample = self.source[index]
+        return sample if self.transform is None else self.transform(sample)
+
     def __getitem__(self, index: int) -> Sample:
         if not self.cache:
-            return self.source[index]
+            return self._make(index)
         if index not in self._store:
-            self._store[index] = self.source[index]
+            self._store[index] = self._make(index)
         return self._store[index]
 
 
@@ -52,6 +82,10 @@ class FusionSegDataModule(L.LightningDataModule):
         train_eds_fraction: the training split's fraction, or a pair (lo, hi) drawn log-uniformly per
             field so one model serves any EDS budget; None = ``eds_fraction``.
         sampler: point sampler name (``random``, ``grid``, ``stratified``).
+        point_labels: where the val/test/predict splits' point labels come from: ``identified`` (best
+            library match of each spectrum, as on an instrument; default) or ``given`` (the source's own
+            labels: the simulator's truth, or measured labels in another domain). Models use them to
+            restrict predictions to the classes found among a field's points. Training keeps the source's.
         batch_size: fields per batch.
         seed: base seed; split k uses ``seed + 1000 * k``.
     """
@@ -67,6 +101,7 @@ class FusionSegDataModule(L.LightningDataModule):
         eds_fraction: float = 0.01,
         train_eds_fraction: float | list[float] | None = None,
         sampler: str = "random",
+        point_labels: str = "identified",
         batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 0,
@@ -82,6 +117,8 @@ class FusionSegDataModule(L.LightningDataModule):
                     f"train_eds_fraction must be a fraction in (0, 1] or a pair [lo, hi] with 0 < lo <= hi <= 1, "
                     f"got {train_eds_fraction!r}; e.g. [0.001, 0.05] trains on 0.1-5 % of pixels."
                 )
+        if point_labels not in POINT_LABELS:
+            raise ValueError(f"point_labels must be one of {POINT_LABELS}, got {point_labels!r}.")
         self.save_hyperparameters()
         self.counts = dict(zip(SPLITS, (train_fields, val_fields, test_fields, predict_fields), strict=True))
         self._datasets: dict[str, CachedDataset] = {}
@@ -96,7 +133,12 @@ class FusionSegDataModule(L.LightningDataModule):
             kwargs.setdefault("sampler", hp.sampler)
             kwargs.setdefault("num_fields", self.counts[split])
             kwargs.setdefault("seed", hp.seed + 1000 * SPLITS.index(split))
-            self._datasets[split] = CachedDataset(DATA_SOURCES.create(hp.source, **kwargs), cache=hp.cache)
+            relabel = split != "train" and hp.point_labels == "identified"
+            self._datasets[split] = CachedDataset(
+                DATA_SOURCES.create(hp.source, **kwargs),
+                cache=hp.cache,
+                transform=with_identified_point_labels if relabel else None,
+            )
         return self._datasets[split]
 
     def _first(self) -> Sample:
