@@ -11,7 +11,9 @@ printed with the measured seconds). Rows:
 - ``bse-only``: the pixel-level cnn model's image branch alone (`image-only` fusion), no spectra.
 - ``nearest-point``: every pixel takes the label of its nearest measured point (Voronoi).
 - ``superpixel-vote``: SLIC superpixels of the BSE image, majority vote of the points inside.
-- ``paper_gat`` and every other shipped config (`configs/*.yaml`).
+- ``paper_gat`` and every other shipped config (`configs/*.yaml`), all at the protocol's budget.
+- ``default-shipped``: the default config trained with its own budget (48 fields, <= 60 epochs,
+  <= 3.5 min), as ``make demo`` trains it: what a user gets, at a budget the others do not have.
 - ``ceiling-measured-phases``: a bound, not a method: every pixel right whose phase was found among
   the field's identified points, wrong elsewhere; no method that names phases from its spectra beats it.
 - ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
@@ -45,6 +47,7 @@ REPKA = ROOT.parent / "shared" / "data" / "real" / "repka2025"
 ROCKS = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
 TEST_SEED = 2000  # FusionSegDataModule test split of seed 0
 BASELINES = ("nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds")
+SHIPPED = "-shipped"  # suffix: a config trained with its own budget (fields, epochs, time cap)
 PER_FIELD = "segment-per-field"  # real-geometry case only: what `fusionseg segment` does without a checkpoint
 
 
@@ -67,6 +70,7 @@ FRACTIONS = (0.001, 0.005, 0.01, 0.05)
 # the default (superpixel regions) trains fastest per epoch.
 FULL = Protocol(128, 2, 32, 2, FRACTIONS, {
     "bse-only": 16, "paper_gat": 5, "default": 40, "grid_cross_cnn": 16, "grid_late_sage": 16, "knn_hetero_sage": 12,
+    f"default{SHIPPED}": 0,  # 0: the config's own budget (48 fields, <= 60 epochs, <= 3.5 min): what `make demo` trains
 })  # fmt: skip
 QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {
     "bse-only": 4, "paper_gat": 2, "default": 8, "grid_cross_cnn": 4, "grid_late_sage": 4, "knn_hetero_sage": 3,
@@ -74,7 +78,7 @@ QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {
 # paper_gat trains at batch 4, not the paper's 16: at ~50 s per epoch its budget is 5 epochs, and batch 16
 # would leave it 10 optimiser steps on 32 fields.
 EXTRA_ARGS = {"paper_gat": ["--data.batch_size=4"]}
-TINY = Protocol(32, 1, 2, 1, FRACTIONS, dict.fromkeys(FULL.epochs, 1), repka=True, per_field_budget_s=2.0)
+TINY = Protocol(32, 1, 2, 1, FRACTIONS, dict.fromkeys(QUICK.epochs, 1), repka=True, per_field_budget_s=2.0)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -255,20 +259,25 @@ def per_field_map(sample, budget_s: float) -> np.ndarray | str:
 
 
 def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, dict]:
-    """Train one config (``bse-only`` = the pixel-level cnn config with the image-only fusion) for its epoch budget."""
+    """Train one config for its protocol budget (``bse-only`` = the pixel-level cnn config, image-only fusion;
+    ``<config>-shipped`` = the config with its own training fields, epochs and time cap, as `make demo` runs it)."""
     from fusionseg.cli import make_cli
 
-    config = ROOT / "configs" / ("grid_cross_cnn.yaml" if name == "bse-only" else f"{name}.yaml")
+    shipped = name.endswith(SHIPPED)
+    config_name = "grid_cross_cnn" if name == "bse-only" else name.removesuffix(SHIPPED)
     lo, hi = min(protocol.fractions), max(protocol.fractions)
     args = [
-        "--config", str(config), "--seed_everything=0",
-        f"--trainer.max_epochs={protocol.epochs[name]}", "--trainer.max_time=null", "--trainer.logger=false",
+        "--config", str(ROOT / "configs" / f"{config_name}.yaml"), "--seed_everything=0", "--trainer.logger=false",
         f"--trainer.default_root_dir={workdir / name}", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--data.train_fields={protocol.train_fields}", f"--data.val_fields={protocol.val_fields}",
-        "--data.test_fields=1", "--data.predict_fields=1", f"--data.source_kwargs.size={protocol.size}",
-        f"--data.source_kwargs.rocks={json.dumps(ROCKS)}", f"--data.train_eds_fraction=[{lo},{hi}]",
+        "--trainer.enable_model_summary=false", "--data.test_fields=1", "--data.predict_fields=1",
     ]  # fmt: skip
+    if not shipped:
+        args += [
+            f"--trainer.max_epochs={protocol.epochs[name]}", "--trainer.max_time=null",
+            f"--data.train_fields={protocol.train_fields}", f"--data.val_fields={protocol.val_fields}",
+            f"--data.source_kwargs.size={protocol.size}", f"--data.source_kwargs.rocks={json.dumps(ROCKS)}",
+            f"--data.train_eds_fraction=[{lo},{hi}]",
+        ]  # fmt: skip
     args += EXTRA_ARGS.get(name, [])
     if name == "bse-only":
         args += ["--model.fusion=image-only", '--model.fusion_kwargs={"num_layers": 6}']
@@ -278,7 +287,7 @@ def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, 
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
     budget = {
-        "epochs": protocol.epochs[name], "train_fields": protocol.train_fields,
+        "epochs": cli.trainer.current_epoch, "train_fields": cli.datamodule.hparams.train_fields,
         "batch_size": cli.datamodule.hparams.batch_size, "seconds": round(seconds, 1),
     }  # fmt: skip
     return cli.model.eval(), budget

@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 PERCENT = {"0.001": "0.1 %", "0.005": "0.5 %", "0.01": "1 %", "0.05": "5 %"}
-TRAINED_FIRST = ("default", "grid_cross_cnn", "grid_late_sage", "knn_hetero_sage", "paper_gat", "bse-only")
+TRAINED_FIRST = (
+    "default", "default-shipped", "grid_cross_cnn", "grid_late_sage", "knn_hetero_sage", "paper_gat", "bse-only",
+)  # fmt: skip
 
 
 def _load(path: Path) -> dict | None:
