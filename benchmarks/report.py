@@ -99,18 +99,20 @@ def plot_accuracy(acc: dict, path: Path) -> None:
     cases = list(acc["results"])
     fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4.2), squeeze=False)
     xs = [100 * float(f) for f in acc["fractions"]]
+    methods = _order(list(dict.fromkeys(m for case in cases for m in acc["results"][case])))
+    colours = dict(zip(methods, plt.get_cmap("tab20")(range(len(methods))), strict=True))  # tab10 would repeat
     for ax, case in zip(axes[0], cases, strict=True):
         for m in _order(list(acc["results"][case])):
             ys = [acc["results"][case][m][f].get("miou", float("nan")) for f in acc["fractions"]]
             style = "--" if m in ("nearest-point", "superpixel-vote", "oracle-dense-eds", "bse-only") else "-"
             style = "-." if m == "ceiling-measured-phases" else style
             style = ":" if m == "segment-per-field" else style
-            ax.plot(xs, ys, style, marker="o", label=m)
+            ax.plot(xs, ys, style, marker="o", label=m, color=colours[m])
         ax.set(xscale="log", xlabel="EDS fraction of pixels (%)", ylabel="mIoU", title=case, ylim=(0, 1))
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
