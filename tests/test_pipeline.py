@@ -59,6 +59,16 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, monkeypatch
         assert torch.equal(value, reloaded.point_encoder.state_dict()[key]), key
 
 
+def test_checkpoint_of_a_lazily_sized_head_reloads(tmp_path, monkeypatch):
+    """The point-assignment head sizes its key layer on first use; its checkpoint must still load."""
+    monkeypatch.chdir(tmp_path)
+    cli, ckpt = _trained_checkpoint(tmp_path, head="point-assignment")
+    sample = cli.datamodule.dataset("predict")[0]
+    before = cli.model.predict_samples([sample])[0]["labels"]
+    after = FusionSegModule.load_from_checkpoint(ckpt).predict_samples([sample])[0]["labels"]
+    assert torch.equal(before, after)
+
+
 def test_checkpoint_with_other_architecture_says_what_differs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, ckpt = _trained_checkpoint(tmp_path)

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
+from torch.nn.parameter import is_lazy  # lazily sized layers (shape known after loading) are not compared
 from torch_geometric.data import Batch
 
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
@@ -269,7 +270,7 @@ class FusionSegModule(L.LightningModule):
         diffs += [
             f"  {name}: checkpoint {tuple(value.shape)} vs configured {tuple(own[name].shape)}"
             for name, value in stored.items()
-            if name in own and tuple(value.shape) != tuple(own[name].shape)
+            if name in own and not is_lazy(own[name]) and tuple(value.shape) != tuple(own[name].shape)
         ][:10]
         diffs += [f"  {name}: only in the checkpoint" for name in sorted(set(stored) - set(own))][:5]
         diffs += [f"  {name}: missing from the checkpoint" for name in sorted(set(own) - set(stored))][:5]
