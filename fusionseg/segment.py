@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusionseg.data.datamodule import collate_samples
+from fusionseg.data.samplers import draw_points
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
 from fusionseg.registry import SAMPLERS
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
@@ -75,7 +76,7 @@ def sparse_acquisition(
     rng = np.random.default_rng(seed)
     # Draw over the whole field, scaled up by the unmeasured share, then keep measured pixels.
     want = min(h * w, int(np.ceil(n * h * w / n_valid)))
-    rc = np.rint(draw(h, w, want, rng)).astype(np.int64)
+    rc = np.rint(draw_points(draw, h, w, want, rng, image=sample.image.numpy())).astype(np.int64)
     rc = rc[measured[rc[:, 0], rc[:, 1]]]
     if len(rc) < n:  # top up with random measured pixels (partial maps with an uneven sampler)
         free = np.flatnonzero(measured.ravel() & ~np.isin(np.arange(h * w), rc[:, 0] * w + rc[:, 1]))
@@ -476,7 +477,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--eds-fraction", type=float, help="keep this fraction of a dense map's spectra (0..1]")
     amount.add_argument("--eds-points", type=int, help="keep this many spectra of a dense map")
-    p.add_argument("--sampler", default="random", help="where kept spectra lie: random, grid, stratified")
+    p.add_argument(
+        "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
+    )
     p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); without it a model is trained on the field")
     p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
     p.add_argument("--n-clusters", type=int, help="number of phases for clustering (default: by silhouette)")

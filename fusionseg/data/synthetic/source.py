@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusionseg.data.samplers import draw_points
 from fusionseg.data.synthetic.field import SyntheticField, simulate_field
 from fusionseg.data.synthetic.minerals import SimulationError, class_names
 from fusionseg.data.synthetic.physics import SpectrumModel, element_peaks
@@ -117,7 +118,7 @@ class SyntheticSEMSource:
         i = self._index(index)
         fld = self.field(i)
         rng = np.random.default_rng([self.seed, i, 7])
-        coords = self.sampler(self.height, self.width, self.points_of(i), rng)
+        coords = draw_points(self.sampler, self.height, self.width, self.points_of(i), rng, image=fld.bse)
         return fld.to_sample(coords, fld.spectra_at(coords, rng), name=f"{fld.rock}-s{self.seed}-{i:05d}")
 
 
