@@ -18,6 +18,9 @@ printed with the measured seconds). Rows:
   the field's identified points, wrong elsewhere; no method that names phases from its spectra beats it.
 - ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
 
+A second synthetic case, ``synthetic-superpixel-points``, measures the same fields where the
+image-guided ``superpixel`` sampler puts the points (default models, baselines and bounds only).
+
 Point labels for the two baselines come from identifying each measured spectrum against the
 mineral library (best Poisson-likelihood match, as an instrument would); that identification
 accuracy is reported per fraction. A real-geometry case runs the same methods on the Repka
@@ -47,6 +50,7 @@ REPKA = ROOT.parent / "shared" / "data" / "real" / "repka2025"
 ROCKS = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
 TEST_SEED = 2000  # FusionSegDataModule test split of seed 0
 BASELINES = ("nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds")
+GUIDED = "synthetic-superpixel-points"  # case: the held-out fields measured where the image-guided sampler says
 SHIPPED = "-shipped"  # suffix: a config trained with its own budget (fields, epochs, time cap)
 PER_FIELD = "segment-per-field"  # real-geometry case only: what `fusionseg segment` does without a checkpoint
 
@@ -122,13 +126,13 @@ class Scores:
 
 
 # ----------------------------------------------------------------------------- fields
-def test_samples(protocol: Protocol, fraction: float) -> tuple[list, object]:
-    """The held-out split at one EDS fraction: same fields (phase maps, BSE) for every fraction."""
+def test_samples(protocol: Protocol, fraction: float, sampler: str = "random") -> tuple[list, object]:
+    """The held-out split at one EDS fraction: same fields (phase maps, BSE) for every fraction and sampler."""
     from fusionseg.registry import DATA_SOURCES
 
     source = DATA_SOURCES.create(
         "sem-synthetic", num_fields=protocol.fields_per_rock * len(ROCKS), size=protocol.size, rocks=ROCKS,
-        eds_fraction=fraction, seed=TEST_SEED,
+        eds_fraction=fraction, seed=TEST_SEED, sampler=sampler,
     )  # fmt: skip
     return [source[i] for i in range(len(source))], source
 
@@ -307,9 +311,12 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
     synthetic = {f: test_samples(protocol, f) for f in protocol.fractions}
     repka = repka_samples(protocol.fractions) if protocol.repka and REPKA.exists() else None
     cases = {"synthetic": {f: s for f, (s, _) in synthetic.items()}}
+    # The same fields with the points where the image-guided sampler puts them (models trained on random points).
+    cases[GUIDED] = {f: test_samples(protocol, f, sampler="superpixel")[0] for f in protocol.fractions}
     if repka is not None:
         cases["repka2025"] = {f: [s] for f, s in repka[0].items()}
     rows = {case: [*methods, *BASELINES, *([PER_FIELD] if case == "repka2025" else [])] for case in cases}
+    rows[GUIDED] = [*(m for m in methods if m.startswith("default")), *BASELINES]
     scores = {case: {m: {f: Scores(k) for f in protocol.fractions} for m in rows[case]} for case in cases}
     ident_acc = {case: {} for case in cases}
 
@@ -347,6 +354,8 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
         model, budgets[m] = train_method(m, protocol, workdir)
         with torch.inference_mode():
             for case, by_fraction in cases.items():
+                if m not in rows[case]:
+                    continue
                 for f, samples in by_fraction.items():
                     for i, s in enumerate(samples):
                         scores[case][m][f].add(predict_map(model, identified[case, f, i]), s.target.numpy())
@@ -381,6 +390,7 @@ def _oracle_maps(protocol: Protocol, synthetic: dict, repka) -> dict:
     """Dense-EDS oracle maps (independent of the fraction), per case and field."""
     samples, source = synthetic[protocol.fractions[0]]
     out = {"synthetic": [oracle_map(source.field(i).dense_spectra(), s) for i, s in enumerate(samples)]}
+    out[GUIDED] = out["synthetic"]  # same fields; the oracle measures every pixel whatever the sampler
     if repka is not None:
         _, truth, (spectra, _) = repka
         dense = spectra.sample(truth.ravel(), np.random.default_rng(12)).reshape(*truth.shape, -1)

@@ -21,10 +21,16 @@ def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dic
     expected = {"bse-only", "paper_gat", "default", "grid_late_sage", "knn_hetero_sage", "grid_cross_cnn",
                 "nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds"}  # fmt: skip
     assert set(report["methods"]) == expected
-    cases = ["synthetic", "repka2025"] if bench_accuracy.REPKA.exists() else ["synthetic"]
+    guided = bench_accuracy.GUIDED
+    cases = ["synthetic", guided, *(["repka2025"] if bench_accuracy.REPKA.exists() else [])]
     assert list(report["results"]) == cases
+    rows = {
+        "synthetic": expected,
+        guided: {"default", *bench_accuracy.BASELINES},
+        "repka2025": expected | {bench_accuracy.PER_FIELD},
+    }
     for case in cases:
-        assert set(report["results"][case]) == expected | ({bench_accuracy.PER_FIELD} if case == "repka2025" else set())
+        assert set(report["results"][case]) == rows[case]
         assert set(report["identification_accuracy"][case]) == {"0.001", "0.005", "0.01", "0.05"}
         for per_fraction in report["results"][case].values():
             assert set(per_fraction) == {"0.001", "0.005", "0.01", "0.05"}
