@@ -81,7 +81,7 @@ class FusionSegDataModule(L.LightningDataModule):
         eds_fraction: fraction of pixels with a measured spectrum (0, 1].
         train_eds_fraction: the training split's fraction, or a pair (lo, hi) drawn log-uniformly per
             field so one model serves any EDS budget; None = ``eds_fraction``.
-        sampler: point sampler name (``random``, ``grid``, ``stratified``).
+        sampler: point sampler name (``random``, ``grid``, ``stratified``, ``superpixel``: image-guided).
         point_labels: where the val/test/predict splits' point labels come from: ``identified`` (best
             library match of each spectrum, as on an instrument; default) or ``given`` (the source's own
             labels: the simulator's truth, or measured labels in another domain). Models use them to
