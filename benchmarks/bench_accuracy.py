@@ -215,14 +215,6 @@ def repka_samples(fractions: tuple[float, ...]) -> tuple[dict, list, object]:
 
 
 # ----------------------------------------------------------------------------- methods
-def identified_point_labels(sample) -> np.ndarray:
-    """Best library match of each measured spectrum, pores from their missing counts: an instrument's labels."""
-    from fusionseg.identify import best_library_labels
-
-    meta = sample.meta
-    return best_library_labels(sample.point_features, meta.class_names, meta.energy_axis, meta.beam_energy_kev).numpy()
-
-
 def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
     from fusionseg.baselines import nearest_point_map, superpixel_vote_map
 
@@ -304,6 +296,7 @@ def predict_map(model, sample) -> np.ndarray:
 # ----------------------------------------------------------------------------- the run
 def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
     from fusionseg.baselines import measured_phases_ceiling
+    from fusionseg.data.datamodule import with_identified_point_labels
     from fusionseg.data.synthetic.minerals import class_names
 
     names = class_names()
@@ -326,7 +319,9 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
         for f, samples in by_fraction.items():
             correct = total = 0
             for i, s in enumerate(samples):
-                labels = identified_point_labels(s)
+                # Models get the identified labels too (they restrict predictions to minerals found among points).
+                identified[case, f, i] = with_identified_point_labels(s)
+                labels = identified[case, f, i].point_target.numpy()
                 correct += int((labels == s.point_target.numpy()).sum())
                 total += len(labels)
                 truth = s.target.numpy()
@@ -334,8 +329,6 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
                     scores[case][b][f].add(baseline_map(b, s, labels), truth)
                 scores[case]["ceiling-measured-phases"][f].add(measured_phases_ceiling(truth, labels), truth)
                 scores[case]["oracle-dense-eds"][f].add(oracle[case][i], truth)
-                # Models get the identified labels too (they restrict predictions to minerals found among points).
-                identified[case, f, i] = replace(s, point_target=torch.from_numpy(labels))
             ident_acc[case][str(f)] = round(correct / max(total, 1), 4)
 
     failures = {}

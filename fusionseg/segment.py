@@ -32,9 +32,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusionseg.data.datamodule import collate_samples
-from fusionseg.data.samplers import draw_points
+from fusionseg.data.samplers import sample_points
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
-from fusionseg.registry import SAMPLERS
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,6 @@ def sparse_acquisition(
     Positions come from the registered ``sampler`` (rounded to pixels); pixels whose spectrum has
     zero counts (EDS acquired over only part of the field) are treated as not measured and skipped.
     """
-    import fusionseg.data.samplers  # noqa: F401  (registers the samplers)
 
     cube = sample.meta.extra.get("dense_spectra")
     if cube is None:
@@ -72,11 +70,10 @@ def sparse_acquisition(
     n = int(round(fraction * n_valid)) if fraction is not None else int(n_points)
     if not 1 <= n <= n_valid:
         raise SegmentError(f"cannot keep {n} spectra: the map has {n_valid} measured pixels; ask for 1..{n_valid}.")
-    draw = SAMPLERS.create(sampler)
     rng = np.random.default_rng(seed)
     # Draw over the whole field, scaled up by the unmeasured share, then keep measured pixels.
     want = min(h * w, int(np.ceil(n * h * w / n_valid)))
-    rc = np.rint(draw_points(draw, h, w, want, rng, image=sample.image.numpy())).astype(np.int64)
+    rc = np.rint(sample_points(sampler, h, w, want, rng, image=sample.image.numpy())).astype(np.int64)
     rc = rc[measured[rc[:, 0], rc[:, 1]]]
     if len(rc) < n:  # top up with random measured pixels (partial maps with an uneven sampler)
         free = np.flatnonzero(measured.ravel() & ~np.isin(np.arange(h * w), rc[:, 0] * w + rc[:, 1]))

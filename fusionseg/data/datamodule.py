@@ -34,7 +34,7 @@ def with_identified_point_labels(sample: Sample) -> Sample:
     from fusionseg.identify import best_library_labels
 
     meta = sample.meta
-    if meta.energy_axis is None or sample.meta.extra.get("encoded"):
+    if meta.energy_axis is None or meta.extra.get("encoded"):
         raise ValueError(
             f"data.point_labels='identified' needs raw spectra with an energy axis, but field {meta.name!r} has "
             "none; set data.point_labels=given when the source's point labels are measured (another domain)."
