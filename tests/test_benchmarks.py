@@ -47,9 +47,9 @@ def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dic
     assert report["identification_accuracy"]["synthetic"]["0.05"] > 0.9
     # Every method that names phases from its spectra stays under the measured-phases ceiling, class by class.
     for case in cases:
-        rows = report["results"][case]
-        for f, ceiling in rows["ceiling-measured-phases"].items():
-            for m, per_fraction in rows.items():
+        results = report["results"][case]
+        for f, ceiling in results["ceiling-measured-phases"].items():
+            for m, per_fraction in results.items():
                 score = per_fraction[f]
                 if m in ("oracle-dense-eds", "ceiling-measured-phases") or "error" in score:
                     continue
