@@ -1,26 +1,63 @@
 """Non-learned baselines a user would try first, given labelled points on an image.
 
-- `nearest_point_map`: every pixel takes the label of its nearest measured point (Voronoi).
-- `superpixel_vote_map`: BSE superpixels, each labelled by the majority of the points inside
-  (the classic automated-mineralogy approach); superpixels without a point fall back to the
-  nearest point.
-- `measured_phases_ceiling`: not a method but a bound: the true map where the pixel's phase was
-  found among the measured points, "unknown" elsewhere. Any method that names phases only from
-  its spectra scores at most this; its mIoU is (phases found) / (phases present) per field.
+Every method maps ``(image (C, H, W), point coords (N, 2) rows/cols in px, point labels (N,),
+num_classes)`` to an (H, W) label map; points labelled ``IGNORE_INDEX`` are skipped. Call any of
+them by name with `classic_map` (``CLASSIC_METHODS``); their settings were chosen on the benchmark's
+validation split (``benchmarks/tune_classic.py``), never on its test split.
+
+- ``nearest-point``: the label of the nearest measured point (Voronoi).
+- ``superpixel-vote``: BSE superpixels, each labelled by the majority of the points inside (the
+  classic automated-mineralogy approach); superpixels without a point fall back to nearest point.
+- ``random-walker``: scikit-image's seeded random walker (Grady 2006) on the image scaled to [0, 1],
+  the fill step of Juránek et al.'s BSE-EDS pipeline.
+- ``geodesic``: nearest point along the image: step cost 1 + w * Sobel(Gaussian(image)),
+  scikit-image's minimum-cost-path (``MCP_Geometric``), one front per class.
+- ``fast-global-smoother``: edge-aware diffusion of one-hot point channels guided by the image
+  (OpenCV contrib's fast global smoother, Min et al. 2014), normalised by the diffused point mask.
+
+`measured_phases_ceiling` is not a method but a bound: the true map where the pixel's phase was
+found among the measured points, "unknown" elsewhere; its mIoU is (phases found) / (phases present).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
 
 from fusionseg.sample import IGNORE_INDEX
 
+# Settings chosen on the validation split (seed 1000 fields, benchmarks/tune_classic.py); see README.
+RANDOM_WALKER_BETA = 130.0
+GEODESIC_EDGE_WEIGHT = 50.0
+GEODESIC_SIGMA_PX = 1.0
+FGS_LAMBDA = 1e3
+FGS_SIGMA_COLOR = 8.0  # in 8-bit grey levels of the guide image scaled to [0, 255]
+
 
 def _point_pixels(coords: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     rows = np.clip(np.rint(coords[:, 0]).astype(np.int64), 0, shape[0] - 1)
     cols = np.clip(np.rint(coords[:, 1]).astype(np.int64), 0, shape[1] - 1)
     return rows, cols
+
+
+def _unit_scaled(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) image scaled to [0, 1] per channel by its 0.5-99.5 percentiles (robust to hot pixels)."""
+    img = np.asarray(image, dtype=np.float64)
+    lo = np.percentile(img, 0.5, axis=(1, 2), keepdims=True)
+    hi = np.percentile(img, 99.5, axis=(1, 2), keepdims=True)
+    return np.clip((img - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
+
+
+def _seeds(coords: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled points only: the classes found (sorted) and an (H, W) seed map, 0 = none, i + 1 = found[i]."""
+    keep = labels != IGNORE_INDEX
+    found = np.unique(labels[keep])
+    seeds = np.zeros(shape, dtype=np.int64)
+    rows, cols = _point_pixels(coords[keep], shape)
+    seeds[rows, cols] = np.searchsorted(found, labels[keep]) + 1
+    return found, seeds
 
 
 def nearest_point_map(coords: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -70,6 +107,105 @@ def superpixel_vote_map(
     return np.where(out == IGNORE_INDEX, fallback, out)
 
 
+def random_walker_probabilities(
+    image: np.ndarray, coords: np.ndarray, labels: np.ndarray, beta: float = RANDOM_WALKER_BETA
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes found among the points (F,) and the random walker's (F, H, W) probability of each.
+
+    ``beta``: edge penalty of scikit-image's random walker on the image scaled to [0, 1]
+    (larger: diffusion stops more at image edges).
+    """
+    from skimage.segmentation import random_walker
+
+    _, h, w = image.shape
+    found, seeds = _seeds(coords, labels, (h, w))
+    if len(found) <= 1:
+        return found, np.ones((len(found), h, w))
+    prob = random_walker(_unit_scaled(image), seeds, beta=beta, mode="cg_j", tol=1e-4, channel_axis=0,
+                         return_full_prob=True)  # fmt: skip
+    return found, prob
+
+
+def random_walker_map(
+    image: np.ndarray, coords: np.ndarray, labels: np.ndarray, num_classes: int, beta: float = RANDOM_WALKER_BETA
+) -> np.ndarray:
+    """(H, W) most probable seed class of the random walker (see `random_walker_probabilities`)."""
+    found, prob = random_walker_probabilities(image, coords, labels, beta)
+    return _labels_from(found, prob, image.shape[1:])
+
+
+def geodesic_costs(
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    edge_weight: float = GEODESIC_EDGE_WEIGHT,
+    sigma_px: float = GEODESIC_SIGMA_PX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes found (F,) and the (F, H, W) geodesic distance (px) from each pixel to that class's nearest point.
+
+    A step costs 1 + ``edge_weight`` * Sobel magnitude of the Gaussian-smoothed (``sigma_px``) image
+    scaled to [0, 1], so paths that cross image edges are long.
+    """
+    from skimage.filters import gaussian, sobel
+    from skimage.graph import MCP_Geometric
+
+    img = _unit_scaled(image)
+    edges = sum(sobel(gaussian(channel, sigma=sigma_px)) for channel in img)
+    cost = 1.0 + edge_weight * edges
+    _, h, w = image.shape
+    found, seeds = _seeds(coords, labels, (h, w))
+    out = np.empty((len(found), h, w))
+    for i in range(len(found)):
+        starts = np.argwhere(seeds == i + 1)
+        out[i], _ = MCP_Geometric(cost).find_costs(starts)
+    return found, out
+
+
+def geodesic_map(
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    edge_weight: float = GEODESIC_EDGE_WEIGHT,
+    sigma_px: float = GEODESIC_SIGMA_PX,
+) -> np.ndarray:
+    """(H, W) class of the geodesically nearest point (see `geodesic_costs`)."""
+    found, dist = geodesic_costs(image, coords, labels, edge_weight, sigma_px)
+    return _labels_from(found, -dist, image.shape[1:])
+
+
+def fast_global_smoother_map(
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    lam: float = FGS_LAMBDA,
+    sigma_color: float = FGS_SIGMA_COLOR,
+) -> np.ndarray:
+    """(H, W) class whose one-hot point channel, diffused edge-aware along the image, is largest.
+
+    ``lam``: smoothness weight; ``sigma_color``: edge sensitivity in grey levels of the image scaled to
+    0-255 (OpenCV's 8-bit guide). Classes are diffused one at a time (OpenCV filters up to 4 channels).
+    """
+    import cv2
+
+    _, h, w = image.shape
+    guide = np.ascontiguousarray(np.round(_unit_scaled(image)[:3].transpose(1, 2, 0) * 255).astype(np.uint8))
+    found, seeds = _seeds(coords, labels, (h, w))
+    score = np.stack([
+        cv2.ximgproc.fastGlobalSmootherFilter(guide, (seeds == i + 1).astype(np.float32), lam, sigma_color)
+        for i in range(len(found))
+    ]) if len(found) else np.zeros((0, h, w))  # fmt: skip
+    return _labels_from(found, score, (h, w))
+
+
+def _labels_from(found: np.ndarray, score: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) ``found[argmax score]``; all ``IGNORE_INDEX`` when no point was labelled."""
+    if len(found) == 0:
+        return np.full(shape, IGNORE_INDEX, dtype=np.int64)
+    return found[np.argmax(score, axis=0)].astype(np.int64)
+
+
 def measured_phases_ceiling(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(H, W) ``truth`` where its class is among the point ``labels``, ``IGNORE_INDEX`` (unknown) elsewhere.
 
@@ -78,3 +214,22 @@ def measured_phases_ceiling(truth: np.ndarray, labels: np.ndarray) -> np.ndarray
     """
     found = np.isin(truth, labels[labels != IGNORE_INDEX])
     return np.where(found, truth, IGNORE_INDEX)
+
+
+ClassicMethod = Callable[..., np.ndarray]
+CLASSIC_METHODS: dict[str, ClassicMethod] = {
+    "nearest-point": lambda image, coords, labels, num_classes, **kw: nearest_point_map(coords, labels, image.shape[1:]),
+    "superpixel-vote": superpixel_vote_map,
+    "random-walker": random_walker_map,
+    "geodesic": geodesic_map,
+    "fast-global-smoother": fast_global_smoother_map,
+}
+"""Name -> function(image (C, H, W), coords (N, 2) px, labels (N,), num_classes, **settings) -> (H, W) labels."""
+
+
+def classic_map(method: str, image: np.ndarray, coords: np.ndarray, labels: np.ndarray, num_classes: int,
+                **settings: float) -> np.ndarray:  # fmt: skip
+    """(H, W) labels of the named classic method (``CLASSIC_METHODS``); ``settings`` override its defaults."""
+    if method not in CLASSIC_METHODS:
+        raise ValueError(f"Unknown classic method {method!r}; choose one of {', '.join(CLASSIC_METHODS)}.")
+    return CLASSIC_METHODS[method](np.asarray(image), np.asarray(coords), np.asarray(labels), num_classes, **settings)
