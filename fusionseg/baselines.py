@@ -218,7 +218,7 @@ def measured_phases_ceiling(truth: np.ndarray, labels: np.ndarray) -> np.ndarray
 
 ClassicMethod = Callable[..., np.ndarray]
 CLASSIC_METHODS: dict[str, ClassicMethod] = {
-    "nearest-point": lambda image, coords, labels, num_classes, **kw: nearest_point_map(coords, labels, image.shape[1:]),
+    "nearest-point": lambda image, coords, labels, num_classes: nearest_point_map(coords, labels, image.shape[1:]),
     "superpixel-vote": superpixel_vote_map,
     "random-walker": random_walker_map,
     "geodesic": geodesic_map,
