@@ -9,8 +9,11 @@ benchmarked range (one model for every budget) for a fixed number of epochs (the
 printed with the measured seconds). Rows:
 
 - ``bse-only``: the pixel-level cnn model's image branch alone (`image-only` fusion), no spectra.
-- ``nearest-point``: every pixel takes the label of its nearest measured point (Voronoi).
-- ``superpixel-vote``: SLIC superpixels of the BSE image, majority vote of the points inside.
+- classic propagation of the identified point labels (`fusionseg.baselines`, settings chosen on the
+  validation split by ``benchmarks/tune_classic.py``): ``nearest-point`` (Voronoi), ``superpixel-vote``
+  (SLIC superpixels, majority vote of the points inside), ``random-walker`` (seeded random walker),
+  ``geodesic`` (nearest point along BSE-gradient-weighted paths), ``fast-global-smoother`` (edge-aware
+  diffusion of one-hot point channels).
 - ``paper_gat`` and every other shipped config (`configs/*.yaml`), all at the protocol's budget.
 - ``default-shipped``: the default config trained with its own budget (48 fields, <= 60 epochs,
   <= 3.5 min), as ``make demo`` trains it: what a user gets, at a budget the others do not have.
@@ -49,7 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 REPKA = ROOT.parent / "shared" / "data" / "real" / "repka2025"
 ROCKS = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
 TEST_SEED = 2000  # FusionSegDataModule test split of seed 0
-BASELINES = ("nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds")
+CLASSIC = ("nearest-point", "superpixel-vote", "random-walker", "geodesic", "fast-global-smoother")
+BOUNDS = ("ceiling-measured-phases", "oracle-dense-eds")
+BASELINES = (*CLASSIC, *BOUNDS)
 GUIDED = "synthetic-superpixel-points"  # case: the held-out fields measured where the image-guided sampler says
 SHIPPED = "-shipped"  # suffix: a config trained with its own budget (fields, epochs, time cap)
 PER_FIELD = "segment-per-field"  # real-geometry case only: what `fusionseg segment` does without a checkpoint
@@ -216,12 +221,11 @@ def repka_samples(fractions: tuple[float, ...]) -> tuple[dict, list, object]:
 
 # ----------------------------------------------------------------------------- methods
 def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
-    from fusionseg.baselines import nearest_point_map, superpixel_vote_map
+    """A classic method (``CLASSIC``) at its validation-chosen settings on the sample's points and ``labels``."""
+    from fusionseg.baselines import classic_map
 
-    coords, shape = sample.point_coords.numpy(), tuple(sample.target.shape)
-    if method == "nearest-point":
-        return nearest_point_map(coords, labels, shape)
-    return superpixel_vote_map(sample.image.numpy(), coords, labels, len(sample.meta.class_names))
+    image, coords = sample.image.numpy(), sample.point_coords.numpy()
+    return classic_map(method, image, coords, labels, len(sample.meta.class_names))
 
 
 def oracle_map(dense: np.ndarray, sample) -> np.ndarray:
@@ -325,7 +329,7 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
                 correct += int((labels == s.point_target.numpy()).sum())
                 total += len(labels)
                 truth = s.target.numpy()
-                for b in ("nearest-point", "superpixel-vote"):
+                for b in CLASSIC:
                     scores[case][b][f].add(baseline_map(b, s, labels), truth)
                 scores[case]["ceiling-measured-phases"][f].add(measured_phases_ceiling(truth, labels), truth)
                 scores[case]["oracle-dense-eds"][f].add(oracle[case][i], truth)
@@ -371,6 +375,7 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
         },  # fmt: skip
         "fractions": [str(f) for f in protocol.fractions],
         "methods": [*methods, *BASELINES],
+        "classic": list(CLASSIC),
         "training": budgets,
         "per_field_budget_s": protocol.per_field_budget_s,
         "identification_accuracy": ident_acc,

@@ -104,7 +104,7 @@ def plot_accuracy(acc: dict, path: Path) -> None:
     for ax, case in zip(axes[0], cases, strict=True):
         for m in _order(list(acc["results"][case])):
             ys = [acc["results"][case][m][f].get("miou", float("nan")) for f in acc["fractions"]]
-            style = "--" if m in ("nearest-point", "superpixel-vote", "oracle-dense-eds", "bse-only") else "-"
+            style = "--" if m in (*acc.get("classic", ()), "oracle-dense-eds", "bse-only") else "-"
             style = "-." if m == "ceiling-measured-phases" else style
             style = ":" if m == "segment-per-field" else style
             ax.plot(xs, ys, style, marker="o", label=m, color=colours[m])

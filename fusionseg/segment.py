@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from fusionseg.baselines import CLASSIC_METHODS, classic_map
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.data.samplers import sample_points
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
@@ -110,6 +111,7 @@ class SegmentConfig:
     """Per-field training and prediction settings (pixels, seconds)."""
 
     mode: str = "auto"  # point labelling: auto | library | clusters
+    method: str = "model"  # "model" (fusionseg), or a classic method of fusionseg.baselines.CLASSIC_METHODS
     n_clusters: int | None = None
     min_confidence: float = 0.9
     hidden_channels: int = 32
@@ -424,6 +426,10 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
     timings: dict[str, float] = {}
     if sample.num_points < 2:
         raise SegmentError(f"the field has {sample.num_points} measured spectra; measure at least 2 (ideally ~1 %).")
+    if config.method != "model" and config.method not in CLASSIC_METHODS:
+        raise SegmentError(f"unknown --method {config.method!r}; choose model or one of {', '.join(CLASSIC_METHODS)}.")
+    if checkpoint is not None and config.method != "model":
+        raise SegmentError(f"--method {config.method} is a classic fill, not a model; drop --checkpoint or --method.")
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint)
         adapted, notes = adapt_to_checkpoint(sample, model)
@@ -443,12 +449,41 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
     else:
         points = None
     timings["identify_s"] = round(time.perf_counter() - start, 2)
+    if config.method != "model":
+        return classic_segment(sample, config.method, points, timings)
     model, info = train_on_points(sample, config)
     timings["train_s"] = info["train_seconds"]
     start = time.perf_counter()
     labels, conf = predict_field(model, sample, config.tile_px, config.overlap_px)
     timings["predict_s"] = round(time.perf_counter() - start, 2)
     return SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
+
+
+def classic_segment(
+    sample: Sample, method: str, points: PointLabels | None, timings: dict[str, float]
+) -> SegmentResult:
+    """A classic propagation of the labelled points (`fusionseg.baselines`); confidence 1 where it names a class."""
+    start = time.perf_counter()
+    labels = classic_map(method, sample.image.numpy(), sample.point_coords.numpy(), sample.point_target.numpy(),
+                         len(sample.meta.class_names))  # fmt: skip
+    timings["predict_s"] = round(time.perf_counter() - start, 2)
+    labels_t = torch.from_numpy(labels)
+    confidence = (labels_t != IGNORE_INDEX).float()  # a classic fill has no calibrated probability
+    return SegmentResult(
+        labels_t.clamp(min=0),
+        confidence,
+        sample.meta.class_names,
+        sample,
+        f"classic: {method}",
+        points,
+        timings,
+        info={
+            "notes": [
+                f"{method}: settings chosen on the benchmark's validation "
+                "split (fusionseg.baselines); confidence is not calibrated"
+            ]
+        },
+    )
 
 
 def with_point_labels(sample: Sample, points: PointLabels) -> Sample:
@@ -478,6 +513,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
     )
     p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); without it a model is trained on the field")
+    p.add_argument("--method", default="model", choices=("model", *CLASSIC_METHODS),
+                   help="model: fusionseg's learned fusion (default); or a classic propagation of the identified "
+                   "points (no training, for comparison)")  # fmt: skip
     p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
     p.add_argument("--n-clusters", type=int, help="number of phases for clustering (default: by silhouette)")
     p.add_argument("--min-confidence", type=float, default=0.9, help="library posterior below which a point is unknown")
@@ -502,7 +540,7 @@ def run_segment(a: argparse.Namespace) -> Path:
     start = time.perf_counter()
     sample = read_input(a.input, image=a.image, bse_title=a.bse_title)
     sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
-    config = SegmentConfig(mode=a.mode, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
+    config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed,
                            num_threads=a.threads)  # fmt: skip
     result = segment_field(sample, a.checkpoint, config)

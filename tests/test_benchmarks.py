@@ -18,8 +18,10 @@ def tiny_accuracy() -> dict:
 
 def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dict) -> None:
     report = tiny_accuracy
+    classic = {"nearest-point", "superpixel-vote", "random-walker", "geodesic", "fast-global-smoother"}
     expected = {"bse-only", "paper_gat", "default", "grid_late_sage", "knn_hetero_sage", "grid_cross_cnn",
-                "nearest-point", "superpixel-vote", "ceiling-measured-phases", "oracle-dense-eds"}  # fmt: skip
+                "ceiling-measured-phases", "oracle-dense-eds", *classic}  # fmt: skip
+    assert set(report["classic"]) == classic
     assert set(report["methods"]) == expected
     guided = bench_accuracy.GUIDED
     cases = ["synthetic", guided, *(["repka2025"] if bench_accuracy.REPKA.exists() else [])]
