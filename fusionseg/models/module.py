@@ -20,6 +20,7 @@ from torch_geometric.data import Batch
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
 from fusionseg.models.losses import create_loss
 from fusionseg.models.metrics import segmentation_metrics, summarise
+from fusionseg.models.prior import PriorRefiner
 from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
 
@@ -27,7 +28,7 @@ from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
 ARCHITECTURE_KEYS = (
     "class_names", "num_outputs", "task", "energy_axis", "image_channels", "hidden_channels",
     "point_encoder", "point_encoder_kwargs", "graph_builder", "graph_builder_kwargs",
-    "fusion", "fusion_kwargs", "backbone", "backbone_kwargs", "head", "head_kwargs",
+    "fusion", "fusion_kwargs", "backbone", "backbone_kwargs", "head", "head_kwargs", "prior_refiner",
 )  # fmt: skip
 
 
@@ -49,6 +50,9 @@ class FusionSegModule(L.LightningModule):
         loss: ``ce``, ``focal``, ``dice`` or ``ce+dice``; ``class_weights`` optional per class.
         mask_unseen_classes: at evaluation, only classes found among a field's measured points
             may be predicted (the spectra say which phases exist in the field).
+        prior_refiner: kwargs of a `PriorRefiner` (segmentation only; ``{}`` for its defaults, None = off):
+            each pixel's class scores are re-made from edge-aware classic propagation of the labelled
+            points (geodesic and straight distances, image match) plus the network's log-probabilities.
         optimizer / scheduler: callables from the config (LightningCLI dependency injection).
     """
 
@@ -75,6 +79,7 @@ class FusionSegModule(L.LightningModule):
         loss_kwargs: dict[str, Any] | None = None,
         class_weights: list[float] | None = None,
         mask_unseen_classes: bool = True,
+        prior_refiner: dict[str, Any] | None = None,
         log_phase_maps: bool = True,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
@@ -112,6 +117,9 @@ class FusionSegModule(L.LightningModule):
             **(fusion_kwargs or {}),
         )
         self.head = HEADS.create(head, in_dim=self.fusion.out_dim, num_outputs=self.num_outputs, **(head_kwargs or {}))
+        if prior_refiner is not None and task != "segmentation":
+            raise ValueError("prior_refiner refines class scores: it needs task='segmentation' (set it to null).")
+        self.refiner = PriorRefiner(**prior_refiner) if prior_refiner is not None else None
         if task == "segmentation":
             self.loss_fn = create_loss(loss, class_weights=class_weights, **(loss_kwargs or {}))
             metrics = segmentation_metrics(self.num_outputs)
@@ -138,6 +146,11 @@ class FusionSegModule(L.LightningModule):
         """
         graph = self.build_graphs(samples)
         node_out = self(graph)
+        if self.refiner is not None:
+            out = self.refiner(decode_to_pixels(node_out, graph), samples)
+            if mask and self.hparams.mask_unseen_classes and not self.training:
+                out = self._mask_unseen(out, graph, pixel_batch(graph))
+            return out, graph
         if mask and self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
             node_out = self._mask_unseen(node_out, graph, graph[self.graph_builder.image_node_type].batch)
         return decode_to_pixels(node_out, graph), graph
@@ -167,6 +180,8 @@ class FusionSegModule(L.LightningModule):
         out, graph = self.pixel_outputs(samples, mask=False)
         if self.hparams.task == "segmentation":
             target = graph.pixel_y
+            if self.refiner is not None:  # a phase no point found cannot be named: not a refiner error
+                target = self.refiner.found_only(target, samples)
         else:
             target = torch.cat([s.meta.extra["dense_values"].reshape(len(out), -1) for s in samples])
         loss = self.loss_fn(out, target)

@@ -1,0 +1,153 @@
+"""Edge-aware classic propagation as per-class pixel features, and the learned refiner that reads them.
+
+A seeded random walker or a geodesic nearest-point fill already knows what the learned model does
+not: whether an image edge separates a pixel from a measured point. `classic_features` computes,
+for every class found among a field's labelled points and every pixel, how far (along the image
+and straight) the class's nearest point is and how well the pixel's image value matches that
+class's points. `PriorRefiner` scores each (pixel, class) pair from those features plus the
+network's own log-probability with one small MLP shared by all classes, so it is blind to class
+identity (it transfers to classes and instruments it never saw) and its floor is the classic fill.
+
+Every feature is dimensionless: distances are in units of the mean point spacing sqrt(H*W/N), image
+values in units of the within-class spread of the image at the points.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import Tensor, nn
+
+from fusionseg.baselines import geodesic_costs
+from fusionseg.sample import IGNORE_INDEX, Sample
+
+FEATURES = ("geodesic", "geodesic_rel", "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point")
+MAX_Z = 20.0  # image-value mismatch is clipped here (spread units): beyond it a class is simply unlike the pixel
+
+
+def classic_features(
+    image: np.ndarray, coords: np.ndarray, labels: np.ndarray, edge_weight: float = 50.0, sigma_px: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes found among the labelled points (F,) and features (F, H*W, len(FEATURES)) float32.
+
+    ``image`` (C, H, W); ``coords`` (N, 2) pixel rows/cols; ``labels`` (N,) class ids (``IGNORE_INDEX``
+    skipped). ``edge_weight``/``sigma_px``: the geodesic step cost (see `fusionseg.baselines.geodesic_costs`).
+    """
+    _, h, w = image.shape
+    keep = labels != IGNORE_INDEX
+    coords, labels = coords[keep], labels[keep]
+    found, geo = geodesic_costs(image, coords, labels, edge_weight, sigma_px)
+    if len(found) == 0:
+        return found, np.zeros((0, h * w, len(FEATURES)), dtype=np.float32)
+    spacing = np.sqrt(h * w / max(len(labels), 1))
+    rows = np.clip(np.rint(coords[:, 0]).astype(np.int64), 0, h - 1)
+    cols = np.clip(np.rint(coords[:, 1]).astype(np.int64), 0, w - 1)
+    euclid = np.empty_like(geo)
+    at_point = np.zeros_like(geo)
+    for i, c in enumerate(found):
+        mask = np.ones((h, w), dtype=bool)
+        mask[rows[labels == c], cols[labels == c]] = False
+        euclid[i] = ndimage.distance_transform_edt(mask)
+        at_point[i] = ~mask
+    z = _image_mismatch(image, rows, cols, labels, found)
+    geo, euclid = geo / spacing, euclid / spacing
+    feats = [
+        geo, geo - geo.min(0, keepdims=True),
+        euclid, euclid - euclid.min(0, keepdims=True),
+        z / 4.0, (z - z.min(0, keepdims=True)) / 4.0,
+        at_point,
+    ]  # fmt: skip
+    stacked = np.stack([np.log1p(f) if k < 4 else f for k, f in enumerate(feats)], axis=-1)
+    return found, stacked.reshape(len(found), h * w, len(FEATURES)).astype(np.float32)
+
+
+def _image_mismatch(
+    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, found: np.ndarray
+) -> np.ndarray:
+    """(F, H, W) |smoothed image - median of class f's points| in units of the pooled within-class spread.
+
+    The spread is the median absolute deviation of the points from their class's median (pooled over
+    classes, scaled to a standard deviation), so the feature reads the same on a noisy simulator and a
+    clean real detector.
+    """
+    smooth = np.stack([ndimage.gaussian_filter(ch.astype(np.float64), 1.0) for ch in image])  # (C, H, W)
+    values = smooth[:, rows, cols].T  # (N, C)
+    medians = np.stack([np.median(values[labels == c], axis=0) for c in found])  # (F, C)
+    dev = np.abs(values - medians[np.searchsorted(found, labels)])
+    multi = np.isin(labels, found[np.bincount(np.searchsorted(found, labels)) > 1])
+    spread = 1.4826 * np.median(dev[multi], axis=0) if multi.any() else np.zeros(image.shape[0])
+    floor = 0.25 * np.std(smooth - np.stack([ndimage.gaussian_filter(ch, 3.0) for ch in smooth]), axis=(1, 2))
+    spread = np.maximum(spread, np.maximum(floor, 1e-6))  # too few points of one class: the image's local noise
+    z = np.abs(smooth[None] - medians[:, :, None, None]) / spread[None, :, None, None]
+    return np.minimum(np.sqrt((z**2).mean(1)), MAX_Z)
+
+
+class FeatureCache:
+    """`classic_features` of a sample, computed once per sample object (training fields recur every epoch)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        self._cache: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def __call__(self, sample: Sample) -> tuple[Tensor, Tensor]:
+        key = id(sample)
+        if key not in self._cache:
+            labels = sample.point_target
+            labels = labels.cpu().numpy() if labels is not None else np.full(len(sample.point_coords), IGNORE_INDEX)
+            found, feats = classic_features(sample.image.cpu().numpy(), sample.point_coords.cpu().numpy(),
+                                            labels, **self.settings)  # fmt: skip
+            self._cache[key] = (torch.from_numpy(found).long(), torch.from_numpy(feats))
+            weakref.finalize(sample, self._cache.pop, key, None)
+        return self._cache[key]
+
+
+class PriorRefiner(nn.Module):
+    """Per-(pixel, class) score from classic-propagation features and the network's log-probability.
+
+    One MLP shared by all classes (input ``len(FEATURES) + 1``); classes not found among a field's
+    points keep the network's logit minus a large margin, so they can only win where nothing was found.
+    """
+
+    def __init__(self, hidden_channels: int = 32, num_layers: int = 3, **feature_settings: Any) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = len(FEATURES) + 1
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(width, hidden_channels), nn.GELU()]
+            width = hidden_channels
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+        self.features = FeatureCache(**feature_settings)
+
+    def forward(self, logits: Tensor, samples: list[Sample]) -> Tensor:
+        """Refined per-pixel logits (sum H*W, K) from the network's (sum H*W, K), pixels in sample order."""
+        out, start = [], 0
+        for s in samples:
+            n = s.height * s.width
+            out.append(self._refine(logits[start : start + n], s))
+            start += n
+        return torch.cat(out)
+
+    def found_only(self, target: Tensor, samples: list[Sample]) -> Tensor:
+        """``target`` (sum H*W,) with pixels of classes no labelled point of their sample found set to ignore."""
+        keep, start = torch.zeros_like(target, dtype=torch.bool), 0
+        for s in samples:
+            n = s.height * s.width
+            found = self.features(s)[0].to(target.device)
+            keep[start : start + n] = torch.isin(target[start : start + n], found)
+            start += n
+        return target.masked_fill(~keep, IGNORE_INDEX)
+
+    def _refine(self, logits: Tensor, sample: Sample) -> Tensor:
+        found, feats = self.features(sample)
+        if len(found) == 0:
+            return logits
+        found, feats = found.to(logits.device), feats.to(logits.device, logits.dtype)
+        net = logits.log_softmax(-1)[:, found].T.unsqueeze(-1)  # (F, HW, 1)
+        scores = self.mlp(torch.cat([feats, net], -1)).squeeze(-1).T  # (HW, F)
+        refined = logits - logits.detach().max(-1, keepdim=True).values - 30.0  # unfound classes: far below
+        return refined.index_copy(1, found, scores)
