@@ -177,6 +177,8 @@ class FusionSegModule(L.LightningModule):
 
     def _loss(self, samples: list[Sample]) -> tuple[Tensor, Tensor, Batch]:
         """Loss on the unmasked outputs, and the (masked, in evaluation) outputs for metrics."""
+        if self.refiner is not None and self.training:
+            return self._refined_training_loss(samples)
         out, graph = self.pixel_outputs(samples, mask=False)
         if self.hparams.task == "segmentation":
             target = graph.pixel_y
@@ -188,6 +190,15 @@ class FusionSegModule(L.LightningModule):
         if self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
             out = self._mask_unseen(out, graph, pixel_batch(graph))
         return loss, out, graph
+
+    def _refined_training_loss(self, samples: list[Sample]) -> tuple[Tensor, Tensor, Batch]:
+        """Loss of the refined scores on a random share of the pixels (the refiner scores every class per pixel)."""
+        graph = self.build_graphs(samples)
+        base = decode_to_pixels(self(graph), graph)
+        keep = torch.rand(len(base), device=base.device) < self.refiner.train_pixel_fraction
+        out = self.refiner(base, samples, keep)
+        target = self.refiner.found_only(graph.pixel_y, samples)[keep]
+        return self.loss_fn(out, target), out, graph
 
     def training_step(self, batch: list[Sample], batch_idx: int) -> Tensor:
         loss, _, _ = self._loss(batch)

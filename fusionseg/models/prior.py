@@ -14,7 +14,8 @@ values in units of the within-class spread of the image at the points.
 
 from __future__ import annotations
 
-import weakref
+import hashlib
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -25,44 +26,50 @@ from torch import Tensor, nn
 from fusionseg.baselines import geodesic_costs
 from fusionseg.sample import IGNORE_INDEX, Sample
 
-FEATURES = ("geodesic", "geodesic_rel", "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point")
+GEODESIC_SCALES = ((50.0, 1.0), (3200.0, 2.0))  # (edge weight, Gaussian sigma px): soft and hard image edges
+FEATURES = (
+    *(f"geodesic{i}{rel}" for i in range(len(GEODESIC_SCALES)) for rel in ("", "_rel")),
+    "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point",
+)  # fmt: skip
 MAX_Z = 20.0  # image-value mismatch is clipped here (spread units): beyond it a class is simply unlike the pixel
 
 
 def classic_features(
-    image: np.ndarray, coords: np.ndarray, labels: np.ndarray, edge_weight: float = 50.0, sigma_px: float = 1.0
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    geodesic_scales: tuple[tuple[float, float], ...] = GEODESIC_SCALES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Classes found among the labelled points (F,) and features (F, H*W, len(FEATURES)) float32.
 
     ``image`` (C, H, W); ``coords`` (N, 2) pixel rows/cols; ``labels`` (N,) class ids (``IGNORE_INDEX``
-    skipped). ``edge_weight``/``sigma_px``: the geodesic step cost (see `fusionseg.baselines.geodesic_costs`).
+    skipped). ``geodesic_scales``: (edge weight, sigma px) of each geodesic distance's step cost (see
+    `fusionseg.baselines.geodesic_costs`). Distances enter as log(1 + d / spacing).
     """
     _, h, w = image.shape
     keep = labels != IGNORE_INDEX
     coords, labels = coords[keep], labels[keep]
-    found, geo = geodesic_costs(image, coords, labels, edge_weight, sigma_px)
+    found = np.unique(labels)
     if len(found) == 0:
         return found, np.zeros((0, h * w, len(FEATURES)), dtype=np.float32)
-    spacing = np.sqrt(h * w / max(len(labels), 1))
+    spacing = np.sqrt(h * w / len(labels))
     rows = np.clip(np.rint(coords[:, 0]).astype(np.int64), 0, h - 1)
     cols = np.clip(np.rint(coords[:, 1]).astype(np.int64), 0, w - 1)
-    euclid = np.empty_like(geo)
-    at_point = np.zeros_like(geo)
+    distances = [geodesic_costs(image, coords, labels, weight, sigma)[1] for weight, sigma in geodesic_scales]
+    euclid = np.empty((len(found), h, w))
+    at_point = np.zeros((len(found), h, w))
     for i, c in enumerate(found):
         mask = np.ones((h, w), dtype=bool)
         mask[rows[labels == c], cols[labels == c]] = False
         euclid[i] = ndimage.distance_transform_edt(mask)
         at_point[i] = ~mask
-    z = _image_mismatch(image, rows, cols, labels, found)
-    geo, euclid = geo / spacing, euclid / spacing
-    feats = [
-        geo, geo - geo.min(0, keepdims=True),
-        euclid, euclid - euclid.min(0, keepdims=True),
-        z / 4.0, (z - z.min(0, keepdims=True)) / 4.0,
-        at_point,
-    ]  # fmt: skip
-    stacked = np.stack([np.log1p(f) if k < 4 else f for k, f in enumerate(feats)], axis=-1)
-    return found, stacked.reshape(len(found), h * w, len(FEATURES)).astype(np.float32)
+    feats = []
+    for d in [*distances, euclid]:
+        d = np.log1p(d / spacing)
+        feats += [d, d - d.min(0, keepdims=True)]
+    z = _image_mismatch(image, rows, cols, labels, found) / 4.0
+    feats += [z, z - z.min(0, keepdims=True), at_point]
+    return found, np.stack(feats, axis=-1).reshape(len(found), h * w, len(FEATURES)).astype(np.float32)
 
 
 def _image_mismatch(
@@ -87,21 +94,32 @@ def _image_mismatch(
 
 
 class FeatureCache:
-    """`classic_features` of a sample, computed once per sample object (training fields recur every epoch)."""
+    """`classic_features` of a sample, computed once per field content (training fields recur every epoch).
 
-    def __init__(self, **settings: Any) -> None:
+    Keyed by a hash of the image, coordinates and labels, not by object identity: moving a sample to a
+    device or through a data loader makes a new object of the same field. Least recently used entries
+    beyond ``max_entries`` are dropped.
+    """
+
+    def __init__(self, max_entries: int = 256, **settings: Any) -> None:
         self.settings = settings
-        self._cache: dict[int, tuple[Tensor, Tensor]] = {}
+        self.max_entries = max_entries
+        self._cache: OrderedDict[bytes, tuple[Tensor, Tensor]] = OrderedDict()
 
     def __call__(self, sample: Sample) -> tuple[Tensor, Tensor]:
-        key = id(sample)
-        if key not in self._cache:
-            labels = sample.point_target
-            labels = labels.cpu().numpy() if labels is not None else np.full(len(sample.point_coords), IGNORE_INDEX)
-            found, feats = classic_features(sample.image.cpu().numpy(), sample.point_coords.cpu().numpy(),
-                                            labels, **self.settings)  # fmt: skip
+        image = sample.image.detach().cpu().numpy()
+        coords = sample.point_coords.detach().cpu().numpy()
+        labels = sample.point_target
+        labels = labels.cpu().numpy() if labels is not None else np.full(len(coords), IGNORE_INDEX)
+        key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (image, coords, labels)),
+                              digest_size=16).digest()  # fmt: skip
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        else:
+            found, feats = classic_features(image, coords, labels, **self.settings)
             self._cache[key] = (torch.from_numpy(found).long(), torch.from_numpy(feats))
-            weakref.finalize(sample, self._cache.pop, key, None)
+            if len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
         return self._cache[key]
 
 
@@ -110,10 +128,20 @@ class PriorRefiner(nn.Module):
 
     One MLP shared by all classes (input ``len(FEATURES) + 1``); classes not found among a field's
     points keep the network's logit minus a large margin, so they can only win where nothing was found.
+    Training scores a random ``train_pixel_fraction`` of each field's pixels per step.
     """
 
-    def __init__(self, hidden_channels: int = 32, num_layers: int = 3, **feature_settings: Any) -> None:
+    def __init__(
+        self,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        train_pixel_fraction: float = 0.25,
+        **feature_settings: Any,
+    ) -> None:
         super().__init__()
+        if not 0 < train_pixel_fraction <= 1:
+            raise ValueError(f"train_pixel_fraction must be in (0, 1], got {train_pixel_fraction}.")
+        self.train_pixel_fraction = train_pixel_fraction  # share of pixels scored per training step (speed)
         layers: list[nn.Module] = []
         width = len(FEATURES) + 1
         for _ in range(num_layers - 1):
@@ -123,12 +151,16 @@ class PriorRefiner(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.features = FeatureCache(**feature_settings)
 
-    def forward(self, logits: Tensor, samples: list[Sample]) -> Tensor:
-        """Refined per-pixel logits (sum H*W, K) from the network's (sum H*W, K), pixels in sample order."""
+    def forward(self, logits: Tensor, samples: list[Sample], keep: Tensor | None = None) -> Tensor:
+        """Refined per-pixel logits (sum H*W, K) from the network's (sum H*W, K), pixels in sample order.
+
+        ``keep``: optional (sum H*W,) bool; only those pixels are refined and returned (training on a subset).
+        """
         out, start = [], 0
         for s in samples:
             n = s.height * s.width
-            out.append(self._refine(logits[start : start + n], s))
+            rows = keep[start : start + n] if keep is not None else None
+            out.append(self._refine(logits[start : start + n], s, rows))
             start += n
         return torch.cat(out)
 
@@ -142,8 +174,10 @@ class PriorRefiner(nn.Module):
             start += n
         return target.masked_fill(~keep, IGNORE_INDEX)
 
-    def _refine(self, logits: Tensor, sample: Sample) -> Tensor:
+    def _refine(self, logits: Tensor, sample: Sample, rows: Tensor | None = None) -> Tensor:
         found, feats = self.features(sample)
+        if rows is not None:
+            logits, feats = logits[rows], feats[:, rows.cpu()]
         if len(found) == 0:
             return logits
         found, feats = found.to(logits.device), feats.to(logits.device, logits.dtype)
