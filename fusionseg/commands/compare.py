@@ -45,7 +45,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (re-use it to resume)")
     p.add_argument("--jobs", type=int, default=1, help="trainings in parallel processes (default 1: one by one)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per job (default: cores / jobs)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per job (default: torch's; cores / jobs with --jobs > 1)",
+    )
     return p
 
 

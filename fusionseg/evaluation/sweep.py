@@ -385,7 +385,7 @@ def run_sweep(
         for i, (job, record) in enumerate(_execute(pending, out, jobs, threads), 1):
             if isinstance(record, Exception):
                 failed[job.id] = f"{type(record).__name__}: {record}"
-                log(f"[{i}/{len(pending)}] {job.name} seed {job.seed} FAILED: {failed[job.id]}")
+                log(f"[{i}/{len(pending)}] {_what(job)} FAILED: {failed[job.id]}")
                 continue
             done[job.id] = record
             log(f"[{i}/{len(pending)}] {_describe(job, record)}")
@@ -393,6 +393,9 @@ def run_sweep(
         log(f"interrupted: {len(done)} of {len(todo)} jobs finished; run the same command again to resume")
         write_results(sweep, [done[j.id] for j in todo if j.id in done], out)
         raise
+    finally:
+        with contextlib.suppress(OSError):
+            (out / ".work").rmdir()  # only when empty: each job removes its own checkpoint folder
     records = [done[j.id] for j in todo if j.id in done]
     rows, files = write_results(sweep, records, out)
     return SweepResult(rows, [j for j in todo if j.id not in done], files, failed)
@@ -423,11 +426,14 @@ def _execute(pending: list[Job], out: Path, jobs: int, threads: int | None) -> I
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _what(job: Job) -> str:
+    return f"{job.name} seed {job.seed}" if job.method is None else f"{job.name} (baseline)"
+
+
 def _describe(job: Job, record: dict) -> str:
     first = record["rows"][0]
-    what = f"{job.name} seed {job.seed}" if job.method is None else f"{job.name} (baseline)"
     train = f", trained {first['train_seconds']} s" if first["train_seconds"] is not None else ""
-    return f"{what}: mIoU {first['miou']:.3f} at {100 * first['fraction']:g} % EDS{train} ({record['seconds']} s)"
+    return f"{_what(job)}: mIoU {first['miou']:.3f} at {100 * first['fraction']:g} % EDS{train} ({record['seconds']} s)"
 
 
 # ----------------------------------------------------------------------------- results
