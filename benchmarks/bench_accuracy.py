@@ -43,7 +43,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -86,49 +85,9 @@ QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {
 }, per_field_budget_s=5.0)  # fmt: skip
 # paper_gat trains at batch 4, not the paper's 16 (batch 16 would leave it few optimiser steps), on fewer fields
 # (its epoch on 32 fields takes ~50 s here) until its validation loss stops improving: the epochs are a cap.
-EXTRA_ARGS = {"paper_gat": ["--data.batch_size=4"]}
-UNTIL_PLATEAU = {"paper_gat": {"train_fields": 8, "patience": 4}}  # early stopping on val/loss
+EXTRA_OVERRIDES = {"paper_gat": {"data.batch_size": 4}}
+UNTIL_PLATEAU = {"paper_gat": {"train_fields": 8, "patience": 4}}  # early stopping on val/loss (full protocol)
 TINY = Protocol(32, 1, 2, 1, FRACTIONS, dict.fromkeys(QUICK.epochs, 1), repka=True, per_field_budget_s=2.0)
-
-
-# ----------------------------------------------------------------------------- metrics
-class Scores:
-    """Accumulates a split-wide confusion matrix (last column = "unknown") and per-field figures."""
-
-    def __init__(self, num_classes: int) -> None:
-        self.k = num_classes
-        self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
-        self.field_miou: list[float] = []
-        self.modal_error: list[float] = []
-
-    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
-        from fusionseg.demo import field_metrics
-
-        k = self.k
-        p = np.where((pred < 0) | (pred >= k), k, pred).ravel()
-        t = truth.ravel()
-        keep = t >= 0
-        self.confusion += np.bincount(t[keep] * (k + 1) + p[keep], minlength=k * (k + 1)).reshape(k, k + 1)
-        m = field_metrics(torch.from_numpy(pred), torch.from_numpy(truth), k)
-        self.field_miou.append(m["miou"])
-        self.modal_error.append(m["modal_area_error_percent"])
-
-    def summary(self, class_names: tuple[str, ...]) -> dict:
-        """mIoU over classes present in the truth (split-wide), pixel accuracy, per-class IoU, modal error."""
-        tp = np.diag(self.confusion[:, : self.k])
-        truth = self.confusion.sum(1)
-        predicted = self.confusion[:, : self.k].sum(0)
-        present = truth > 0
-        iou = tp[present] / (truth + predicted - tp)[present]
-        return {
-            "miou": round(float(iou.mean()), 4),
-            "miou_mean_over_fields": round(float(np.mean(self.field_miou)), 4),
-            "pixel_acc": round(float(tp.sum() / truth.sum()), 4),
-            "modal_area_error_percent": round(float(np.mean(self.modal_error)), 3),
-            "per_class_iou": {
-                name: round(float(v), 4) for name, v in zip(np.array(class_names)[present], iou, strict=True)
-            },
-        }
 
 
 # ----------------------------------------------------------------------------- fields
@@ -262,48 +221,39 @@ def per_field_map(sample, budget_s: float) -> np.ndarray | str:
 def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, dict]:
     """Train one config for its protocol budget (``bse-only`` = the pixel-level cnn config, image-only fusion;
     ``<config>-shipped`` = the config with its own training fields, epochs and time cap, as `make demo` runs it)."""
-    from fusionseg.cli import make_cli
+    from fusionseg.evaluation.sweep import train
 
     shipped = name.endswith(SHIPPED)
     config_name = "grid_cross_cnn" if name == "bse-only" else name.removesuffix(SHIPPED)
     lo, hi = min(protocol.fractions), max(protocol.fractions)
-    args = [
-        "--config", str(ROOT / "configs" / f"{config_name}.yaml"), "--seed_everything=0", "--trainer.logger=false",
-        f"--trainer.default_root_dir={workdir / name}", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--data.test_fields=1", "--data.predict_fields=1",
-    ]  # fmt: skip
+    overrides = {"seed_everything": 0, "data.test_fields": 1, "data.predict_fields": 1}
     if not shipped:
-        args += [
-            f"--trainer.max_epochs={protocol.epochs[name]}", "--trainer.max_time=null",
-            f"--data.train_fields={protocol.train_fields}", f"--data.val_fields={protocol.val_fields}",
-            f"--data.source_kwargs.size={protocol.size}", f"--data.source_kwargs.rocks={json.dumps(ROCKS)}",
-            f"--data.train_eds_fraction=[{lo},{hi}]",
-        ]  # fmt: skip
-    args += EXTRA_ARGS.get(name, [])
-    plateau = UNTIL_PLATEAU.get(name) if protocol is FULL else None
-    if plateau:
-        args += [f"--data.train_fields={plateau['train_fields']}"]
+        overrides |= {
+            "trainer.max_epochs": protocol.epochs[name], "trainer.max_time": None,
+            "data.train_fields": protocol.train_fields, "data.val_fields": protocol.val_fields,
+            "data.source_kwargs.size": protocol.size, "data.source_kwargs.rocks": ROCKS,
+            "data.train_eds_fraction": [lo, hi],
+        }  # fmt: skip
+    overrides |= EXTRA_OVERRIDES.get(name, {})
     if name == "bse-only":
-        args += ["--model.fusion=image-only", '--model.fusion_kwargs={"num_layers": 6}']
-    with mock.patch.object(sys, "argv", sys.argv[:1]):  # LightningCLI would also read this script's flags
-        cli = make_cli(args=args, run=False)
+        overrides |= {"model.fusion": "image-only", "model.fusion_kwargs": {"num_layers": 6}}
+    plateau = UNTIL_PLATEAU.get(name) if protocol is FULL else None
+    callbacks = []
     if plateau:
         from lightning.pytorch.callbacks import EarlyStopping
 
-        cli.trainer.callbacks.append(EarlyStopping(monitor="val/loss", patience=plateau["patience"]))
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    budget = {
-        "epochs": cli.trainer.current_epoch, "train_fields": cli.datamodule.hparams.train_fields,
-        "stopped_early": bool(plateau) and cli.trainer.current_epoch < protocol.epochs[name],
-        "batch_size": cli.datamodule.hparams.batch_size, "seconds": round(seconds, 1),
-    }  # fmt: skip
-    return cli.model.eval(), budget
+        overrides["data.train_fields"] = plateau["train_fields"]
+        callbacks.append(EarlyStopping(monitor="val/loss", patience=plateau["patience"]))
+    built, budget = train(ROOT / "configs" / f"{config_name}.yaml", overrides, workdir / name, callbacks)
+    if plateau:
+        budget["stopped_early"] = budget["epochs"] < protocol.epochs[name]
+    return built.model, budget
 
 
 def predict_map(model, sample) -> np.ndarray:
-    return model.predict_samples([sample])[0]["labels"].numpy()
+    from fusionseg.evaluation.sweep import model_predictor
+
+    return model_predictor(model)(sample)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -311,6 +261,7 @@ def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
     from fusionseg.baselines import measured_phases_ceiling
     from fusionseg.data.datamodule import with_identified_point_labels
     from fusionseg.data.synthetic.minerals import class_names
+    from fusionseg.models.metrics import Scores
 
     names = class_names()
     k = len(names)

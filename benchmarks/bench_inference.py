@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -44,11 +43,9 @@ def _timed(fn):
 
 
 def load_model(config: str):
-    from fusionseg.cli import make_cli
+    from fusionseg.build import build
 
-    with mock.patch.object(sys, "argv", sys.argv[:1]):
-        cli = make_cli(["--config", config, "--data.source_kwargs.size=32"], run=False)
-    return cli.model.eval()
+    return build(config, {"data.source_kwargs.size": 32, "trainer.logger": False}).model.eval()
 
 
 def tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:

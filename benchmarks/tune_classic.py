@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import FRACTIONS, ROCKS, Scores  # noqa: E402
+from bench_accuracy import FRACTIONS, ROCKS  # noqa: E402
+
+from fusionseg.models.metrics import Scores  # noqa: E402
 
 VAL_SEED = 1000  # FusionSegDataModule validation split of seed 0
 GRIDS: dict[str, dict[str, list[float]]] = {

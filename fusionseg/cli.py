@@ -1,8 +1,9 @@
-"""The ``fusionseg`` command: LightningCLI (fit/validate/test/predict) plus ``simulate`` and ``demo``.
+"""The ``fusionseg`` command: LightningCLI (fit/validate/test/predict) plus simulate, demo, segment, compare.
 
 fusionseg fit --config configs/default.yaml [--trainer.max_epochs=5 ...]
 fusionseg simulate --rock granite --n 4 --size 256 --out data/granite
 fusionseg demo --out outputs/demo
+fusionseg compare --config configs/default.yaml --grid model.backbone=sage,gat --seeds 0 1 --out runs/compare
 """
 
 from __future__ import annotations
@@ -10,71 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
-
-from fusionseg.data.datamodule import FusionSegDataModule
-from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule
+from fusionseg.build import CheckpointConfigWarning, FusionSegCLI, make_cli  # noqa: F401 (the command's API)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-EXTRA_COMMANDS = ("simulate", "demo", "segment")
-
-
-class FusionSegCLI(LightningCLI):
-    """LightningCLI whose model takes class names and calibration from the data."""
-
-    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-        for attr in ("class_names", "energy_axis", "beam_energy_kev", "image_channels"):
-            parser.link_arguments(f"data.{attr}", f"model.{attr}", apply_on="instantiate")
-
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
-        sub = self.config.get("subcommand")
-        before = _model_config(self.config, sub)
-        super()._parse_ckpt_path()
-        after = _model_config(self.config, sub)
-        diffs = [
-            f"  {key}: config {before[key]!r} -> checkpoint {after[key]!r}"
-            for key in ARCHITECTURE_KEYS
-            if key in before and key in after and before[key] != after[key]
-        ]
-        if diffs:
-            warnings.warn(
-                "The checkpoint was trained with a different model configuration; its values are used:\n"
-                + "\n".join(diffs),
-                CheckpointConfigWarning,
-                stacklevel=2,
-            )
-
-
-class CheckpointConfigWarning(UserWarning):
-    """The configured model differs from the checkpoint's; the checkpoint's architecture wins."""
-
-
-def _model_config(config: Any, subcommand: str | None) -> dict[str, Any]:
-    section = config.get(subcommand) if subcommand else config
-    model = section.get("model") if section is not None else None
-    return model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
-
-
-def make_cli(args: list[str] | None = None, run: bool = True) -> FusionSegCLI:
-    """Build the LightningCLI (``run=False`` returns it with model, data and trainer instantiated)."""
-    return FusionSegCLI(
-        FusionSegModule,
-        FusionSegDataModule,
-        args=args,
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
-            "accelerator": "auto",
-        },
-        parser_kwargs={"default_env": False},
-    )
+EXTRA_COMMANDS = ("simulate", "demo", "segment", "compare")
 
 
 def _simulate(argv: list[str]) -> int:
@@ -113,12 +56,18 @@ def _segment(argv: list[str]) -> int:
     return segment_main(argv)
 
 
+def _compare(argv: list[str]) -> int:
+    from fusionseg.commands.compare import compare_main
+
+    return compare_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fusionseg`` console script."""
     os.environ.setdefault("WANDB_MODE", "offline")  # never phone home unless the user asks
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in EXTRA_COMMANDS:
-        return {"simulate": _simulate, "demo": _demo, "segment": _segment}[args[0]](args[1:])
+        return {"simulate": _simulate, "demo": _demo, "segment": _segment, "compare": _compare}[args[0]](args[1:])
     make_cli(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 

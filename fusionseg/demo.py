@@ -16,26 +16,8 @@ from fusionseg.export.writers import (
     write_overlay_png,
     write_phase_tiff,
 )
-from fusionseg.models.metrics import iou_from_confusion, modal_fractions
+from fusionseg.models.metrics import field_metrics
 from fusionseg.sample import IGNORE_INDEX, Sample
-
-
-def field_metrics(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict:
-    """mIoU, pixel accuracy, per-class IoU and modal-area error (mean |area % diff|) of one field."""
-    keep = truth != IGNORE_INDEX
-    p, t = pred[keep], truth[keep]
-    p = torch.where((p < 0) | (p >= num_classes), num_classes, p)  # "unknown" predictions count as wrong
-    k1 = num_classes + 1
-    confmat = torch.bincount(t * k1 + p, minlength=k1 * k1).view(k1, k1)
-    iou = iou_from_confusion(confmat)[:num_classes]
-    pred_known = torch.where((pred < 0) | (pred >= num_classes), IGNORE_INDEX, pred)
-    present = modal_fractions(truth, num_classes) + modal_fractions(pred_known, num_classes) > 0
-    modal_err = (modal_fractions(pred_known, num_classes) - modal_fractions(truth, num_classes)).abs()[present]
-    return {
-        "miou": float(np.nanmean(iou.numpy())),
-        "pixel_acc": float((p == t).double().mean()),
-        "modal_area_error_percent": float(100 * modal_err.mean()),
-    }
 
 
 def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confidence: torch.Tensor) -> dict:
@@ -82,7 +64,7 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
 
     ``extra_configs`` are layered on top of ``config`` (later files override earlier ones).
     """
-    from fusionseg.cli import make_cli
+    from fusionseg.build import make_cli
 
     if not config.exists():
         raise FileNotFoundError(f"Config {config} does not exist; pass --config configs/<name>.yaml.")

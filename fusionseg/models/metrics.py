@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import MetricCollection
@@ -46,3 +49,61 @@ def summarise(metrics: dict[str, Tensor], class_names: list[str] | tuple[str, ..
         iou = iou_from_confusion(confmat)
         out["per_class_iou"] = {class_names[i]: round(float(v), 4) for i, v in enumerate(iou) if not torch.isnan(v)}
     return out
+
+
+def confusion_with_unknown(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K + 1, K + 1) confusion matrix (rows = truth) whose last column counts "unknown" predictions."""
+    keep = truth != IGNORE_INDEX
+    p, t = pred[keep], truth[keep]
+    p = torch.where((p < 0) | (p >= num_classes), num_classes, p)
+    k1 = num_classes + 1
+    return torch.bincount(t * k1 + p, minlength=k1 * k1).view(k1, k1)
+
+
+def field_metrics(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict:
+    """mIoU, pixel accuracy and modal-area error (mean |area % diff| over classes present) of one field."""
+    confmat = confusion_with_unknown(pred, truth, num_classes)
+    iou = iou_from_confusion(confmat)[:num_classes]
+    pred_known = torch.where((pred < 0) | (pred >= num_classes), IGNORE_INDEX, pred)
+    present = modal_fractions(truth, num_classes) + modal_fractions(pred_known, num_classes) > 0
+    modal_err = (modal_fractions(pred_known, num_classes) - modal_fractions(truth, num_classes)).abs()[present]
+    return {
+        "miou": float(np.nanmean(iou.numpy())),
+        "pixel_acc": float(confmat.diag().sum() / confmat.sum().clamp(min=1)),
+        "modal_area_error_percent": float(100 * modal_err.mean()),
+    }
+
+
+class Scores:
+    """Accumulates a split-wide confusion matrix (last column = "unknown") and per-field figures."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.k = num_classes
+        self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+        self.field_miou: list[float] = []
+        self.modal_error: list[float] = []
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        """One field's (H, W) predicted and true label maps."""
+        pred_t, truth_t = torch.as_tensor(pred), torch.as_tensor(truth)
+        self.confusion += confusion_with_unknown(pred_t, truth_t, self.k)[: self.k].numpy()
+        m = field_metrics(pred_t, truth_t, self.k)
+        self.field_miou.append(m["miou"])
+        self.modal_error.append(m["modal_area_error_percent"])
+
+    def summary(self, class_names: Sequence[str]) -> dict:
+        """mIoU over classes present in the truth (split-wide), pixel accuracy, per-class IoU, modal error."""
+        tp = np.diag(self.confusion[:, : self.k])
+        truth = self.confusion.sum(1)
+        predicted = self.confusion[:, : self.k].sum(0)
+        present = truth > 0
+        iou = tp[present] / (truth + predicted - tp)[present]
+        return {
+            "miou": round(float(iou.mean()), 4),
+            "miou_mean_over_fields": round(float(np.mean(self.field_miou)), 4),
+            "pixel_acc": round(float(tp.sum() / truth.sum()), 4),
+            "modal_area_error_percent": round(float(np.mean(self.modal_error)), 3),
+            "per_class_iou": {
+                name: round(float(v), 4) for name, v in zip(np.array(class_names)[present], iou, strict=True)
+            },
+        }

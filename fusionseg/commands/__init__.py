@@ -1,0 +1,1 @@
+"""Thin command modules (argument parsing and orchestration) behind ``fusionseg <command>``."""

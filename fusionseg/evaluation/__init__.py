@@ -1,0 +1,1 @@
+"""Evaluation of trained variants: sweeps over configs, overrides, seeds and EDS budgets (`sweep`)."""
