@@ -77,6 +77,8 @@ class FusionSegDataModule(L.LightningDataModule):
     Args:
         source: registry name of the data source (``fusionseg.registry.DATA_SOURCES``).
         source_kwargs: passed to every split's source (e.g. ``size``, ``rocks``).
+        train_source_kwargs: merged over ``source_kwargs`` for the training split only (augmentation, e.g.
+            the simulator's ``bse_noise_scale: [0.2, 1.0]``); the evaluation splits stay as the source makes them.
         fields: number of fields per split.
         eds_fraction: fraction of pixels with a measured spectrum (0, 1].
         train_eds_fraction: the training split's fraction, or a pair (lo, hi) drawn log-uniformly per
@@ -94,6 +96,7 @@ class FusionSegDataModule(L.LightningDataModule):
         self,
         source: str = "sem-synthetic",
         source_kwargs: dict[str, Any] | None = None,
+        train_source_kwargs: dict[str, Any] | None = None,
         train_fields: int = 48,
         val_fields: int = 6,
         test_fields: int = 6,
@@ -128,6 +131,8 @@ class FusionSegDataModule(L.LightningDataModule):
         if split not in self._datasets:
             hp = self.hparams
             kwargs = dict(hp.source_kwargs or {})
+            if split == "train":
+                kwargs |= hp.train_source_kwargs or {}
             train_fraction = hp.train_eds_fraction if hp.train_eds_fraction is not None else hp.eds_fraction
             kwargs.setdefault("eds_fraction", train_fraction if split == "train" else hp.eds_fraction)
             kwargs.setdefault("sampler", hp.sampler)

@@ -33,8 +33,13 @@ BSE_RANGES = {
 MAX_DENSE_VALUES = 1 << 28  # dense cubes beyond ~1 GiB of float32 are refused
 
 
-def render_bse(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
-    """(H, W) float32 BSE image in [0, 1] of a phase map of global class ids, and the drawn parameters."""
+def render_bse(
+    labels: np.ndarray, rng: np.random.Generator, noise_scale: float = 1.0
+) -> tuple[np.ndarray, dict[str, float]]:
+    """(H, W) float32 BSE image in [0, 1] of a phase map of global class ids, and the drawn parameters.
+
+    ``noise_scale`` multiplies the shot + read noise std (e.g. 0.2 for a slow scan on a quiet detector).
+    """
     h, w = labels.shape
     p = {k: float(rng.uniform(*v)) for k, v in BSE_RANGES.items()}
     p["scratches"] = int(p["scratches"])
@@ -46,6 +51,8 @@ def render_bse(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     signal = ndimage.gaussian_filter(signal, p["blur_px"], mode="nearest") + np.float32(p["offset"])
     noise = rng.standard_normal((h, w), dtype=np.float32)
     std = np.sqrt(np.float32(p["shot"]) * np.maximum(signal, 0) + np.float32(p["read_noise"] ** 2))
+    std *= np.float32(noise_scale)
+    p["noise_scale"] = float(noise_scale)
     return np.clip(signal + std * noise, 0.0, 1.0), p
 
 
@@ -147,8 +154,12 @@ def simulate_field(
     seed: int | np.random.SeedSequence = 0,
     pixel_size_um: float = 1.5,
     spectra: SpectrumModel | None = None,
+    bse_noise_scale: float = 1.0,
 ) -> SyntheticField:
-    """Simulate one field of ``rock`` (height x width px at ``pixel_size_um`` µm/px); deterministic in ``seed``."""
+    """Simulate one field of ``rock`` (height x width px at ``pixel_size_um`` µm/px); deterministic in ``seed``.
+
+    ``bse_noise_scale``: factor on the BSE noise std (see `render_bse`).
+    """
     rock = get_rock(rock)
     width = height if width is None else width
     if int(height) < 1 or int(width) < 1:
@@ -160,5 +171,5 @@ def simulate_field(
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     state = [int(x) for x in ss.generate_state(2)]  # pure function of the seed (spawn() would mutate ss)
     labels = phase_map(rock, (int(height), int(width)), pixel_size_um, np.random.default_rng([*state, 0]))
-    bse, params = render_bse(labels, np.random.default_rng([*state, 1]))
+    bse, params = render_bse(labels, np.random.default_rng([*state, 1]), bse_noise_scale)
     return SyntheticField(labels, bse, rock.name, pixel_size_um, spectra, state[0], params)

@@ -44,6 +44,8 @@ class SyntheticSEMSource:
     points drawn by the registered ``sampler``; a pair ``eds_fraction=(lo, hi)`` draws each field's
     fraction log-uniformly in [lo, hi] (train one model for any EDS budget). ``src.field(i)``
     returns the `SyntheticField` (labels, BSE, ``spectra_at``, ``dense_spectra`` for the oracle on small fields).
+    ``bse_noise_scale`` multiplies each field's BSE noise; a pair draws it log-uniformly per field (training
+    that covers quieter detectors than the simulator's default, e.g. real instruments' slow scans).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class SyntheticSEMSource:
         pixel_size_um: float = 1.5,
         height: int | None = None,
         width: int | None = None,
+        bse_noise_scale: float | Sequence[float] = 1.0,
     ) -> None:
         self.height, self.width = int(height or size), int(width or size)
         if int(num_fields) < 1:
@@ -72,6 +75,13 @@ class SyntheticSEMSource:
         if not self.rocks:
             raise SimulationError("rocks must name at least one rock type, e.g. ('granite',).")
         self.rock_types = [get_rock(r) for r in self.rocks]
+        noise = (bse_noise_scale,) * 2 if np.isscalar(bse_noise_scale) else tuple(bse_noise_scale)
+        if len(noise) != 2 or not 0 < noise[0] <= noise[1] or not np.isfinite(noise[1]):
+            raise SimulationError(
+                f"bse_noise_scale must be a factor > 0 or a pair (lo, hi) with 0 < lo <= hi, got {bse_noise_scale!r}; "
+                "e.g. [0.2, 1.0] covers quiet to noisy detectors."
+            )
+        self.noise_range = (float(noise[0]), float(noise[1]))
         self.fraction_range = _fraction_range(eds_fraction)
         self.eds_fraction = float(np.sqrt(self.fraction_range[0] * self.fraction_range[1]))  # geometric centre
         self.n_points = n_points_for(self.height, self.width, self.eds_fraction)
@@ -112,7 +122,16 @@ class SyntheticSEMSource:
             seed=np.random.SeedSequence([self.seed, i]),
             pixel_size_um=self.pixel_size_um,
             spectra=self.spectra,
+            bse_noise_scale=self.noise_scale_of(i),
         )
+
+    def noise_scale_of(self, index: int) -> float:
+        """BSE noise factor of field ``index`` (fixed, or drawn log-uniformly for a range)."""
+        lo, hi = self.noise_range
+        if lo == hi:
+            return lo
+        u = np.random.default_rng([self.seed, self._index(index), 9]).uniform()
+        return float(lo * (hi / lo) ** u)
 
     def __getitem__(self, index: int) -> Sample:
         i = self._index(index)
