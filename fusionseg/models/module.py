@@ -198,7 +198,10 @@ class FusionSegModule(L.LightningModule):
         keep = torch.rand(len(base), device=base.device) < self.refiner.train_pixel_fraction
         out = self.refiner(base, samples, keep)
         target = self.refiner.found_only(graph.pixel_y, samples)[keep]
-        return self.loss_fn(out, target), out, graph
+        loss = self.loss_fn(out, target)
+        if self.refiner.network_loss_weight > 0:  # the network's own scores stay a classifier (deep supervision)
+            loss = loss + self.refiner.network_loss_weight * self.loss_fn(base, graph.pixel_y)
+        return loss, out, graph
 
     def training_step(self, batch: list[Sample], batch_idx: int) -> Tensor:
         loss, _, _ = self._loss(batch)

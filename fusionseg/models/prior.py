@@ -128,7 +128,8 @@ class PriorRefiner(nn.Module):
 
     One MLP shared by all classes (input ``len(FEATURES) + 1``); classes not found among a field's
     points keep the network's logit minus a large margin, so they can only win where nothing was found.
-    Training scores a random ``train_pixel_fraction`` of each field's pixels per step.
+    Training scores a random ``train_pixel_fraction`` of each field's pixels per step, and adds the
+    network's own loss times ``network_loss_weight`` so its scores stay a classifier the refiner can read.
     """
 
     def __init__(
@@ -136,9 +137,11 @@ class PriorRefiner(nn.Module):
         hidden_channels: int = 32,
         num_layers: int = 3,
         train_pixel_fraction: float = 0.25,
+        network_loss_weight: float = 1.0,
         **feature_settings: Any,
     ) -> None:
         super().__init__()
+        self.network_loss_weight = float(network_loss_weight)  # weight of the loss on the network's own scores
         if not 0 < train_pixel_fraction <= 1:
             raise ValueError(f"train_pixel_fraction must be in (0, 1], got {train_pixel_fraction}.")
         self.train_pixel_fraction = train_pixel_fraction  # share of pixels scored per training step (speed)
