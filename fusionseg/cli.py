@@ -97,13 +97,15 @@ def _demo(argv: list[str]) -> int:
     from fusionseg.demo import run_demo
 
     p = argparse.ArgumentParser(
-        prog="fusionseg demo", description="Train on synthetic SEM data and map a held-out field."
+        prog="fusionseg demo", description="Map a held-out synthetic SEM field with the shipped weights (seconds)."
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LightningCLI config to train")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LightningCLI config (data; model with --train)")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    p.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
+    p.add_argument("--train", action="store_true", help="train the config from scratch instead of the shipped weights")
+    p.add_argument("--weights", type=Path, default=None, help="weights to use instead of the shipped ones")
+    p.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs (with --train)")
     a = p.parse_args(argv)
-    run_demo(a.config, a.out, max_epochs=a.max_epochs)
+    run_demo(a.config, a.out, max_epochs=a.max_epochs, train=a.train, weights=a.weights)
     return 0
 
 
