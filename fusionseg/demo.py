@@ -55,7 +55,7 @@ def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confide
         title=f"{stem}: {sample.num_points} spectra ({100 * sample.num_points / lab.size:.2g} % of pixels)",
     )
     write_modal_csv(out / f"{stem}_modal.csv", modal_table(lab, names, sample.meta.pixel_size_um))
-    result = {"mean_confidence": float(confidence.mean())}
+    result = {"mean_confidence": float(np.nanmean(confidence.numpy()))}
     if sample.target is not None:
         result.update(field_metrics(labels, sample.target, len(names)))
     if sample.target is not None and sample.point_target is not None:

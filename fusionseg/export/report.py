@@ -72,6 +72,10 @@ def markdown_report(summary: dict[str, Any], files: dict[str, str], rows: list[d
               f"- mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
     for note in summary.get("notes", []):
         lines.append(f"- note: {note}")
+    if summary.get("qc"):
+        from fusionseg.export.qc import qc_lines
+
+        lines += ["", "## Quality control", ""] + [f"- {line}" for line in qc_lines(summary["qc"])]
     if "ari_vs_target" in summary:
         lines.append(f"- adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
     lines += ["", f"![overlay]({files['overlay']})", "", f"![uncertainty]({files['uncertainty_png']})", ""]
@@ -123,7 +127,8 @@ def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.n
         "points": s.num_points,
         "point_percent": 100.0 * s.num_points / labels.size,
         "timings": result.timings,
-        "mean_uncertainty": float(uncertainty.mean()),
+        "mean_uncertainty": float(np.nanmean(uncertainty)),
+        "qc": result.qc,
         "energy_axis": None if s.meta.energy_axis is None else vars(s.meta.energy_axis),
         "beam_energy_kev": s.meta.beam_energy_kev,
         "training": {k: v for k, v in result.info.items() if k != "notes"},
