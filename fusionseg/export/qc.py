@@ -110,13 +110,14 @@ def quality_checks(
     held_out: dict[str, Any] | None = None,
     single_phase_share: float = 0.99,
     min_points_per_phase: int = 2,
+    min_model_agreement: float = 0.8,
 ) -> dict[str, Any]:
     """QC figures of a final map ``labels`` (H, W) (``IGNORE_INDEX`` = not measured) and its warnings.
 
     ``model_labels``: the model's map before `honour_points`; ``held_out``: the result of a held-out
     check (`held_out_agreement`). Warnings: phases among the points absent from the (model's) map;
     one phase covering ``single_phase_share`` of the mapped pixels while the points show at least two
-    phases with ``min_points_per_phase`` points each.
+    phases with ``min_points_per_phase`` points each; the model's agreement under ``min_model_agreement``.
     """
     n = len(calls)
     found = phase_counts(calls)
@@ -145,6 +146,12 @@ def quality_checks(
                 f"phases found among the points but not mapped by the model: "
                 f"{', '.join(f'{p} ({found[p]} points)' for p in lost)}; {where}"
             )
+    model_share = qc.get("agreement_model", {}).get("share")
+    if model_share is not None and model_share < min_model_agreement:
+        warnings.append(
+            f"the model's map agrees with only {100 * model_share:.0f} % of the identified points: between the "
+            "measured pixels the map is unreliable (more points, --per-field, or --mode clusters may help)"
+        )
     absent = [p for p in found if p not in in_map]
     qc["phases_absent_from_map"] = absent
     if absent and model_labels is None:
