@@ -21,7 +21,25 @@ from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-EXTRA_COMMANDS = ("simulate", "demo", "segment")
+EXTRA_COMMANDS = ("simulate", "demo", "segment", "pretrain")
+COMMANDS = {  # one line each for `fusionseg --help`
+    "segment": "map your own SEM field (vendor EDS file, folder, glob, or `simulate` output): phases, QC, statistics",
+    "demo": "map a held-out synthetic field with the shipped weights (seconds; --train trains first)",
+    "simulate": "write synthetic SEM fields (BSE + EDS + true phases) to a folder",
+    "pretrain": "train the shipped default weights on the simulator (what `make pretrain` runs)",
+    "fit": "train a model from a config (LightningCLI: --config configs/X.yaml --section.key=value)",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the held-out test split",
+    "predict": "map the predict split with a checkpoint; writes each field as it finishes (runs/predictions)",
+}
+# Library messages that say nothing to a user of these commands (set FUSIONSEG_VERBOSE=1 to see them).
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*overridden `transfer_batch_to_device`.*",
+    r".*`validation_step` but have no `val_dataloader`.*",
+    r".*does not have many workers.*",
+    r".*LightningCLI's args parameter is intended to run from within Python.*",
+)
 
 
 class FusionSegCLI(LightningCLI):
@@ -49,6 +67,23 @@ class FusionSegCLI(LightningCLI):
                 CheckpointConfigWarning,
                 stacklevel=2,
             )
+
+    def before_predict(self) -> None:
+        """No prediction writer configured: add `FieldWriter` (each field's outputs under ``<logs>/predictions``)."""
+        from lightning.pytorch.callbacks import BasePredictionWriter
+
+        from fusionseg.export.prediction import FieldWriter
+
+        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir
+            self.trainer.callbacks.append(FieldWriter(Path(root) / "predictions"))
+
+    def after_predict(self) -> None:
+        for writer in self.trainer.callbacks:
+            if hasattr(writer, "written") and hasattr(writer, "skipped"):
+                print(
+                    f"wrote {len(writer.written)} fields to {writer.output_dir} ({len(writer.skipped)} already there)"
+                )
 
 
 class CheckpointConfigWarning(UserWarning):
@@ -115,12 +150,45 @@ def _segment(argv: list[str]) -> int:
     return segment_main(argv)
 
 
+def usage() -> str:
+    """``fusionseg --help``: every subcommand with one line."""
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: fusionseg COMMAND [options]   (fusionseg COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def quiet_libraries() -> None:
+    """Hide library notices and deprecation chatter in normal runs (not with FUSIONSEG_VERBOSE=1)."""
+    import logging
+
+    if os.environ.get("FUSIONSEG_VERBOSE"):
+        return
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # RosettaSciIO warns at import that numba is absent; a reader that needs it says so when used
+    logging.getLogger("rsciio.utils._decorator").addFilter(lambda record: "numba" not in record.getMessage())
+
+
+def _pretrain(argv: list[str]) -> int:
+    from fusionseg.pretrain import main as pretrain_main
+
+    return pretrain_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fusionseg`` console script."""
     os.environ.setdefault("WANDB_MODE", "offline")  # never phone home unless the user asks
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in EXTRA_COMMANDS:
-        return {"simulate": _simulate, "demo": _demo, "segment": _segment}[args[0]](args[1:])
+    quiet_libraries()
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if args[0] in EXTRA_COMMANDS:
+        commands = {"simulate": _simulate, "demo": _demo, "segment": _segment, "pretrain": _pretrain}
+        return commands[args[0]](args[1:])
     make_cli(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 

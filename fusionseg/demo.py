@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,12 +40,24 @@ def field_metrics(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> 
     }
 
 
-def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confidence: torch.Tensor) -> dict:
-    """Phase map TIFF, overlay PNG, modal CSV (and metrics when the sample has a target)."""
+def write_field_outputs(
+    out: Path,
+    sample: Sample,
+    labels: torch.Tensor,
+    confidence: torch.Tensor,
+    pixel_size_um: float | None = None,
+    **overlay: Any,
+) -> dict:
+    """Phase map TIFF, overlay PNG, modal CSV (and metrics when the sample has a target).
+
+    ``pixel_size_um``: calibration (scale bar, TIFF resolution; None = uncalibrated); ``overlay``:
+    `phase_map_figure`'s ``point_labels`` and ``disagree``. The legend shows each phase's area %.
+    """
     names = list(sample.meta.class_names)
     stem = sample.meta.name or "field"
     lab = labels.numpy().astype(np.int64)
-    write_phase_tiff(out / f"{stem}_phases.tif", lab, names)
+    write_phase_tiff(out / f"{stem}_phases.tif", lab, names, pixel_size_um)
+    rows = modal_table(lab, names, pixel_size_um or 1.0)
     write_overlay_png(
         out / f"{stem}_overlay.png",
         sample.image[0].numpy(),
@@ -53,8 +66,11 @@ def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confide
         points=sample.point_coords.numpy(),
         truth=None if sample.target is None else sample.target.numpy(),
         title=f"{stem}: {sample.num_points} spectra ({100 * sample.num_points / lab.size:.2g} % of pixels)",
+        area_percent={r["phase"]: r["area_percent"] for r in rows},
+        pixel_size_um=pixel_size_um,
+        **overlay,
     )
-    write_modal_csv(out / f"{stem}_modal.csv", modal_table(lab, names, sample.meta.pixel_size_um))
+    write_modal_csv(out / f"{stem}_modal.csv", rows)
     result = {"mean_confidence": float(np.nanmean(confidence.numpy()))}
     if sample.target is not None:
         result.update(field_metrics(labels, sample.target, len(names)))
@@ -120,7 +136,12 @@ def run_demo(
     with staged_folder(out) as staging:
         sample = cli.datamodule.dataset("predict")[0]
         pred = cli.model.predict_samples([sample])[0]
-        held_out = write_field_outputs(staging, sample, pred["labels"], pred["confidence"])
+        labels = pred["labels"]
+        point_labels = sample.point_target.numpy()
+        rc = sample.point_coords.round().long()
+        disagree = (labels[rc[:, 0], rc[:, 1]] != sample.point_target).numpy() & (point_labels != IGNORE_INDEX)
+        held_out = write_field_outputs(staging, sample, labels, pred["confidence"], sample.meta.pixel_size_um,
+                                       point_labels=point_labels, disagree=disagree)  # fmt: skip
         summary = {
             "config": str(config),
             "model": "trained from scratch" if train else f"shipped weights {weights.name}",

@@ -465,6 +465,12 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
         points = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev,
                               mode=config.mode, min_confidence=config.min_confidence, n_clusters=config.n_clusters,
                               seed=config.seed)  # fmt: skip
+        if points.mode == "clusters":  # name clusters by composition: "cluster-0 (Si-Al-K)"
+            from fusionseg.export.spectra import cluster_names
+
+            named = cluster_names(sample.point_features.numpy(), points.labels.numpy(), points.names,
+                                  sample.meta.energy_axis, sample.meta.beam_energy_kev)  # fmt: skip
+            points = replace(points, names=named)
         sample = with_point_labels(sample, points)
     else:
         points = None
@@ -578,18 +584,56 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_segment(a: argparse.Namespace) -> Path:
-    """Read, sample, segment and write every output into a staging folder renamed to ``--out`` at the end."""
+VENDOR_SUFFIXES = (".bcf", ".spd", ".h5oina", ".hspy", ".emd", ".pts", ".msa", ".npz")
+
+
+def input_paths(spec: Path) -> list[Path]:
+    """The fields an input names: a glob pattern, a dataset folder written by ``fusionseg simulate``
+    (``index.json`` + one ``.npz`` per field), a folder of vendor files, or one file or field folder."""
+    import glob
+    import json
+
+    text = str(spec)
+    if any(ch in text for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text))
+        if not paths:
+            raise SegmentError(f"no file matches {text!r}; check the pattern (quote it so the shell passes it on).")
+        return paths
+    if spec.is_dir() and (spec / "index.json").is_file():
+        files = json.loads((spec / "index.json").read_text()).get("files", [])
+        return [spec / f for f in files] or sorted(spec.glob("*.npz"))
+    if spec.is_dir() and not (spec / "points.csv").is_file() and not (spec / "eds.npz").is_file():
+        vendor = sorted(p for p in spec.iterdir() if p.suffix.lower() in VENDOR_SUFFIXES)
+        if vendor:
+            return vendor
+    return [spec]
+
+
+def read_field(path: Path, a: argparse.Namespace) -> Sample:
+    """A field from a vendor file/folder (`read_input`) or a ``.npz`` sample (``fusionseg simulate``): its phase
+    map is kept only to score the result (ARI in the report), its point labels are identified again."""
     from fusionseg.data.readers import read_input
+
+    if path.suffix.lower() == ".npz" and path.name != "eds.npz":
+        from fusionseg.data.io import load_sample
+
+        s = load_sample(path)
+        extra = dict(s.meta.extra)
+        if s.target is not None:
+            extra["original_target"] = s.target.numpy()
+        return replace(s, target=None, point_target=None, meta=replace(s.meta, name=s.meta.name or path.stem,
+                                                                        extra=extra))  # fmt: skip
+    return read_input(path, image=a.image, bse_title=a.bse_title)
+
+
+def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
+    """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
+    from fusionseg.export.qc import qc_lines
     from fusionseg.export.report import write_segment_outputs
     from fusionseg.export.writers import staged_folder
 
-    out = a.out.resolve()
-    if out.exists() and any(out.iterdir()) and not a.overwrite:
-        raise SegmentError(f"output folder {out} exists and is not empty; choose another --out or pass --overwrite.")
     start = time.perf_counter()
-    sample = read_input(a.input, image=a.image, bse_title=a.bse_title)
-    sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
+    sample = prepare_points(read_field(path, a), a.eds_fraction, a.eds_points, a.sampler, a.seed)
     checkpoint, shipped = shipped_or_given_checkpoint(a)
     config = SegmentConfig(mode=a.mode, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed, num_threads=a.threads,
@@ -598,10 +642,23 @@ def run_segment(a: argparse.Namespace) -> Path:
     result = segment_field(sample, checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
     with staged_folder(out) as staging:
-        write_segment_outputs(staging, result, input_path=a.input)
-    from fusionseg.export.qc import qc_lines
-
+        write_segment_outputs(staging, result, input_path=path)
+    print(f"{path.name}:")
     print("\n".join(f"  {line}" for line in qc_lines(result.qc)))
+    return result
+
+
+def run_segment(a: argparse.Namespace) -> Path:
+    """Segment every field ``a.input`` names: one field into ``--out``, several into ``--out/<field>/``."""
+    out = a.out.resolve()
+    if out.exists() and any(out.iterdir()) and not a.overwrite:
+        raise SegmentError(f"output folder {out} exists and is not empty; choose another --out or pass --overwrite.")
+    paths = input_paths(a.input)
+    if len(paths) == 1:
+        segment_one(paths[0], a, out)
+        return out
+    for path in paths:
+        segment_one(path, a, out / path.stem)
     return out
 
 

@@ -64,7 +64,9 @@ def test_particles_in_epoxy_get_a_liberation_class():
     parts = sorted(particle_statistics(labels, NAMES, 1.5), key=lambda p: p["pixels"])
     assert [p["liberation"] for p in parts] == ["liberated", "binary"]
     assert parts[0]["main_phase"] == "galena" and parts[0]["main_phase_percent"] == 100.0
-    assert parts[1]["pixels"] == 16 and parts[1]["diameter_um"] == pytest.approx(1.5 * 2 * np.sqrt(16 / np.pi), abs=1e-3)
+    assert parts[1]["pixels"] == 16 and parts[1]["diameter_um"] == pytest.approx(
+        1.5 * 2 * np.sqrt(16 / np.pi), abs=1e-3
+    )
 
 
 def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
@@ -90,3 +92,32 @@ def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
     assert "Quality control" in page and "Modal mineralogy" in page and files["overlay"] in page
     report = (tmp_path / "report.md").read_text()
     assert "map agrees with its measured points: 100.0 %" in report and "## Association" in report
+    # calibrated TIFF: resolution tags in pixels per centimetre
+    import tifffile
+    from rsciio.hspy import file_reader
+
+    with tifffile.TiffFile(tmp_path / files["phases_tiff"]) as tif:
+        tags = tif.pages[0].tags
+        x = tags["XResolution"].value
+        assert tags["ResolutionUnit"].value == 3 and x[0] / x[1] == pytest.approx(1e4 / s.meta.pixel_size_um, rel=1e-4)
+    phases, uncertainty = file_reader(str(tmp_path / files["hspy"]))
+    assert phases["data"].shape == uncertainty["data"].shape == (64, 64)
+    assert np.nanmax(uncertainty["data"]) <= 1.0 and "uncertainty" in uncertainty["metadata"]["General"]["title"]
+    (spectra,) = file_reader(str(tmp_path / files["spectra_hspy"]))
+    assert spectra["metadata"]["Signal"]["signal_type"] == "EDS_SEM"
+    energy = spectra["axes"][-1]
+    assert energy["units"] == "keV" and energy["scale"] == pytest.approx(s.meta.energy_axis.scale_ev / 1000)
+    assert spectra["data"].shape == (len(spectra["metadata"]["Sample"]["phases"]), s.meta.energy_axis.size)
+
+
+def test_dominant_elements_name_a_phase_by_its_composition():
+    from fusionseg.data.synthetic.minerals import get_mineral
+    from fusionseg.data.synthetic.physics import reference_spectra
+    from fusionseg.export.spectra import dominant_elements
+    from fusionseg.sample import EnergyAxis
+
+    axis = EnergyAxis()
+    quartz, galena, ortho = reference_spectra([get_mineral(n) for n in ("quartz", "galena", "orthoclase")], axis, 20.0)
+    assert dominant_elements(quartz * 1e4, axis)[:2] == ["Si", "O"]
+    assert "Pb" in dominant_elements(galena * 1e4, axis) and "S" in dominant_elements(galena * 1e4, axis)
+    assert set(dominant_elements(ortho * 1e4, axis)) >= {"Si", "K"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,26 @@ def test_pixels_outside_the_eds_area_are_not_measured(field):
     assert any("outside the EDS-acquired area" in n for n in r.info["notes"])
     wide = segment_field(s, DEFAULT_WEIGHTS, SegmentConfig(progress=False, extrapolate=True))
     assert (wide.labels.numpy() != IGNORE_INDEX).all()
+
+
+BCF30 = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared/data/real/bruker/30x30_instructively_packed_16bit_compressed.bcf"
+)
+
+
+@pytest.mark.skipif(not BCF30.is_file(), reason=f"real Bruker test file absent ({BCF30})")
+def test_phase_hspy_carries_the_input_original_metadata(tmp_path):
+    from rsciio.hspy import file_reader
+
+    from fusionseg.data.readers import read_input
+    from fusionseg.export.writers import write_hspy_phase_map
+
+    s = read_input(BCF30)
+    original = s.meta.extra["original_metadata"]
+    assert "Microscope" in original
+    path = write_hspy_phase_map(tmp_path / "p.hspy", np.zeros((30, 30), np.int64), ("a",), s.meta.extra["axes"],
+                                original_metadata=original)  # fmt: skip
+    (signal,) = file_reader(str(path))
+    assert set(original) <= set(signal["original_metadata"])
+    assert signal["axes"][0]["units"] == "µm"

@@ -120,43 +120,64 @@ def write_mineralogy(out: Path, stem: str, stats: dict[str, Any], files: dict[st
 def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -> dict[str, str]:
     """Write every output of a `SegmentResult` into ``out`` (a staging folder); returns name -> file."""
     from fusionseg.demo import write_field_outputs
+    from fusionseg.export.html import html_report
+    from fusionseg.export.mineralogy import mineralogy, pixel_size_um
+    from fusionseg.export.qc import UNKNOWN_NAMES, qc_lines
 
     sample, names = result.sample, tuple(result.class_names)
     stem = sample.meta.name or "field"
-    shown = replace(sample, target=None, point_target=None, meta=replace(sample.meta, class_names=names, name=stem))
-    write_field_outputs(out, shown, result.labels, result.confidence)
     labels = result.labels.numpy().astype(np.int64)
+    px_um = pixel_size_um(sample.meta)
+    stats = mineralogy(labels, names, px_um)
+    point_labels = None if sample.point_target is None else sample.point_target.numpy().copy()
+    if point_labels is not None:  # the per-field model's "unknown" class is shown as unclassified (white)
+        point_labels[np.isin(point_labels, [k for k, n in enumerate(names) if n in UNKNOWN_NAMES])] = IGNORE_INDEX
+    disagree = np.zeros(sample.num_points, dtype=bool)
+    disagree[(result.qc.get("agreement_model") or {}).get("disagreeing_points", [])] = True
+    shown = replace(sample, target=None, point_target=None, meta=replace(sample.meta, class_names=names, name=stem))
+    write_field_outputs(out, shown, result.labels, result.confidence, px_um, point_labels=point_labels,
+                        disagree=disagree)  # fmt: skip
     uncertainty = (1.0 - result.confidence).numpy()
     files = {"phases_tiff": f"{stem}_phases.tif", "overlay": f"{stem}_overlay.png", "modal_csv": f"{stem}_modal.csv",
              "uncertainty_tiff": f"{stem}_uncertainty.tif", "uncertainty_png": f"{stem}_uncertainty.png",
              "points_csv": "points.csv", "summary": "summary.json", "report": "report.md"}  # fmt: skip
-    write_uncertainty_tiff(out / files["uncertainty_tiff"], uncertainty)
+    write_uncertainty_tiff(out / files["uncertainty_tiff"], uncertainty, px_um)
     coords = sample.point_coords.numpy()
     write_uncertainty_png(out / files["uncertainty_png"], uncertainty, coords)
     _write_points_csv(out / files["points_csv"], coords, sample.point_target, names)
     notes = list(result.info.get("notes", []))
     if hspy_available():
-        files["hspy"] = f"{stem}_phases.hspy"
-        write_hspy_phase_map(out / files["hspy"], labels, names, sample.meta.extra.get("axes"), f"{stem} phases",
-                             uncertainty)  # fmt: skip
+        _write_hspy_files(out, stem, result, labels, uncertainty, files)
     else:
-        notes.append("no .hspy phase map: RosettaSciIO's hspy writer needs h5py (pip install h5py)")
+        notes.append("no .hspy files: RosettaSciIO's hspy writer needs h5py (pip install h5py)")
         log.warning(notes[-1])
-    from fusionseg.export.html import html_report
-    from fusionseg.export.mineralogy import mineralogy, pixel_size_um
-    from fusionseg.export.qc import qc_lines
-
     summary = _summary(result, input_path, labels, uncertainty, notes)
-    summary["mineralogy"] = mineralogy(labels, names, pixel_size_um(sample.meta))
-    write_mineralogy(out, stem, summary["mineralogy"], files)
+    summary["mineralogy"] = stats
+    write_mineralogy(out, stem, stats, files)
     files["report_html"] = "report.html"
-    write_json(out / files["summary"], {**summary, "files": files, "modal": summary["mineralogy"]["modal"]})
+    write_json(out / files["summary"], {**summary, "files": files, "modal": stats["modal"]})
     with atomic_path(out / files["report"]) as tmp:
         tmp.write_text(markdown_report(summary, files))
     page = html_report(summary, files, report_facts(summary), qc_lines(summary["qc"]) if summary.get("qc") else [])
     with atomic_path(out / files["report_html"]) as tmp:
         tmp.write_text(page)
     return files
+
+
+def _write_hspy_files(
+    out: Path, stem: str, result: Any, labels: np.ndarray, uncertainty: np.ndarray, files: dict[str, str]
+) -> None:
+    """Phase map + uncertainty (``<stem>_phases.hspy``), and each phase's mean spectrum (``<stem>_spectra.hspy``)."""
+    from fusionseg.export.spectra import write_mean_spectra_hspy
+
+    s, names = result.sample, tuple(result.class_names)
+    files["hspy"] = f"{stem}_phases.hspy"
+    write_hspy_phase_map(out / files["hspy"], labels, names, s.meta.extra.get("axes"), f"{stem} phases", uncertainty,
+                         s.meta.extra.get("original_metadata"))  # fmt: skip
+    if s.meta.energy_axis is not None and s.point_target is not None and (s.point_target != IGNORE_INDEX).any():
+        files["spectra_hspy"] = f"{stem}_spectra.hspy"
+        write_mean_spectra_hspy(out / files["spectra_hspy"], s.point_features.numpy(), s.point_target.numpy(), names,
+                                s.meta.energy_axis, s.meta.beam_energy_kev, f"{stem} mean spectra")  # fmt: skip
 
 
 def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
