@@ -8,14 +8,11 @@ folder already holds a ``summary.json`` is skipped, so a re-run resumes where a 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-
-log = logging.getLogger(__name__)
 
 
 def field_folder(output_dir: Path, name: str, index: int) -> Path:
@@ -87,6 +84,6 @@ class FieldWriter(BasePredictionWriter):
         result = finish_result(result, model, config, withheld, how)
         with staged_folder(folder) as staging:
             write_segment_outputs(staging, result, input_path=f"predict split, field {index}")
-        log.info("%s: %s", folder.name, "; ".join(qc_lines(result.qc)[:2]))
+        print(f"{folder.name}: " + "; ".join(qc_lines(result.qc)[:3]))
         self.written.append(folder)
         return folder
