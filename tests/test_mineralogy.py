@@ -85,7 +85,8 @@ def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
     assert m["pixel_size_um"] == s.meta.pixel_size_um and m["grain_mount"]
     modal = list(csv.DictReader((tmp_path / files["modal_csv"]).open()))
     assert [r["phase"] for r in modal][-1] == "unclassified"
-    assert sum(float(r["area_percent"]) for r in modal) == pytest.approx(100.0, abs=0.01)
+    assert sum(float(r["area_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
+    assert [r["area_percent"] for r in modal if r["phase"] == "epoxy"] == [""]  # the mount is not sample
     assert sum(float(r["mass_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
     assert (tmp_path / files["particles_csv"]).is_file() and m["liberation"]
     page = (tmp_path / "report.html").read_text()

@@ -22,6 +22,7 @@ from fusionseg.export.qc import NOT_MEASURED, UNCLASSIFIED, UNKNOWN_NAMES
 from fusionseg.sample import IGNORE_INDEX, SampleMeta
 
 LENGTH_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
+MOUNT = ("epoxy",)  # mounting medium: not part of the sample's modal mineralogy
 BACKGROUND = ("epoxy", "pore")  # mounting medium and holes: not part of a particle
 LIBERATED, BINARY = 0.9, 0.9  # main phase >= 90 % of a particle: liberated; two phases >= 90 %: binary
 
@@ -64,21 +65,22 @@ def modal_mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: fl
     """Rows: phase, pixels, area % (of the measured area), mass % (library densities), area in µm² or px².
 
     "unclassified" is always a row (0 when every pixel has a phase); "not measured" (pixels outside the
-    EDS-acquired area) is a row with no area or mass %. Mass % covers the phases with a density: a map
-    with unclassified pixels or clusters gives mass % of the classified, library-named part only.
+    EDS-acquired area) is a row with no area or mass %. The mounting medium (``MOUNT``: epoxy) is not
+    sample: listed with its pixels, left out of the percentages. Mass % covers the phases with a density:
+    a map with unclassified pixels or clusters gives mass % of the classified, library-named part only.
     """
     _, area_unit = unit_names(px_um)
     scale = (px_um or 1.0) ** 2
     valid = labels[labels != IGNORE_INDEX]
     counts = np.bincount(valid.ravel(), minlength=len(class_names)) if valid.size else np.zeros(len(class_names))
-    total = max(int(counts.sum()), 1)
+    total = max(int(counts.sum()) - sum(int(c) for k, c in enumerate(counts) if class_names[k] in MOUNT), 1)
     phases = [(class_names[k], int(c)) for k, c in enumerate(counts) if c > 0 and not _is_unclassified(class_names[k])]
     unclassified = int(sum(c for k, c in enumerate(counts) if _is_unclassified(class_names[k])))
     rho = {name: density(name) for name, _ in phases}
-    mass_total = sum(c * rho[n] for n, c in phases if rho[n] is not None) or 1.0
+    mass_total = sum(c * rho[n] for n, c in phases if rho[n] is not None and n not in MOUNT) or 1.0
     rows = [
-        {"phase": n, "pixels": c, "area_percent": round(100.0 * c / total, 3),
-         "mass_percent": None if rho[n] is None else round(100.0 * c * rho[n] / mass_total, 3),
+        {"phase": n, "pixels": c, "area_percent": None if n in MOUNT else round(100.0 * c / total, 3),
+         "mass_percent": None if rho[n] is None or n in MOUNT else round(100.0 * c * rho[n] / mass_total, 3),
          "density_g_cm3": rho[n], f"area_{area_unit}": round(c * scale, 3)}
         for n, c in sorted(phases, key=lambda nc: -nc[1])
     ]  # fmt: skip
