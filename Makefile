@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install demo pretrain test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP)  # maps a held-out field with the shipped weights (seconds); `fusionseg demo --train` trains first
 	$(BIN)/fusionseg demo --config configs/default.yaml --out outputs/demo
+
+# The shipped weights fusionseg/weights/default.ckpt (+ .json record): configs/default.yaml trained on the
+# simulator, fixed seed, the config's epoch budget, one thread (README, "Shipped weights").
+pretrain: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m fusionseg.pretrain --config configs/default.yaml --threads 1 \
+		--out fusionseg/weights/default.ckpt
 
 test: $(STAMP)
 	$(BIN)/ruff check .

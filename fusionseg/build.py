@@ -65,6 +65,23 @@ class FusionSegCLI(LightningCLI):
                 stacklevel=2,
             )
 
+    def before_predict(self) -> None:
+        """No prediction writer configured: add `FieldWriter` (each field's outputs under ``<logs>/predictions``)."""
+        from lightning.pytorch.callbacks import BasePredictionWriter
+
+        from fusionseg.export.prediction import FieldWriter
+
+        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir
+            self.trainer.callbacks.append(FieldWriter(Path(root) / "predictions"))
+
+    def after_predict(self) -> None:
+        for writer in self.trainer.callbacks:
+            if hasattr(writer, "written") and hasattr(writer, "skipped"):
+                print(
+                    f"wrote {len(writer.written)} fields to {writer.output_dir} ({len(writer.skipped)} already there)"
+                )
+
 
 class CheckpointConfigWarning(UserWarning):
     """The configured model differs from the checkpoint's; the checkpoint's architecture wins."""

@@ -1,9 +1,11 @@
-"""``fusionseg demo``: train the default config on synthetic SEM data, map a held-out field."""
+"""``fusionseg demo``: map a held-out synthetic SEM field with the shipped weights (or train first, ``--train``)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,12 +22,24 @@ from fusionseg.models.metrics import field_metrics
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 
-def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confidence: torch.Tensor) -> dict:
-    """Phase map TIFF, overlay PNG, modal CSV (and metrics when the sample has a target)."""
+def write_field_outputs(
+    out: Path,
+    sample: Sample,
+    labels: torch.Tensor,
+    confidence: torch.Tensor,
+    pixel_size_um: float | None = None,
+    **overlay: Any,
+) -> dict:
+    """Phase map TIFF, overlay PNG, modal CSV (and metrics when the sample has a target).
+
+    ``pixel_size_um``: calibration (scale bar, TIFF resolution; None = uncalibrated); ``overlay``:
+    `phase_map_figure`'s ``point_labels`` and ``disagree``. The legend shows each phase's area %.
+    """
     names = list(sample.meta.class_names)
     stem = sample.meta.name or "field"
     lab = labels.numpy().astype(np.int64)
-    write_phase_tiff(out / f"{stem}_phases.tif", lab, names)
+    write_phase_tiff(out / f"{stem}_phases.tif", lab, names, pixel_size_um)
+    rows = modal_table(lab, names, pixel_size_um or 1.0)
     write_overlay_png(
         out / f"{stem}_overlay.png",
         sample.image[0].numpy(),
@@ -34,9 +48,12 @@ def write_field_outputs(out: Path, sample: Sample, labels: torch.Tensor, confide
         points=sample.point_coords.numpy(),
         truth=None if sample.target is None else sample.target.numpy(),
         title=f"{stem}: {sample.num_points} spectra ({100 * sample.num_points / lab.size:.2g} % of pixels)",
+        area_percent={r["phase"]: r["area_percent"] for r in rows},
+        pixel_size_um=pixel_size_um,
+        **overlay,
     )
-    write_modal_csv(out / f"{stem}_modal.csv", modal_table(lab, names, sample.meta.pixel_size_um))
-    result = {"mean_confidence": float(confidence.mean())}
+    write_modal_csv(out / f"{stem}_modal.csv", rows)
+    result = {"mean_confidence": float(np.nanmean(confidence.numpy()))}
     if sample.target is not None:
         result.update(field_metrics(labels, sample.target, len(names)))
     if sample.target is not None and sample.point_target is not None:
@@ -59,12 +76,22 @@ def measured_phases_bound(sample: Sample) -> dict:
     }
 
 
-def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_configs: list[Path] = ()) -> Path:
-    """Train ``config``, test it, segment the first predict-split field; return the output folder.
+def run_demo(
+    config: Path,
+    out: Path,
+    max_epochs: int | None = None,
+    extra_configs: list[Path] = (),
+    train: bool = True,
+    weights: Path | None = None,
+) -> Path:
+    """Test a model on ``config``'s held-out split, segment the first predict-split field; return the output folder.
 
-    ``extra_configs`` are layered on top of ``config`` (later files override earlier ones).
+    ``train=False`` uses ``weights`` (default: the shipped `fusionseg.pretrain.DEFAULT_WEIGHTS`) and
+    trains nothing: seconds, the same figures on every machine as the weights' JSON record. ``train=True``
+    trains ``config`` from scratch first. ``extra_configs`` are layered on top of ``config``.
     """
     from fusionseg.build import make_cli
+    from fusionseg.pretrain import DEFAULT_WEIGHTS, evaluation_cli, load_weights, weights_record
 
     if not config.exists():
         raise FileNotFoundError(f"Config {config} does not exist; pass --config configs/<name>.yaml.")
@@ -74,8 +101,16 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
     if max_epochs is not None:
         args.append(f"--trainer.max_epochs={max_epochs}")
     start = time.perf_counter()
-    cli = make_cli(args=args, run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    recorded = None
+    if train:
+        cli = make_cli(args=args, run=False)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    else:
+        weights = Path(weights or DEFAULT_WEIGHTS)
+        cli = evaluation_cli(config, args[2:])
+        cli.model = load_weights(weights)
+        if weights_record(weights).is_file():
+            recorded = json.loads(weights_record(weights).read_text()).get("held_out", {})
     train_s = time.perf_counter() - start
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
 
@@ -83,14 +118,22 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
     with staged_folder(out) as staging:
         sample = cli.datamodule.dataset("predict")[0]
         pred = cli.model.predict_samples([sample])[0]
-        held_out = write_field_outputs(staging, sample, pred["labels"], pred["confidence"])
+        labels = pred["labels"]
+        point_labels = sample.point_target.numpy()
+        rc = sample.point_coords.round().long()
+        disagree = (labels[rc[:, 0], rc[:, 1]] != sample.point_target).numpy() & (point_labels != IGNORE_INDEX)
+        held_out = write_field_outputs(staging, sample, labels, pred["confidence"], sample.meta.pixel_size_um,
+                                       point_labels=point_labels, disagree=disagree)  # fmt: skip
         summary = {
             "config": str(config),
-            "train_seconds": round(train_s, 1),
+            "model": "trained from scratch" if train else f"shipped weights {weights.name}",
+            "train_seconds": round(train_s, 1) if train else 0.0,
             "eds_fraction": cli.datamodule.hparams.eds_fraction,
             "held_out_field": {"name": sample.meta.name, **held_out},
             "test_split": {k: float(v) for k, v in test.items()},
         }
+        if recorded is not None:
+            summary["test_split_recorded_with_weights"] = recorded
         write_json(staging / "metrics.json", summary)
     print(
         f"\nheld-out field {sample.meta.name}: mIoU {held_out['miou']:.3f}, pixel accuracy {held_out['pixel_acc']:.3f}"
@@ -101,6 +144,11 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
             f"  mIoU ceiling when only phases found among its {sample.num_points} spectra can be named: "
             f"{held_out['miou_ceiling_measured_phases']:.3f} (phases no spectrum hit: {missed})"
         )
-    print(f"test split: mIoU {summary['test_split'].get('test/miou', float('nan')):.3f}; trained in {train_s:.0f} s")
+    miou = summary["test_split"].get("test/miou", float("nan"))
+    if train:
+        print(f"test split: mIoU {miou:.3f}; trained in {train_s:.0f} s")
+    else:
+        ref = f" (recorded with the weights: {recorded['test/miou']:.3f})" if "test/miou" in (recorded or {}) else ""
+        print(f"test split: mIoU {miou:.3f}{ref}; shipped weights {weights}, no training")
     print(f"Outputs written to {out}")
     return out

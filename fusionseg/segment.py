@@ -135,6 +135,10 @@ class SegmentConfig:
     seed: int = 0
     progress: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    honour_points: bool = True  # confidently identified measured pixels keep their mineral in the map
+    held_out_share: float = 0.1  # checkpoint path: share of identified points withheld and scored (QC)
+    extrapolate: bool = False  # map pixels outside the EDS-acquired area too (else "not measured")
+    fallback_per_field: bool = False  # shipped weights: train on the field when the library names < half the points
 
 
 @dataclass
@@ -149,6 +153,8 @@ class SegmentResult:
     point_labels: PointLabels | None = None
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    model_labels: Tensor | None = None  # the model's map before honouring the points (QC)
+    qc: dict[str, Any] = field(default_factory=dict)  # `fusionseg.export.qc.quality_checks`
 
 
 # ----------------------------------------------------------------------------- training data
@@ -286,6 +292,14 @@ def split_validation(sample: Sample, fraction: float, seed: int) -> Tensor:
     return val
 
 
+def validation_points(sample: Sample, config: SegmentConfig) -> Tensor:
+    """(N,) bool points held out of per-field training (none when fewer than ``min_val_points``)."""
+    val = split_validation(sample, config.val_fraction, config.seed)
+    if int(val.sum()) < config.min_val_points:
+        val[:] = False
+    return val
+
+
 def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[str, Any]]:
     """Train a graph model on one field from its labelled points (``sample.point_target``); returns model, info."""
     labelled = sample.point_target != IGNORE_INDEX
@@ -296,9 +310,7 @@ def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[st
         )
     L.seed_everything(config.seed, workers=False, verbose=False)
     model = build_field_model(sample, config)
-    val = split_validation(sample, config.val_fraction, config.seed)
-    if int(val.sum()) < config.min_val_points:
-        val[:] = False
+    val = validation_points(sample, config)
     train_set = PointCropDataset(sample, ~val, config.crop_px, config.batches_per_epoch * config.crops_per_batch,
                                  config.query_fraction, config.seed)  # fmt: skip
     val_items = validation_crops(sample, val, config.crop_px) if val.any() else []
@@ -433,57 +445,138 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint)
         adapted, notes = adapt_to_checkpoint(sample, model)
+        pt = adapted.point_target
+        identified = 0.0 if pt is None else float((pt != IGNORE_INDEX).float().mean())
+        if config.fallback_per_field and identified < 0.5:
+            why = f"the library identifies {100 * identified:.0f} % of the spectra, too few for the shipped weights"
+            return _per_field_instead(sample, config, why)
         for note in notes:
             log.warning(note)
         start = time.perf_counter()
         labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
         timings["predict_s"] = round(time.perf_counter() - start, 2)
-        return SegmentResult(labels, conf, tuple(model.class_names), adapted, "checkpoint", timings=timings,
-                             info={"notes": notes})  # fmt: skip
+        mode = "shipped weights" if config.fallback_per_field else "checkpoint"
+        result = SegmentResult(labels, conf, tuple(model.class_names), adapted, mode, timings=timings,
+                               info={"notes": notes, "checkpoint": str(checkpoint)})  # fmt: skip
+        withheld = withheld_points(adapted, config.held_out_share, config.seed)
+        how = f"{int(withheld.sum())} identified points ({100 * config.held_out_share:.0f} %) withheld, map predicted "
+        result = finish_result(result, model, config, withheld, how + "without them")
+        agree = result.qc["agreement_model"]["share"]
+        if config.fallback_per_field and agree is not None and agree < 0.5:
+            return _per_field_instead(sample, config, f"the shipped weights' map agrees with {100 * agree:.0f} % of "
+                                      "the identified points (this field is unlike their training data)")  # fmt: skip
+        return result
     start = time.perf_counter()
     if sample.point_target is None:
         points = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev,
                               mode=config.mode, min_confidence=config.min_confidence, n_clusters=config.n_clusters,
                               seed=config.seed)  # fmt: skip
+        if points.mode == "clusters":  # name clusters by composition: "cluster-0 (Si-Al-K)"
+            from fusionseg.export.spectra import cluster_names
+
+            named = cluster_names(sample.point_features.numpy(), points.labels.numpy(), points.names,
+                                  sample.meta.energy_axis, sample.meta.beam_energy_kev)  # fmt: skip
+            points = replace(points, names=named)
         sample = with_point_labels(sample, points)
     else:
         points = None
     timings["identify_s"] = round(time.perf_counter() - start, 2)
     if config.method != "model":
-        return classic_segment(sample, config.method, points, timings)
+        return classic_segment(sample, config, points, timings)
     model, info = train_on_points(sample, config)
     timings["train_s"] = info["train_seconds"]
     start = time.perf_counter()
     labels, conf = predict_field(model, sample, config.tile_px, config.overlap_px)
     timings["predict_s"] = round(time.perf_counter() - start, 2)
-    return SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
+    result = SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
+    withheld = validation_points(sample, config)
+    how = (f"the {int(withheld.sum())} validation points (never in the loss), map predicted without them"
+           if withheld.any() else f"fewer than {config.min_val_points} validation points")  # fmt: skip
+    return finish_result(result, model, config, withheld, how)
+
+
+def _per_field_instead(sample: Sample, config: SegmentConfig, why: str) -> SegmentResult:
+    """Fall back from the shipped weights to per-field training, saying why (a note in the result and the log)."""
+    note = f"{why}: trained a model on this field instead (as --per-field does)"
+    log.warning(note)
+    result = segment_field(sample, None, replace(config, fallback_per_field=False))
+    result.info.setdefault("notes", []).insert(0, note)
+    return result
+
+
+def withheld_points(sample: Sample, share: float, seed: int) -> Tensor:
+    """(N,) bool: ``share`` of the labelled points drawn at random (seeded) for the held-out check; none under 10."""
+    labelled = torch.nonzero(sample.point_target != IGNORE_INDEX).squeeze(1) if sample.point_target is not None else []
+    out = torch.zeros(sample.num_points, dtype=torch.bool)
+    n = int(round(share * len(labelled)))
+    if len(labelled) >= 10 and n >= 1:
+        g = torch.Generator().manual_seed(seed + 11)
+        out[labelled[torch.randperm(len(labelled), generator=g)[:n]]] = True
+    return out
+
+
+def finish_result(
+    result: SegmentResult, model: Any, config: SegmentConfig, withheld: Tensor, how: str
+) -> SegmentResult:
+    """Coverage, the held-out check, honouring the measured points and the QC figures (`fusionseg.export.qc`).
+
+    ``model``: a `FusionSegModule`, or a callable ``Sample -> (H, W) labels`` (a classic method).
+    """
+    from fusionseg.export.qc import held_out_agreement, honour_points, point_calls, quality_checks
+    from fusionseg.identify import void_points
+
+    s, names = result.sample, tuple(result.class_names)
+    labels, conf = result.labels.numpy().copy(), result.confidence.numpy().copy()
+    measured = s.meta.extra.get("measured_mask")
+    outside = None if measured is None or config.extrapolate else ~np.asarray(measured, dtype=bool)
+    if outside is not None and outside.any():
+        labels[outside], conf[outside] = IGNORE_INDEX, np.nan
+        result.info.setdefault("notes", []).append(
+            f"{int(outside.sum())} pixels ({100 * outside.mean():.1f} %) lie outside the EDS-acquired area: "
+            "'not measured' (--extrapolate maps them)"
+        )
+    calls = point_calls(s.point_coords.numpy(), None if s.point_target is None else s.point_target.numpy(), names,
+                        labels.shape, void_points(s.point_features).numpy())  # fmt: skip
+    held = {"how": how, "share": None}
+    if withheld.any():
+        keep = ~withheld
+        rest = replace(s, point_coords=s.point_coords[keep], point_features=s.point_features[keep],
+                       point_target=None if s.point_target is None else s.point_target[keep])  # fmt: skip
+        if isinstance(model, L.LightningModule):
+            blind, _ = predict_field(model, rest, config.tile_px, config.overlap_px)
+        else:
+            blind = model(rest)
+        held = held_out_agreement(blind.numpy(), names, calls.subset(withheld.numpy()), how)
+    final = honour_points(labels, names, calls) if config.honour_points else labels
+    result.qc = quality_checks(final, names, calls, model_labels=labels, held_out=held)
+    result.model_labels = torch.from_numpy(labels)
+    result.labels, result.confidence = torch.from_numpy(final), torch.from_numpy(conf)
+    for warning in result.qc["warnings"]:
+        log.warning(warning)
+    return result
 
 
 def classic_segment(
-    sample: Sample, method: str, points: PointLabels | None, timings: dict[str, float]
+    sample: Sample, config: SegmentConfig, points: PointLabels | None, timings: dict[str, float]
 ) -> SegmentResult:
     """A classic propagation of the labelled points (`fusionseg.baselines`); confidence 1 where it names a class."""
+
+    def fill(field: Sample) -> Tensor:
+        k = len(field.meta.class_names)
+        image, coords = field.image.numpy(), field.point_coords.numpy()
+        return torch.from_numpy(classic_map(config.method, image, coords, field.point_target.numpy(), k))
+
     start = time.perf_counter()
-    labels = classic_map(method, sample.image.numpy(), sample.point_coords.numpy(), sample.point_target.numpy(),
-                         len(sample.meta.class_names))  # fmt: skip
+    labels = fill(sample)
     timings["predict_s"] = round(time.perf_counter() - start, 2)
-    labels_t = torch.from_numpy(labels)
-    confidence = (labels_t != IGNORE_INDEX).float()  # a classic fill has no calibrated probability
-    return SegmentResult(
-        labels_t.clamp(min=0),
-        confidence,
-        sample.meta.class_names,
-        sample,
-        f"classic: {method}",
-        points,
-        timings,
-        info={
-            "notes": [
-                f"{method}: settings chosen on the benchmark's validation "
-                "split (fusionseg.baselines); confidence is not calibrated"
-            ]
-        },
-    )
+    confidence = (labels != IGNORE_INDEX).float()  # a classic fill has no calibrated probability
+    notes = [f"{config.method}: settings chosen on the benchmark's validation split (fusionseg.baselines); "
+             "confidence is not calibrated"]  # fmt: skip
+    result = SegmentResult(labels, confidence, sample.meta.class_names, sample, f"classic: {config.method}", points,
+                           timings, info={"notes": notes})  # fmt: skip
+    withheld = withheld_points(sample, config.held_out_share, config.seed)
+    how = f"{int(withheld.sum())} identified points ({100 * config.held_out_share:.0f} %) withheld, filled without them"
+    return finish_result(result, fill, config, withheld, how)
 
 
 def with_point_labels(sample: Sample, points: PointLabels) -> Sample:
@@ -512,10 +605,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
     )
-    p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); without it a model is trained on the field")
+    p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); default: the shipped weights")
+    p.add_argument("--per-field", action="store_true", help="train a small model on this field instead of weights")
+    p.add_argument("--no-honour-points", action="store_true", help="keep the model's label at measured pixels")
+    p.add_argument("--extrapolate", action="store_true", help="map pixels outside the EDS-acquired area too")
     p.add_argument("--method", default="model", choices=("model", *CLASSIC_METHODS),
                    help="model: fusionseg's learned fusion (default); or a classic propagation of the identified "
-                   "points (no training, for comparison)")  # fmt: skip
+                   "points (no model, for comparison)")  # fmt: skip
     p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
     p.add_argument("--n-clusters", type=int, help="number of phases for clustering (default: by silhouette)")
     p.add_argument("--min-confidence", type=float, default=0.9, help="library posterior below which a point is unknown")
@@ -528,26 +624,94 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_segment(a: argparse.Namespace) -> Path:
-    """Read, sample, segment and write every output into a staging folder renamed to ``--out`` at the end."""
+VENDOR_SUFFIXES = (".bcf", ".spd", ".h5oina", ".hspy", ".emd", ".pts", ".msa", ".npz")
+
+
+def input_paths(spec: Path) -> list[Path]:
+    """The fields an input names: a glob pattern, a dataset folder written by ``fusionseg simulate``
+    (``index.json`` + one ``.npz`` per field), a folder of vendor files, or one file or field folder."""
+    import glob
+    import json
+
+    text = str(spec)
+    if any(ch in text for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text))
+        if not paths:
+            raise SegmentError(f"no file matches {text!r}; check the pattern (quote it so the shell passes it on).")
+        return paths
+    if spec.is_dir() and (spec / "index.json").is_file():
+        files = json.loads((spec / "index.json").read_text()).get("files", [])
+        return [spec / f for f in files] or sorted(spec.glob("*.npz"))
+    if spec.is_dir() and not (spec / "points.csv").is_file() and not (spec / "eds.npz").is_file():
+        vendor = sorted(p for p in spec.iterdir() if p.suffix.lower() in VENDOR_SUFFIXES)
+        if vendor:
+            return vendor
+    return [spec]
+
+
+def read_field(path: Path, a: argparse.Namespace) -> Sample:
+    """A field from a vendor file/folder (`read_input`) or a ``.npz`` sample (``fusionseg simulate``): its phase
+    map is kept only to score the result (ARI in the report), its point labels are identified again."""
     from fusionseg.data.readers import read_input
+
+    if path.suffix.lower() == ".npz" and path.name != "eds.npz":
+        from fusionseg.data.io import load_sample
+
+        s = load_sample(path)
+        extra = dict(s.meta.extra)
+        if s.target is not None:
+            extra["original_target"] = s.target.numpy()
+        return replace(s, target=None, point_target=None, meta=replace(s.meta, name=s.meta.name or path.stem,
+                                                                        extra=extra))  # fmt: skip
+    return read_input(path, image=a.image, bse_title=a.bse_title)
+
+
+def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
+    """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
+    from fusionseg.export.qc import qc_lines
     from fusionseg.export.report import write_segment_outputs
     from fusionseg.export.writers import staged_folder
 
+    start = time.perf_counter()
+    sample = prepare_points(read_field(path, a), a.eds_fraction, a.eds_points, a.sampler, a.seed)
+    checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)
+    config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
+                           time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed, num_threads=a.threads,
+                           honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
+                           fallback_per_field=shipped)  # fmt: skip
+    result = segment_field(sample, checkpoint, config)
+    result.timings["total_s"] = round(time.perf_counter() - start, 2)
+    with staged_folder(out) as staging:
+        write_segment_outputs(staging, result, input_path=path)
+    print(f"{path.name}:")
+    print("\n".join(f"  {line}" for line in qc_lines(result.qc)))
+    return result
+
+
+def run_segment(a: argparse.Namespace) -> Path:
+    """Segment every field ``a.input`` names: one field into ``--out``, several into ``--out/<field>/``."""
     out = a.out.resolve()
     if out.exists() and any(out.iterdir()) and not a.overwrite:
         raise SegmentError(f"output folder {out} exists and is not empty; choose another --out or pass --overwrite.")
-    start = time.perf_counter()
-    sample = read_input(a.input, image=a.image, bse_title=a.bse_title)
-    sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
-    config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
-                           time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed,
-                           num_threads=a.threads)  # fmt: skip
-    result = segment_field(sample, a.checkpoint, config)
-    result.timings["total_s"] = round(time.perf_counter() - start, 2)
-    with staged_folder(out) as staging:
-        write_segment_outputs(staging, result, input_path=a.input)
+    paths = input_paths(a.input)
+    if len(paths) == 1:
+        segment_one(paths[0], a, out)
+        return out
+    for path in paths:
+        segment_one(path, a, out / path.stem)
     return out
+
+
+def shipped_or_given_checkpoint(a: argparse.Namespace) -> tuple[Path | None, bool]:
+    """``--checkpoint``, else the shipped weights unless per-field training is asked for (``--per-field``,
+    ``--mode clusters`` or ``--n-clusters``: cluster names exist only in this field); (path, shipped?)."""
+    from fusionseg.pretrain import DEFAULT_WEIGHTS
+
+    if a.checkpoint is not None:
+        return a.checkpoint, False
+    if a.per_field or a.mode == "clusters" or a.n_clusters is not None:
+        return None, False
+    return DEFAULT_WEIGHTS, True
 
 
 def segment_main(argv: list[str]) -> int:

@@ -106,6 +106,19 @@ def _rsciio_reader(path: Path) -> Any:
     raise ReaderError(f"the RosettaSciIO reader for '.{ext}' cannot be imported ({'; '.join(errors)}); install it.")
 
 
+# Optional dependencies of RosettaSciIO readers, by file extension -> fusionseg extra that installs them.
+READER_EXTRAS = {"pts": "jeol", "asw": "jeol", "img": "jeol", "map": "jeol", "eds": "jeol"}
+
+
+def missing_dependency_message(path: Path, err: ImportError) -> str:
+    """A missing optional package named as such, with the pip command that installs it."""
+    ext = path.suffix.lstrip(".").lower()
+    package = getattr(err, "name", None) or str(err)
+    extra = READER_EXTRAS.get(ext)
+    fix = f"pip install 'fusionseg[{extra}]'" if extra else f"pip install {package}"
+    return f"reading .{ext} files needs the optional package {package!r}, which is not installed: {fix}"
+
+
 def read_signals(path: Path) -> list[dict]:
     """RosettaSciIO signal dicts of a vendor file (Bruker .bcf through `rsciio.bruker.file_reader`)."""
     path = Path(path)
@@ -114,6 +127,8 @@ def read_signals(path: Path) -> list[dict]:
     reader = _rsciio_reader(path)
     try:
         signals = reader(str(path))
+    except ImportError as err:  # an optional dependency of this vendor's reader (JEOL .pts needs numba)
+        raise ReaderError(missing_dependency_message(path, err)) from err
     except Exception as err:
         raise ReaderError(
             f"cannot read {path.name}: the file is unreadable or corrupt ({type(err).__name__}: {err}). "
@@ -217,7 +232,11 @@ def sample_from_signals(
         beam_energy_kev=float(beam),
         pixel_size_um=pixel_size_from(nav_axes),
         name=name,
-        extra={"axes": nav_axes, "eds_metadata": eds_signal.get("metadata", {})},
+        extra={
+            "axes": nav_axes,
+            "eds_metadata": eds_signal.get("metadata", {}),
+            "original_metadata": eds_signal.get("original_metadata", {}),
+        },  # fmt: skip
     )
     if data.ndim == 3:
         return dense_sample(image, data, meta)

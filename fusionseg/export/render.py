@@ -26,16 +26,51 @@ def colourise(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return rgb
 
 
+def nice_length(span: float) -> float:
+    """A round scale-bar length (1, 2 or 5 x 10^k) of about a fifth of ``span``."""
+    target = span / 5
+    base = 10 ** np.floor(np.log10(target))
+    return float(max((m * base for m in (1, 2, 5) if m * base <= target), default=base))
+
+
+def add_scale_bar(ax: Any, width_px: int, pixel_size_um: float) -> None:
+    """A scale bar (µm) in the lower left of an image axis, from the pixel size."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    length_um = nice_length(width_px * pixel_size_um)
+    label = f"{length_um:g} µm" if length_um < 1000 else f"{length_um / 1000:g} mm"
+    bar = AnchoredSizeBar(ax.transData, length_um / pixel_size_um, label, "lower left", pad=0.3, color="white",
+                          frameon=True, size_vertical=max(1.0, width_px / 150))  # fmt: skip
+    bar.patch.set(facecolor="black", alpha=0.5, edgecolor="none")
+    ax.add_artist(bar)
+
+
+def _draw_points(ax: Any, points: np.ndarray, colours: np.ndarray | None, disagree: np.ndarray | None) -> None:
+    """Measured points: filled with their identified phase's colour (white: unclassified); red rings mark
+    points whose phase the model's map contradicts."""
+    face = np.ones((len(points), 3)) if colours is None else colours
+    ax.scatter(points[:, 1], points[:, 0], s=10, c=face, edgecolors="black", linewidths=0.4)
+    if disagree is not None and disagree.any():
+        p = points[disagree]
+        ax.scatter(p[:, 1], p[:, 0], s=40, facecolors="none", edgecolors="red", linewidths=1.0)
+
+
 def phase_map_figure(
     panels: dict[str, np.ndarray],
     class_names: list[str] | tuple[str, ...],
     points: np.ndarray | None = None,
     title: str = "",
+    point_labels: np.ndarray | None = None,
+    disagree: np.ndarray | None = None,
+    area_percent: dict[str, float] | None = None,
+    pixel_size_um: float | None = None,
 ) -> Any:
     """A matplotlib figure: one panel per entry (grey image or label map) and a class legend.
 
     ``panels`` maps a title to either a float (H, W) image (shown grey) or an int label map.
-    ``points`` (N, 2) (row, col) are drawn on every label panel.
+    ``points`` (N, 2) (row, col) are drawn on every label panel, coloured by ``point_labels`` (N,) class ids
+    (``IGNORE_INDEX``: white), with ``disagree`` (N,) bool ringed in red. ``area_percent`` (class name -> %)
+    goes into the legend; ``pixel_size_um`` adds a scale bar to every panel.
     """
     import matplotlib
 
@@ -43,24 +78,42 @@ def phase_map_figure(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 2.2, 4.4), squeeze=False)
+    legend_w = 2.2 + 0.05 * max((len(n) for n in class_names), default=0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + legend_w, 4.4), squeeze=False)
     present: set[int] = set()
     for ax, (name, arr) in zip(axes[0], panels.items(), strict=True):
         if np.issubdtype(arr.dtype, np.integer):
             ax.imshow(colourise(arr, len(class_names)), interpolation="nearest")
             present.update(int(v) for v in np.unique(arr) if v != IGNORE_INDEX)
             if points is not None and len(points):
-                ax.scatter(points[:, 1], points[:, 0], s=4, c="white", edgecolors="black", linewidths=0.3)
+                colours = None
+                if point_labels is not None:
+                    colours = class_colours(max(len(class_names), 1))[np.clip(point_labels, 0, None)]
+                    colours[point_labels == IGNORE_INDEX] = 1.0
+                _draw_points(ax, points, colours, disagree)
         else:
             ax.imshow(arr, cmap="gray", interpolation="nearest")
+        if pixel_size_um:
+            add_scale_bar(ax, arr.shape[1], pixel_size_um)
         ax.set_title(name)
         ax.axis("off")
     colours = class_colours(len(class_names))
-    handles = [Patch(color=colours[k], label=class_names[k]) for k in sorted(present)]
+    pct = area_percent or {}
+    handles = [
+        Patch(color=colours[k], label=f"{class_names[k]} {pct[class_names[k]]:.1f} %" if class_names[k] in pct
+              else class_names[k])
+        for k in sorted(present)
+    ]  # fmt: skip
+    if point_labels is not None and points is not None and len(points):
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="o", ls="", mfc="white", mec="black", label="measured point"))
+        if disagree is not None and disagree.any():
+            handles.append(Line2D([], [], marker="o", ls="", mfc="none", mec="red", label="model disagrees"))
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
+    fig.tight_layout(rect=(0, 0, 1 - (legend_w - 0.2) / fig.get_figwidth(), 1))
     return fig
 
 

@@ -25,7 +25,6 @@ import numpy as np
 from fusionseg.export.writers import (
     atomic_path,
     hspy_available,
-    modal_table,
     write_hspy_phase_map,
     write_json,
     write_uncertainty_png,
@@ -62,55 +61,123 @@ def _write_points_csv(path: Path, coords: np.ndarray, labels: np.ndarray | None,
         tmp.write_text(buf.getvalue())
 
 
-def markdown_report(summary: dict[str, Any], files: dict[str, str], rows: list[dict]) -> str:
-    """Short Markdown report: inputs, timings, the pictures and the modal table."""
-    lines = [f"# Phase map of `{summary['field']}`", ""]
-    lines += [f"- input: `{summary['input']}`", f"- mode: {summary['mode']}",
-              f"- measured spectra: {summary['points']} ({summary['point_percent']:.2g} % of pixels)",
-              f"- point labelling: {summary.get('labelling', 'given')}",
-              "- timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
-              f"- mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
-    for note in summary.get("notes", []):
-        lines.append(f"- note: {note}")
+def report_facts(summary: dict[str, Any]) -> list[str]:
+    """One line each: input, mode, spectra, labelling, pixel size, timings, uncertainty, notes."""
+    px = (summary.get("mineralogy") or {}).get("pixel_size_um")
+    facts = [f"input: {summary['input']}", f"mode: {summary['mode']}",
+             f"measured spectra: {summary['points']} ({summary['point_percent']:.2g} % of pixels)",
+             f"point labelling: {summary.get('labelling', 'given')}",
+             f"pixel size: {px:.4g} µm" if px else "pixel size: uncalibrated (lengths and areas in pixels)",
+             "timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
+             f"mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
+    facts += [f"note: {note}" for note in summary.get("notes", [])]
     if "ari_vs_target" in summary:
-        lines.append(f"- adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
-    lines += ["", f"![overlay]({files['overlay']})", "", f"![uncertainty]({files['uncertainty_png']})", ""]
-    lines += ["| phase | pixels | area % |", "| --- | ---: | ---: |"]
-    lines += [f"| {r['phase']} | {r['pixels']} | {r['area_percent']:.2f} |" for r in rows]
+        facts.append(f"adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
+    return facts
+
+
+def markdown_report(summary: dict[str, Any], files: dict[str, str]) -> str:
+    """Markdown report: inputs, QC, the pictures and the automated-mineralogy tables."""
+    from fusionseg.export.html import markdown_tables
+    from fusionseg.export.qc import qc_lines
+
+    lines = [f"# Phase map of `{summary['field']}`", ""] + [f"- {f}" for f in report_facts(summary)]
+    if summary.get("qc"):
+        lines += ["", "## Quality control", ""] + [f"- {line}" for line in qc_lines(summary["qc"])]
+    lines += ["", f"![overlay]({files['overlay']})", "", f"![uncertainty]({files['uncertainty_png']})"]
+    lines += markdown_tables(summary)
     return "\n".join(lines) + "\n"
+
+
+def write_rows_csv(path: Path, rows: list[dict]) -> Path:
+    """Rows of dicts as CSV (columns of the first row; empty cells for None), atomically."""
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([{k: "" if v is None else v for k, v in r.items()} for r in rows])
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return path
+
+
+def write_mineralogy(out: Path, stem: str, stats: dict[str, Any], files: dict[str, str]) -> None:
+    """Modal, grain, association (and particle) CSVs of `fusionseg.export.mineralogy.mineralogy`."""
+    files["modal_csv"] = f"{stem}_modal.csv"
+    write_rows_csv(out / files["modal_csv"], stats["modal"])
+    files["grains_csv"] = f"{stem}_grains.csv"
+    write_rows_csv(out / files["grains_csv"], stats["grains"])
+    assoc = stats["association"]
+    files["association_csv"] = f"{stem}_association.csv"
+    rows = [{"phase": p, **dict(zip(assoc["phases"], vals, strict=True))}
+            for p, vals in zip(assoc["phases"], assoc["boundary_length"], strict=True)]  # fmt: skip
+    write_rows_csv(out / files["association_csv"], rows)
+    if "particles" in stats:
+        files["particles_csv"] = f"{stem}_particles.csv"
+        write_rows_csv(out / files["particles_csv"], stats["particles"])
 
 
 def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -> dict[str, str]:
     """Write every output of a `SegmentResult` into ``out`` (a staging folder); returns name -> file."""
     from fusionseg.demo import write_field_outputs
+    from fusionseg.export.html import html_report
+    from fusionseg.export.mineralogy import mineralogy, pixel_size_um
+    from fusionseg.export.qc import UNKNOWN_NAMES, qc_lines
 
     sample, names = result.sample, tuple(result.class_names)
     stem = sample.meta.name or "field"
-    shown = replace(sample, target=None, point_target=None, meta=replace(sample.meta, class_names=names, name=stem))
-    write_field_outputs(out, shown, result.labels, result.confidence)
     labels = result.labels.numpy().astype(np.int64)
+    px_um = pixel_size_um(sample.meta)
+    stats = mineralogy(labels, names, px_um)
+    point_labels = None if sample.point_target is None else sample.point_target.numpy().copy()
+    if point_labels is not None:  # the per-field model's "unknown" class is shown as unclassified (white)
+        point_labels[np.isin(point_labels, [k for k, n in enumerate(names) if n in UNKNOWN_NAMES])] = IGNORE_INDEX
+    disagree = np.zeros(sample.num_points, dtype=bool)
+    disagree[(result.qc.get("agreement_model") or {}).get("disagreeing_points", [])] = True
+    shown = replace(sample, target=None, point_target=None, meta=replace(sample.meta, class_names=names, name=stem))
+    write_field_outputs(out, shown, result.labels, result.confidence, px_um, point_labels=point_labels,
+                        disagree=disagree)  # fmt: skip
     uncertainty = (1.0 - result.confidence).numpy()
     files = {"phases_tiff": f"{stem}_phases.tif", "overlay": f"{stem}_overlay.png", "modal_csv": f"{stem}_modal.csv",
              "uncertainty_tiff": f"{stem}_uncertainty.tif", "uncertainty_png": f"{stem}_uncertainty.png",
              "points_csv": "points.csv", "summary": "summary.json", "report": "report.md"}  # fmt: skip
-    write_uncertainty_tiff(out / files["uncertainty_tiff"], uncertainty)
+    write_uncertainty_tiff(out / files["uncertainty_tiff"], uncertainty, px_um)
     coords = sample.point_coords.numpy()
     write_uncertainty_png(out / files["uncertainty_png"], uncertainty, coords)
     _write_points_csv(out / files["points_csv"], coords, sample.point_target, names)
     notes = list(result.info.get("notes", []))
     if hspy_available():
-        files["hspy"] = f"{stem}_phases.hspy"
-        write_hspy_phase_map(out / files["hspy"], labels, names, sample.meta.extra.get("axes"), f"{stem} phases",
-                             uncertainty)  # fmt: skip
+        _write_hspy_files(out, stem, result, labels, uncertainty, files)
     else:
-        notes.append("no .hspy phase map: RosettaSciIO's hspy writer needs h5py (pip install h5py)")
+        notes.append("no .hspy files: RosettaSciIO's hspy writer needs h5py (pip install h5py)")
         log.warning(notes[-1])
     summary = _summary(result, input_path, labels, uncertainty, notes)
-    rows = modal_table(labels, names, sample.meta.pixel_size_um)
-    write_json(out / files["summary"], {**summary, "files": files, "modal": rows})
+    summary["mineralogy"] = stats
+    write_mineralogy(out, stem, stats, files)
+    files["report_html"] = "report.html"
+    write_json(out / files["summary"], {**summary, "files": files, "modal": stats["modal"]})
     with atomic_path(out / files["report"]) as tmp:
-        tmp.write_text(markdown_report(summary, files, rows))
+        tmp.write_text(markdown_report(summary, files))
+    page = html_report(summary, files, report_facts(summary), qc_lines(summary["qc"]) if summary.get("qc") else [])
+    with atomic_path(out / files["report_html"]) as tmp:
+        tmp.write_text(page)
     return files
+
+
+def _write_hspy_files(
+    out: Path, stem: str, result: Any, labels: np.ndarray, uncertainty: np.ndarray, files: dict[str, str]
+) -> None:
+    """Phase map + uncertainty (``<stem>_phases.hspy``), and each phase's mean spectrum (``<stem>_spectra.hspy``)."""
+    from fusionseg.export.spectra import write_mean_spectra_hspy
+
+    s, names = result.sample, tuple(result.class_names)
+    files["hspy"] = f"{stem}_phases.hspy"
+    write_hspy_phase_map(out / files["hspy"], labels, names, s.meta.extra.get("axes"), f"{stem} phases", uncertainty,
+                         s.meta.extra.get("original_metadata"))  # fmt: skip
+    if s.meta.energy_axis is not None and s.point_target is not None and (s.point_target != IGNORE_INDEX).any():
+        files["spectra_hspy"] = f"{stem}_spectra.hspy"
+        write_mean_spectra_hspy(out / files["spectra_hspy"], s.point_features.numpy(), s.point_target.numpy(), names,
+                                s.meta.energy_axis, s.meta.beam_energy_kev, f"{stem} mean spectra")  # fmt: skip
 
 
 def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
@@ -123,7 +190,8 @@ def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.n
         "points": s.num_points,
         "point_percent": 100.0 * s.num_points / labels.size,
         "timings": result.timings,
-        "mean_uncertainty": float(uncertainty.mean()),
+        "mean_uncertainty": float(np.nanmean(uncertainty)),
+        "qc": result.qc,
         "energy_axis": None if s.meta.energy_axis is None else vars(s.meta.energy_axis),
         "beam_energy_kev": s.meta.beam_energy_kev,
         "training": {k: v for k, v in result.info.items() if k != "notes"},

@@ -74,14 +74,25 @@ def _write_text(path: Path, writer: Callable[[IO[str]], None]) -> Path:
     return path
 
 
-def write_phase_tiff(path: Path, labels: np.ndarray, class_names: list[str] | tuple[str, ...]) -> Path:
-    """Label map as uint16 TIFF; the class table is JSON in the ImageDescription tag."""
+def tiff_resolution(pixel_size_um: float | None) -> dict[str, Any]:
+    """tifffile keywords for the TIFF resolution tags (pixels per centimetre) of a calibrated image."""
+    if not pixel_size_um:
+        return {}
+    per_cm = 1e4 / pixel_size_um
+    return {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
+
+
+def write_phase_tiff(
+    path: Path, labels: np.ndarray, class_names: list[str] | tuple[str, ...], pixel_size_um: float | None = None
+) -> Path:
+    """Label map as uint16 TIFF (65535 = not measured); JSON class table in the ImageDescription tag;
+    resolution tags when ``pixel_size_um`` is known."""
     import tifffile
 
-    description = json.dumps({"class_names": list(class_names), "ignore_value": 65535})
+    description = json.dumps({"class_names": list(class_names), "ignore_value": 65535, "pixel_size_um": pixel_size_um})
     data = np.where(labels == IGNORE_INDEX, 65535, labels).astype(np.uint16)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, description=description, metadata=None)
+        tifffile.imwrite(tmp, data, description=description, metadata=None, **tiff_resolution(pixel_size_um))
     return path
 
 
@@ -136,22 +147,27 @@ def write_overlay_png(
     points: np.ndarray | None = None,
     truth: np.ndarray | None = None,
     title: str = "",
+    **details: Any,
 ) -> Path:
-    """BSE | predicted phases (+ measured points) [| true phases], with a legend."""
+    """BSE | predicted phases (+ measured points) [| true phases], with a legend.
+
+    ``details``: `phase_map_figure`'s ``point_labels``, ``disagree``, ``area_percent``, ``pixel_size_um``.
+    """
     panels = {"BSE": image, "predicted phases": labels}
     if truth is not None:
         panels["true phases"] = truth
-    fig = phase_map_figure(panels, class_names, points=points, title=title)
+    fig = phase_map_figure(panels, class_names, points=points, title=title, **details)
     return save_figure(fig, path)
 
 
-def write_uncertainty_tiff(path: Path, uncertainty: np.ndarray) -> Path:
-    """Per-pixel uncertainty (1 - confidence, 0..1) as a float32 TIFF."""
+def write_uncertainty_tiff(path: Path, uncertainty: np.ndarray, pixel_size_um: float | None = None) -> Path:
+    """Per-pixel uncertainty (1 - confidence, 0..1; NaN = not measured) as a float32 TIFF."""
     import tifffile
 
     description = json.dumps({"quantity": "uncertainty = 1 - max class probability", "range": [0, 1]})
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, uncertainty.astype(np.float32), description=description, metadata=None)
+        tifffile.imwrite(tmp, uncertainty.astype(np.float32), description=description, metadata=None,
+                         **tiff_resolution(pixel_size_um))  # fmt: skip
     return path
 
 
@@ -180,6 +196,21 @@ def hspy_available() -> bool:
     return importlib.util.find_spec("h5py") is not None
 
 
+def _append_hspy_signal(path: Path, signal: dict) -> None:
+    """Add ``signal`` as another experiment of an existing ``.hspy`` file (``hs.load`` then returns a list).
+
+    RosettaSciIO's ``file_writer`` writes one signal per call and its ``mode="a"`` reaches h5py's
+    ``require_dataset`` and fails, so its writer class is driven directly on the open file.
+    """
+    import h5py
+    from rsciio.hspy._api import HyperspyWriter
+
+    with h5py.File(path, "a") as f:
+        group = f.require_group("Experiments").require_group(signal["metadata"]["General"]["title"].replace("/", "-"))
+        HyperspyWriter(f, signal, group, chunks=None, compression="gzip", write_dataset=True,
+                       show_progressbar=False).write()  # fmt: skip
+
+
 def write_hspy_phase_map(
     path: Path,
     labels: np.ndarray,
@@ -187,11 +218,13 @@ def write_hspy_phase_map(
     axes: list[dict] | None = None,
     title: str = "phase map",
     uncertainty: np.ndarray | None = None,
+    original_metadata: dict | None = None,
 ) -> Path:
     """Phase map as a HyperSpy ``.hspy`` file (``rsciio.hspy.file_writer``) on the input's navigation axes.
 
-    Label ids are int16 (``IGNORE_INDEX`` = -1); the class table and optional uncertainty statistics are in
-    ``metadata.Sample.phases``. Raises ImportError when h5py is missing (see `hspy_available`).
+    Label ids are int16 (``IGNORE_INDEX`` = -1); the class table is in ``metadata.Sample.phases``.
+    ``uncertainty`` (H, W) is a second signal of the file (``hs.load`` returns both); the input's
+    ``original_metadata`` is carried. Raises ImportError when h5py is missing (see `hspy_available`).
     """
     from rsciio.hspy import file_writer
 
@@ -212,7 +245,7 @@ def write_hspy_phase_map(
             "Signal": {"signal_type": "", "quantity": "phase id"},
             "Sample": {"phases": {str(k): n for k, n in enumerate(class_names)}},
         },
-        "original_metadata": {},
+        "original_metadata": dict(original_metadata or {}),
         "tmp_parameters": {},
         "attributes": {"_lazy": False, "ragged": False},
         "learning_results": {},
@@ -220,7 +253,12 @@ def write_hspy_phase_map(
         "package_info": {"name": "fusionseg", "version": "0.1.0"},
     }
     if uncertainty is not None:
-        signal["metadata"]["Sample"]["mean_uncertainty"] = float(uncertainty.mean())
+        signal["metadata"]["Sample"]["mean_uncertainty"] = float(np.nanmean(uncertainty))
     with atomic_path(path) as tmp:
         file_writer(str(tmp), signal, show_progressbar=False)
+        if uncertainty is not None:
+            meta = {"General": {"title": f"{title} uncertainty"},
+                    "Signal": {"signal_type": "", "quantity": "uncertainty (1 - confidence)"}}  # fmt: skip
+            second = {**signal, "data": uncertainty.astype(np.float32), "metadata": meta}
+            _append_hspy_signal(tmp, second)
     return path

@@ -1,0 +1,124 @@
+"""Automated-mineralogy statistics: modal area/mass %, grains, association, particles; report files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fusionseg.export.mineralogy import (
+    association_matrix,
+    grain_statistics,
+    is_grain_mount,
+    modal_mineralogy,
+    particle_statistics,
+    pixel_size_um,
+)
+from fusionseg.sample import IGNORE_INDEX, SampleMeta
+
+NAMES = ("quartz", "galena", "epoxy", "unknown")
+
+
+def test_modal_area_and_mass_percent_with_unclassified_and_not_measured_rows():
+    labels = np.zeros((10, 10), np.int64)
+    labels[:, 5:] = 1  # half quartz (2.65 g/cm3), half galena (7.60)
+    labels[0, 0] = 3  # one unclassified pixel
+    labels[9, :] = IGNORE_INDEX  # a row outside the EDS area
+    rows = {r["phase"]: r for r in modal_mineralogy(labels, NAMES, 2.0)}
+    assert rows["quartz"]["pixels"] == 44 and rows["galena"]["pixels"] == 45
+    assert rows["unclassified"]["pixels"] == 1 and rows["unclassified"]["area_percent"] == pytest.approx(100 / 90, 1e-3)
+    assert rows["quartz"]["area_percent"] == pytest.approx(100 * 44 / 90, abs=1e-3)
+    mass = 44 * 2.65 + 45 * 7.60
+    assert rows["galena"]["mass_percent"] == pytest.approx(100 * 45 * 7.60 / mass, abs=1e-3)
+    assert rows["quartz"]["area_um2"] == pytest.approx(44 * 4.0)
+    assert rows["not measured"]["pixels"] == 10 and rows["not measured"]["area_percent"] is None
+    assert "unknown" not in rows
+
+
+def test_grains_and_association_in_pixels_when_uncalibrated():
+    labels = np.ones((8, 8), np.int64)  # galena matrix
+    labels[1:3, 1:3] = 0  # two 2x2 quartz grains
+    labels[5:7, 5:7] = 0
+    meta = SampleMeta(extra={"source_path": "folder"})  # a folder input: no calibration
+    assert pixel_size_um(meta) is None
+    grains = {g["phase"]: g for g in grain_statistics(labels, NAMES, None)}
+    assert grains["quartz"]["grains"] == 2 and grains["galena"]["grains"] == 1
+    assert grains["quartz"]["d50_px"] == pytest.approx(2 * np.sqrt(4 / np.pi), abs=1e-3)
+    assoc = association_matrix(labels, NAMES, None)
+    assert assoc[0, 1] == assoc[1, 0] == 16  # each 2x2 grain has 8 unit edges with the matrix
+    assert assoc[0, 0] == 0 and assoc[2].sum() == 0
+    axes = [{"scale": 0.5, "units": "µm"}, {"scale": 0.5, "units": "µm"}]
+    assert pixel_size_um(SampleMeta(extra={"axes": axes})) == 0.5
+    assert pixel_size_um(SampleMeta(extra={"axes": [{"scale": 1.0, "units": "<undefined>"}] * 2})) is None
+
+
+def test_particles_in_epoxy_get_a_liberation_class():
+    labels = np.full((12, 12), 2, np.int64)  # epoxy
+    labels[1:4, 1:4] = 1  # a liberated galena particle
+    labels[6:10, 6:8] = 0  # a binary quartz-galena particle
+    labels[6:10, 8:10] = 1
+    assert is_grain_mount(labels, NAMES)
+    parts = sorted(particle_statistics(labels, NAMES, 1.5), key=lambda p: p["pixels"])
+    assert [p["liberation"] for p in parts] == ["liberated", "binary"]
+    assert parts[0]["main_phase"] == "galena" and parts[0]["main_phase_percent"] == 100.0
+    assert parts[1]["pixels"] == 16 and parts[1]["diameter_um"] == pytest.approx(
+        1.5 * 2 * np.sqrt(16 / np.pi), abs=1e-3
+    )
+
+
+def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
+    from fusionseg.export.report import write_segment_outputs
+    from fusionseg.pretrain import DEFAULT_WEIGHTS
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.segment import SegmentConfig, segment_field
+
+    src = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=64, rocks=["grain-mount"], eds_fraction=0.03, seed=3)
+    s = replace(src[0], point_target=None, target=None)
+    result = segment_field(s, DEFAULT_WEIGHTS, SegmentConfig(progress=False))
+    files = write_segment_outputs(tmp_path, result, input_path="simulated")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["qc"]["agreement"]["share"] == 1.0 and "held_out" in summary["qc"]
+    m = summary["mineralogy"]
+    assert m["pixel_size_um"] == s.meta.pixel_size_um and m["grain_mount"]
+    modal = list(csv.DictReader((tmp_path / files["modal_csv"]).open()))
+    assert [r["phase"] for r in modal][-1] == "unclassified"
+    assert sum(float(r["area_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
+    assert [r["area_percent"] for r in modal if r["phase"] == "epoxy"] == [""]  # the mount is not sample
+    assert sum(float(r["mass_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
+    assert (tmp_path / files["particles_csv"]).is_file() and m["liberation"]
+    page = (tmp_path / "report.html").read_text()
+    assert "Quality control" in page and "Modal mineralogy" in page and files["overlay"] in page
+    report = (tmp_path / "report.md").read_text()
+    assert "map agrees with its measured points: 100.0 %" in report and "## Association" in report
+    # calibrated TIFF: resolution tags in pixels per centimetre
+    import tifffile
+    from rsciio.hspy import file_reader
+
+    with tifffile.TiffFile(tmp_path / files["phases_tiff"]) as tif:
+        tags = tif.pages[0].tags
+        x = tags["XResolution"].value
+        assert tags["ResolutionUnit"].value == 3 and x[0] / x[1] == pytest.approx(1e4 / s.meta.pixel_size_um, rel=1e-4)
+    phases, uncertainty = file_reader(str(tmp_path / files["hspy"]))
+    assert phases["data"].shape == uncertainty["data"].shape == (64, 64)
+    assert np.nanmax(uncertainty["data"]) <= 1.0 and "uncertainty" in uncertainty["metadata"]["General"]["title"]
+    (spectra,) = file_reader(str(tmp_path / files["spectra_hspy"]))
+    assert spectra["metadata"]["Signal"]["signal_type"] == "EDS_SEM"
+    energy = spectra["axes"][-1]
+    assert energy["units"] == "keV" and energy["scale"] == pytest.approx(s.meta.energy_axis.scale_ev / 1000)
+    assert spectra["data"].shape == (len(spectra["metadata"]["Sample"]["phases"]), s.meta.energy_axis.size)
+
+
+def test_dominant_elements_name_a_phase_by_its_composition():
+    from fusionseg.data.synthetic.minerals import get_mineral
+    from fusionseg.data.synthetic.physics import reference_spectra
+    from fusionseg.export.spectra import dominant_elements
+    from fusionseg.sample import EnergyAxis
+
+    axis = EnergyAxis()
+    quartz, galena, ortho = reference_spectra([get_mineral(n) for n in ("quartz", "galena", "orthoclase")], axis, 20.0)
+    assert dominant_elements(quartz * 1e4, axis)[:2] == ["Si", "O"]
+    assert "Pb" in dominant_elements(galena * 1e4, axis) and "S" in dominant_elements(galena * 1e4, axis)
+    assert set(dominant_elements(ortho * 1e4, axis)) >= {"Si", "K"}
