@@ -15,8 +15,8 @@ printed with the measured seconds). Rows:
   ``geodesic`` (nearest point along BSE-gradient-weighted paths), ``fast-global-smoother`` (edge-aware
   diffusion of one-hot point channels).
 - ``paper_gat`` and every other shipped config (`configs/*.yaml`), all at the protocol's budget.
-- ``default-shipped``: the default config trained with its own budget (48 fields, <= 60 epochs,
-  <= 3.5 min), as ``make demo`` trains it: what a user gets, at a budget the others do not have.
+- ``default-shipped``: the shipped default weights (``fusionseg/weights/default.ckpt``, made by ``make
+  pretrain`` on 48 fields at the config's own epoch budget): what ``make demo`` and ``segment`` use.
 - ``ceiling-measured-phases``: a bound, not a method: every pixel right whose phase was found among
   the field's identified points, wrong elsewhere; no method that names phases from its spectra beats it.
 - ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
@@ -55,7 +55,7 @@ CLASSIC = ("nearest-point", "superpixel-vote", "random-walker", "geodesic", "fas
 BOUNDS = ("ceiling-measured-phases", "oracle-dense-eds")
 BASELINES = (*CLASSIC, *BOUNDS)
 GUIDED = "synthetic-superpixel-points"  # case: the held-out fields measured where the image-guided sampler says
-SHIPPED = "-shipped"  # suffix: a config trained with its own budget (fields, epochs, time cap)
+SHIPPED = "-shipped"  # suffix: the shipped weights of that config (package data, made by `make pretrain`)
 PER_FIELD = "segment-per-field"  # real-geometry case only: what `fusionseg segment` does without a checkpoint
 
 
@@ -78,7 +78,7 @@ FRACTIONS = (0.001, 0.005, 0.01, 0.05)
 # the default (superpixel regions) trains fastest per epoch.
 FULL = Protocol(128, 2, 32, 2, FRACTIONS, {
     "bse-only": 16, "paper_gat": 60, "default": 40, "grid_cross_cnn": 16, "grid_late_sage": 16, "knn_hetero_sage": 12,
-    f"default{SHIPPED}": 0,  # 0: the config's own budget (48 fields, <= 60 epochs, <= 3.5 min): what `make demo` trains
+    f"default{SHIPPED}": 0,  # not trained here: the shipped weights `make demo` and `segment` use
 })  # fmt: skip
 QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {
     "bse-only": 4, "paper_gat": 2, "default": 8, "grid_cross_cnn": 4, "grid_late_sage": 4, "knn_hetero_sage": 3,
@@ -219,10 +219,12 @@ def per_field_map(sample, budget_s: float) -> np.ndarray | str:
 
 
 def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, dict]:
-    """Train one config for its protocol budget (``bse-only`` = the pixel-level cnn config, image-only fusion;
-    ``<config>-shipped`` = the config with its own training fields, epochs and time cap, as `make demo` runs it)."""
+    """Train one config for its protocol budget (``bse-only`` = the pixel-level cnn config, image-only fusion);
+    ``default-shipped`` is not trained: the package's weights (its budget from their JSON record)."""
     from fusionseg.evaluation.sweep import train
 
+    if name == f"default{SHIPPED}":
+        return shipped_weights()
     shipped = name.endswith(SHIPPED)
     config_name = "grid_cross_cnn" if name == "bse-only" else name.removesuffix(SHIPPED)
     lo, hi = min(protocol.fractions), max(protocol.fractions)
@@ -248,6 +250,16 @@ def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, 
     if plateau:
         budget["stopped_early"] = budget["epochs"] < protocol.epochs[name]
     return built.model, budget
+
+
+def shipped_weights() -> tuple[object, dict]:
+    """The shipped default weights and their training budget as recorded by `make pretrain`."""
+    from fusionseg.pretrain import DEFAULT_WEIGHTS, load_weights, weights_record
+
+    record = json.loads(weights_record(DEFAULT_WEIGHTS).read_text())
+    budget = {"epochs": record["epochs_trained"], "train_fields": record["train_fields"], "batch_size": None,
+              "seconds": record["train_seconds"], "weights": "fusionseg/weights/default.ckpt"}  # fmt: skip
+    return load_weights(DEFAULT_WEIGHTS), budget
 
 
 def predict_map(model, sample) -> np.ndarray:
