@@ -79,6 +79,28 @@ def speed_table(inf: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_table(acc: dict, case: str, reference: str = "default-shipped") -> str:
+    """README table of one case: mIoU / pixel accuracy per fraction for every row, then the reference's margin
+    over the best classic method at each fraction (the classic rows are ``acc["classic"]``)."""
+    fractions, rows = acc["fractions"], acc["results"][case]
+    head = ["method", *(f"{PERCENT.get(f, f)}: mIoU / pixel acc." for f in fractions)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for m in _order(list(rows)):
+        cells = [f"{rows[m][f]['miou']:.3f} / {rows[m][f]['pixel_acc']:.3f}" if "error" not in rows[m][f] else "failed"
+                 for f in fractions]  # fmt: skip
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    classic = [m for m in acc.get("classic", []) if m in rows]
+    if reference in rows and classic:
+        cells = []
+        for f in fractions:
+            best = max(classic, key=lambda m: rows[m][f]["miou"])
+            ours, theirs = rows[reference][f], rows[best][f]
+            cells.append(f"{ours['miou'] - theirs['miou']:+.3f} / {ours['pixel_acc'] - theirs['pixel_acc']:+.3f} "
+                         f"(vs {best})")  # fmt: skip
+        lines.append(f"| **{reference} − best classic** | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def training_table(acc: dict) -> str:
     """Training throughput per method from the accuracy run (epochs x fields x pixels / seconds)."""
     size, fields = acc["protocol"]["size"], acc["protocol"]["train_fields"]
@@ -149,7 +171,9 @@ def render(results: Path) -> Path:
                   f"{len(p['rocks'])} rocks, {p['size']}² px, seed {p['test_seed']}; models trained on "
                   f"{p['train_fields']} fields with EDS fractions drawn in {p['train_eds_fraction']}. "
                   f"Suite time {acc.get('seconds', '?')} s.", "", accuracy_tables(acc),
-                  "![mIoU against EDS fraction](accuracy_miou.png)", "", "## Training throughput", "",
+                  "![mIoU against EDS fraction](accuracy_miou.png)", "", "## Against classic propagation", "",
+                  *(f"**{case}**\n\n{summary_table(acc, case)}" for case in acc["results"]),
+                  "## Training throughput", "",
                   training_table(acc)]  # fmt: skip
         plot_accuracy(acc, results / "accuracy_miou.png")
     if inf:
