@@ -60,3 +60,25 @@ def test_feature_cache_is_keyed_by_content_not_object() -> None:
     moved = make()
     moved.point_target = torch.tensor([7, 2, IGNORE_INDEX])
     assert refiner.features(moved) is not first
+
+
+def test_shipped_model_names_each_confidently_identified_point_its_mineral() -> None:
+    """At a measured pixel whose spectrum the library names with confidence, the model (not a post-fix) agrees."""
+    from fusionseg.data.datamodule import with_identified_point_labels
+    from fusionseg.identify import identify_spectra, library_references
+    from fusionseg.pretrain import load_weights
+    from fusionseg.registry import DATA_SOURCES
+
+    model = load_weights()
+    source = DATA_SOURCES.create("sem-synthetic", num_fields=3, size=64, rocks=["granite", "sulfide-ore", "basalt"],
+                                 eds_fraction=0.02, seed=4242)  # fmt: skip
+    for i in range(len(source)):
+        s = with_identified_point_labels(source[i])
+        refs, usable = library_references(s.meta.class_names, s.meta.energy_axis, s.meta.beam_energy_kev)
+        confident = identify_spectra(s.point_features, refs, allowed=usable).confidence >= 0.9
+        confident &= s.point_target != IGNORE_INDEX
+        labels = model.predict_samples([s])[0]["labels"]
+        rc = s.point_coords.round().long()
+        at_points = labels[rc[:, 0], rc[:, 1]]
+        assert confident.sum() >= 60
+        assert torch.equal(at_points[confident], s.point_target[confident])
