@@ -19,8 +19,8 @@ def tiny_accuracy() -> dict:
 def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dict) -> None:
     report = tiny_accuracy
     classic = {"nearest-point", "superpixel-vote", "random-walker", "geodesic", "fast-global-smoother"}
-    expected = {"bse-only", "paper_gat", "default", "grid_late_sage", "knn_hetero_sage", "grid_cross_cnn",
-                "ceiling-measured-phases", "oracle-dense-eds", *classic}  # fmt: skip
+    expected = {"bse-only", "paper_gat", "default", "default-shipped", "ceiling-measured-phases", "oracle-dense-eds",
+                *classic}  # fmt: skip
     assert set(report["classic"]) == classic
     assert set(report["methods"]) == expected
     guided = bench_accuracy.GUIDED
@@ -28,7 +28,7 @@ def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dic
     assert list(report["results"]) == cases
     rows = {
         "synthetic": expected,
-        guided: {"default", *bench_accuracy.BASELINES},
+        guided: {"default", "default-shipped", *bench_accuracy.BASELINES},
         "repka2025": expected | {bench_accuracy.PER_FIELD},
     }
     for case in cases:
