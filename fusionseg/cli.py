@@ -16,7 +16,9 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
+from fusionseg.argtypes import fraction, int_at_least
 from fusionseg.data.datamodule import FusionSegDataModule
+from fusionseg.errors import FusionSegError, run_command
 from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -35,6 +37,10 @@ class FusionSegCLI(LightningCLI):
         """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
         sub = self.config.get("subcommand")
         before = _model_config(self.config, sub)
+        section = self.config.get(sub) if sub else self.config
+        ckpt = section.get("ckpt_path") if section is not None else None
+        if ckpt not in (None, "last", "best", "hpc", "registry"):
+            check_checkpoint(ckpt)
         super()._parse_ckpt_path()
         after = _model_config(self.config, sub)
         diffs = [
@@ -61,8 +67,33 @@ def _model_config(config: Any, subcommand: str | None) -> dict[str, Any]:
     return model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
 
 
+def check_checkpoint(path: str | Path) -> None:
+    """Raise `FusionSegError` unless ``path`` is a readable PyTorch checkpoint with a model state."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FusionSegError(f"--ckpt_path {path} does not exist; give a .ckpt written by `fusionseg fit`.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # any failure of unpickling means: not a checkpoint
+        raise FusionSegError(
+            f"--ckpt_path {path} is not a readable checkpoint ({type(err).__name__}: {err}); give a .ckpt written "
+            "by `fusionseg fit` (runs/lightning_logs/version_N/checkpoints/last.ckpt)."
+        ) from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise FusionSegError(f"--ckpt_path {path} holds no model state_dict; give a .ckpt written by `fusionseg fit`.")
+
+
 def make_cli(args: list[str] | None = None, run: bool = True) -> FusionSegCLI:
-    """Build the LightningCLI (``run=False`` returns it with model, data and trainer instantiated)."""
+    """Build the LightningCLI (``run=False`` returns it with model, data and trainer instantiated).
+
+    Every run gets atomic checkpoint files, ``last.ckpt`` after each epoch, per-epoch seeding (exact
+    resume) and deterministic algorithms where torch has them (`fusionseg.training`); the CSV log is
+    flushed at every logging step, so a killed run's ``metrics.csv`` keeps every epoch that ran.
+    """
+    from fusionseg.training import EpochSeed, LastCheckpoint
+
     return FusionSegCLI(
         FusionSegModule,
         FusionSegDataModule,
@@ -70,8 +101,14 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> FusionSegCLI:
         run=run,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": "runs", "flush_logs_every_n_steps": 1},
+            },
             "accelerator": "auto",
+            "deterministic": "warn",
+            "plugins": [{"class_path": "fusionseg.training.AtomicCheckpointIO"}],
+            "callbacks": [LastCheckpoint(), EpochSeed()],
         },
         parser_kwargs={"default_env": False},
     )
@@ -82,14 +119,19 @@ def _simulate(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="fusionseg simulate", description="Write synthetic SEM fields to a folder.")
     p.add_argument("--rock", default="granite", help="rock type (granite, basalt, sulfide-ore, ...)")
-    p.add_argument("--n", type=int, default=4, help="number of fields")
-    p.add_argument("--size", type=int, default=256, help="field size in pixels (square)")
-    p.add_argument("--eds-fraction", type=float, default=0.01, help="fraction of pixels with a spectrum")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--n", type=int_at_least(1), default=4, help="number of fields")
+    p.add_argument("--size", type=int_at_least(8), default=256, help="field size in pixels (square)")
+    p.add_argument("--eds-fraction", type=fraction, default=0.01, help="fraction of pixels with a spectrum (0..1]")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaces only files fusionseg wrote)")
     a = p.parse_args(argv)
-    out = simulate_to_folder(a.rock, a.n, a.size, a.out, seed=a.seed, eds_fraction=a.eds_fraction)
-    print(f"wrote {a.n} {a.rock} fields to {out}")
+    from fusionseg.data.synthetic.rocks import get_rock
+    from fusionseg.export.safe_io import output_folder
+
+    get_rock(a.rock)  # an unknown rock fails before the folder is touched
+    with output_folder(a.out, overwrite=True) as staging:
+        simulate_to_folder(a.rock, a.n, a.size, staging, seed=a.seed, eds_fraction=a.eds_fraction)
+    print(f"wrote {a.n} {a.rock} fields to {a.out}")
     return 0
 
 
@@ -101,7 +143,7 @@ def _demo(argv: list[str]) -> int:
     )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LightningCLI config to train")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    p.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
+    p.add_argument("--max-epochs", type=int_at_least(1), default=None, help="override trainer.max_epochs")
     a = p.parse_args(argv)
     run_demo(a.config, a.out, max_epochs=a.max_epochs)
     return 0
@@ -118,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")  # never phone home unless the user asks
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in EXTRA_COMMANDS:
-        return {"simulate": _simulate, "demo": _demo, "segment": _segment}[args[0]](args[1:])
-    make_cli(argv)  # None: LightningCLI reads sys.argv itself
-    return 0
+        return run_command(args[0], {"simulate": _simulate, "demo": _demo, "segment": _segment}[args[0]], args[1:])
+    command = next((a for a in args if not a.startswith("-")), "fusionseg")
+    return run_command(command, lambda rest: make_cli(rest), args)
 
 
 if __name__ == "__main__":

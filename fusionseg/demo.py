@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fusionseg.export.safe_io import check_output_folder
 from fusionseg.export.writers import (
     modal_table,
     staged_folder,
@@ -86,6 +87,7 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
 
     if not config.exists():
         raise FileNotFoundError(f"Config {config} does not exist; pass --config configs/<name>.yaml.")
+    check_output_folder(out, (config,), overwrite=True)  # before training, not after
     args = ["--config", str(config)]
     for extra in extra_configs:
         args += ["--config", str(extra)]
@@ -98,7 +100,7 @@ def run_demo(config: Path, out: Path, max_epochs: int | None = None, extra_confi
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
 
     out = out.resolve()
-    with staged_folder(out) as staging:
+    with staged_folder(out, inputs=(config,)) as staging:
         sample = cli.datamodule.dataset("predict")[0]
         pred = cli.model.predict_samples([sample])[0]
         held_out = write_field_outputs(staging, sample, pred["labels"], pred["confidence"])

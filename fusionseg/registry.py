@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from fusionseg.errors import FusionSegError
+
 log = logging.getLogger(__name__)
 
 PLUGIN_GROUP = "fusionseg.plugins"
@@ -28,7 +30,7 @@ _plugins_loaded = False
 _BUILTIN_MODULES = ("fusionseg.data", "fusionseg.encoders", "fusionseg.graphs", "fusionseg.models")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(FusionSegError, KeyError):
     """Raised for a name no registry entry has; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -8,11 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fusionseg.errors import FusionSegError
+
 IGNORE_INDEX = -1
 """Target value for pixels/points without a label; losses and metrics skip it."""
 
 
-class SampleError(ValueError):
+class SampleError(FusionSegError):
     """A `Sample` field is malformed; the message names the field and the fix."""
 
 

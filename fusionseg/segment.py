@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,13 +32,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.data.samplers import sample_points
+from fusionseg.errors import FusionSegError
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
 
 log = logging.getLogger(__name__)
 
 
-class SegmentError(ValueError):
+class SegmentError(FusionSegError):
     """The field cannot be segmented as asked; the message names the problem and the fix."""
 
 
@@ -485,7 +485,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tile", type=int, default=512, help="prediction tile size in pixels (memory budget)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the files fusionseg wrote in --out before (nothing else)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     return p.parse_args(argv)
 
@@ -494,11 +496,10 @@ def run_segment(a: argparse.Namespace) -> Path:
     """Read, sample, segment and write every output into a staging folder renamed to ``--out`` at the end."""
     from fusionseg.data.readers import read_input
     from fusionseg.export.report import write_segment_outputs
-    from fusionseg.export.writers import staged_folder
+    from fusionseg.export.safe_io import check_output_folder, output_folder
 
-    out = a.out.resolve()
-    if out.exists() and any(out.iterdir()) and not a.overwrite:
-        raise SegmentError(f"output folder {out} exists and is not empty; choose another --out or pass --overwrite.")
+    inputs = (a.input, a.image, a.checkpoint)
+    out = check_output_folder(a.out, inputs, a.overwrite)  # before any long work
     start = time.perf_counter()
     sample = read_input(a.input, image=a.image, bse_title=a.bse_title)
     sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
@@ -507,21 +508,21 @@ def run_segment(a: argparse.Namespace) -> Path:
                            num_threads=a.threads)  # fmt: skip
     result = segment_field(sample, a.checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
-    with staged_folder(out) as staging:
+    with output_folder(out, inputs, a.overwrite) as staging:
         write_segment_outputs(staging, result, input_path=a.input)
     return out
 
 
 def segment_main(argv: list[str]) -> int:
-    """``fusionseg segment ...``; bad input prints one clear line and returns 2 (no traceback)."""
-    a = parse_args(argv)
-    try:
-        out = run_segment(a)
-    except (ValueError, FileNotFoundError) as err:  # every input error of fusionseg is a ValueError subclass
-        print(f"fusionseg segment: error: {err}", file=sys.stderr)
-        return 2
-    print(f"Outputs written to {out}")
-    return 0
+    """``fusionseg segment ...``; a user error prints one paragraph and returns 2 (traceback with ``--debug``)."""
+    from fusionseg.errors import run_command
+
+    def run(args: list[str]) -> int:
+        out = run_segment(parse_args(args))
+        print(f"Outputs written to {out}")
+        return 0
+
+    return run_command("segment", run, list(argv))
 
 
 __all__ = [

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from fusionseg.errors import FusionSegError
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, SampleMeta
 
@@ -45,7 +46,7 @@ IMAGE_NAMES = ("bse", "image", "sem", "se")
 DEFAULT_BEAM_KEV = 20.0
 
 
-class ReaderError(ValueError):
+class ReaderError(FusionSegError):
     """An input file cannot be turned into a `Sample`; the message names the problem and the fix."""
 
 
