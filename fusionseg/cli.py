@@ -110,7 +110,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> FusionSegCLI:
             "plugins": [{"class_path": "fusionseg.training.AtomicCheckpointIO"}],
             "callbacks": [LastCheckpoint(), EpochSeed()],
         },
-        parser_kwargs={"default_env": False},
+        parser_kwargs={"default_env": False, "exit_on_error": False},  # errors reach run_command, no usage dump
     )
 
 
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in EXTRA_COMMANDS:
         return run_command(args[0], {"simulate": _simulate, "demo": _demo, "segment": _segment}[args[0]], args[1:])
     command = next((a for a in args if not a.startswith("-")), "fusionseg")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # argv minus --debug is passed on
     return run_command(command, lambda rest: make_cli(rest), args)
 
 

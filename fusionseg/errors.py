@@ -27,10 +27,14 @@ def user_error_message(err: BaseException) -> str | None:
     User errors: fusionseg's own (`FusionSegError`), Lightning's misconfiguration errors, files that
     cannot be found, and a failed instantiation of a configured class (an unknown or invalid keyword).
     """
+    import argparse
+
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     if isinstance(err, FusionSegError | MisconfigurationException | FileNotFoundError | NotADirectoryError):
         text = str(err)
+    elif isinstance(err, argparse.ArgumentError):  # jsonargparse with exit_on_error=False
+        text = f"{err}; see --help for the accepted options."
     elif isinstance(err, TypeError) and "argument" in str(err):  # e.g. __init__() got an unexpected keyword
         text = f"{err}; check the keys of your config against `fusionseg fit --print_config`."
     else:

@@ -30,11 +30,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from fusionseg.argtypes import fraction, int_at_least, memory_size, positive_float
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.data.samplers import sample_points
 from fusionseg.errors import FusionSegError
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
+from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, odd_input_notes
 
 log = logging.getLogger(__name__)
 
@@ -325,39 +326,68 @@ def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[st
 
 
 # ----------------------------------------------------------------------------- prediction
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` px covering ``size`` px with at least ``overlap`` px overlap."""
+def min_tile_px(overlap_px: int) -> int:
+    """Smallest tile that keeps ``overlap_px`` of context on each side of a core of at least 32 px."""
+    return 2 * overlap_px + 32
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Windows along one axis: (lo, hi, keep_lo, keep_hi), all in pixels.
+
+    The kept cores ``[keep_lo, keep_hi)`` partition ``0..size`` exactly (every pixel predicted once);
+    each window ``[lo, hi)`` is its core plus up to ``overlap`` px of context each side, at most ``tile``
+    px long. Raises `SegmentError` when ``tile`` leaves no core (the cause of unfilled pixels).
+    """
     if size <= tile:
-        return [0]
-    step = max(1, tile - 2 * overlap)
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(starts))
+        return [(0, size, 0, size)]
+    if tile < min_tile_px(overlap):
+        raise SegmentError(
+            f"a {tile}-px tile cannot keep {overlap} px of context on each side of a 32-px core; use --tile >= "
+            f"{min_tile_px(overlap)} (or a larger --max-memory)."
+        )
+    n = 1 + -(-(size - tile) // (tile - 2 * overlap))  # windows overlap by >= 2 * overlap px
+    starts = np.linspace(0, size - tile, n).round().astype(int).tolist()
+    cuts = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:], strict=True)] + [size]
+    return [(a, a + tile, cuts[i], cuts[i + 1]) for i, a in enumerate(starts)]
 
 
 def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32) -> tuple[Tensor, Tensor]:
     """(H, W) labels and confidence; fields larger than ``tile_px`` are predicted in overlapping tiles.
 
-    Each tile keeps only its core (the centre, ``overlap_px`` from inner edges), so every pixel is
-    predicted with at least ``overlap_px`` of context on each side.
+    Each tile keeps only its core (`tile_spans`), so every pixel is predicted exactly once with up to
+    ``overlap_px`` of context on each side; a tile without a measured point sees the nearest points
+    outside it (the window grows until it holds one), never an empty point set.
     """
     from tqdm.auto import tqdm
 
     h, w = sample.height, sample.width
-    labels = torch.empty(h, w, dtype=torch.long)
-    conf = torch.empty(h, w)
+    labels = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
+    conf = torch.full((h, w), float("nan"))
     everything = torch.ones(sample.num_points, dtype=torch.bool)
-    rows, cols = tile_starts(h, tile_px, overlap_px), tile_starts(w, tile_px, overlap_px)
-    tiles = [(r, c) for r in rows for c in cols]
-    for r, c in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
-        th, tw = min(tile_px, h), min(tile_px, w)
-        crop = _crop(sample, r, c, th, tw, everything, ~everything)
+    tiles = [(r, c) for r in tile_spans(h, tile_px, overlap_px) for c in tile_spans(w, tile_px, overlap_px)]
+    for (r0, r1, kr0, kr1), (c0, c1, kc0, kc1) in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
+        r0, r1, c0, c1 = _window_with_points(sample, r0, r1, c0, c1)
+        crop = _crop(sample, r0, c0, r1 - r0, c1 - c0, everything, ~everything)
         crop.target = None
         out = model.predict_samples([crop])[0]
-        r_lo = 0 if r == 0 else r + overlap_px
-        c_lo = 0 if c == 0 else c + overlap_px
-        labels[r_lo : r + th, c_lo : c + tw] = out["labels"][r_lo - r :, c_lo - c :]
-        conf[r_lo : r + th, c_lo : c + tw] = out["confidence"][r_lo - r :, c_lo - c :]
+        labels[kr0:kr1, kc0:kc1] = out["labels"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+        conf[kr0:kr1, kc0:kc1] = out["confidence"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+    if torch.isnan(conf).any():  # cannot happen with tile_spans; a guard against a silent wrong map
+        raise RuntimeError(f"{int(torch.isnan(conf).sum())} pixels were not predicted; this is a fusionseg bug.")
     return labels, conf
+
+
+def _window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int]:
+    """The window, doubled in context until it holds at least one measured point (px)."""
+    rc = sample.point_coords.round()
+    grow = max(r1 - r0, c1 - c0, 1)
+    while True:
+        inside = (rc[:, 0] >= r0) & (rc[:, 0] < r1) & (rc[:, 1] >= c0) & (rc[:, 1] < c1)
+        if bool(inside.any()) or (r0, r1, c0, c1) == (0, sample.height, 0, sample.width):
+            return r0, r1, c0, c1
+        r0, r1 = max(0, r0 - grow), min(sample.height, r1 + grow)
+        c0, c1 = max(0, c0 - grow), min(sample.width, c1 + grow)
+        grow *= 2
 
 
 def load_checkpoint_model(path: Path) -> Any:
@@ -417,38 +447,79 @@ def prepare_points(
 
 
 def segment_field(sample: Sample, checkpoint: Path | None = None, config: SegmentConfig | None = None) -> SegmentResult:
-    """Segment a field whose measured points are in ``sample`` (``point_target`` set = labels given)."""
+    """Segment a field whose measured points are in ``sample`` (``point_target`` set = labels given).
+
+    Odd but legal input (1-2 points, all points at one pixel, a single phase) is mapped with a
+    warning that is logged and kept in ``result.info["notes"]`` (and so in ``summary.json``).
+    """
     config = config or SegmentConfig()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     timings: dict[str, float] = {}
-    if sample.num_points < 2:
-        raise SegmentError(f"the field has {sample.num_points} measured spectra; measure at least 2 (ideally ~1 %).")
+    if sample.num_points < 1:
+        raise SegmentError("the field has no measured spectra; measure at least one point (ideally ~1 % of pixels).")
+    notes = odd_input_notes(sample)
+    for note in notes:
+        log.warning(note)
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint)
-        adapted, notes = adapt_to_checkpoint(sample, model)
-        for note in notes:
+        adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
+        for note in ckpt_notes:
             log.warning(note)
         start = time.perf_counter()
         labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
         timings["predict_s"] = round(time.perf_counter() - start, 2)
         return SegmentResult(labels, conf, tuple(model.class_names), adapted, "checkpoint", timings=timings,
-                             info={"notes": notes})  # fmt: skip
+                             info={"notes": notes + ckpt_notes})  # fmt: skip
     start = time.perf_counter()
+    points = None
     if sample.point_target is None:
-        points = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev,
-                              mode=config.mode, min_confidence=config.min_confidence, n_clusters=config.n_clusters,
-                              seed=config.seed)  # fmt: skip
+        points = identify_points(sample, config)
         sample = with_point_labels(sample, points)
-    else:
-        points = None
     timings["identify_s"] = round(time.perf_counter() - start, 2)
+    labelled = sample.point_target[sample.point_target != IGNORE_INDEX]
+    if len(torch.unique(labelled)) < 2 or len(labelled) < max(4, sample.num_classes):
+        labels, conf, note = _map_without_training(sample, labelled)
+        log.warning(note)
+        return SegmentResult(labels, conf, sample.meta.class_names, sample, "nearest point (too few points to train)",
+                             points, timings, {"notes": [*notes, note]})  # fmt: skip
     model, info = train_on_points(sample, config)
     timings["train_s"] = info["train_seconds"]
     start = time.perf_counter()
     labels, conf = predict_field(model, sample, config.tile_px, config.overlap_px)
     timings["predict_s"] = round(time.perf_counter() - start, 2)
+    info["notes"] = notes
     return SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
+
+
+def identify_points(sample: Sample, config: SegmentConfig) -> PointLabels:
+    """Library/cluster labels of the measured spectra (a single spectrum is identified against the library)."""
+    spectra = sample.point_features
+    single = len(spectra) == 1
+    points = label_points(spectra.repeat(2, 1) if single else spectra, sample.meta.energy_axis,
+                          sample.meta.beam_energy_kev, mode="library" if single else config.mode,
+                          min_confidence=config.min_confidence, n_clusters=config.n_clusters,
+                          seed=config.seed)  # fmt: skip
+    return replace(points, labels=points.labels[:1]) if single else points
+
+
+def _map_without_training(sample: Sample, labelled: Tensor) -> tuple[Tensor, Tensor, str]:
+    """Nearest labelled point per pixel when there is one phase or too few points to train; (labels, conf, note)."""
+    from fusionseg.baselines import nearest_point_map
+
+    y = sample.point_target
+    labels = torch.from_numpy(nearest_point_map(sample.point_coords.numpy(), y.numpy(), (sample.height, sample.width)))
+    k = len(torch.unique(labelled))
+    if k == 1:
+        name = sample.meta.class_names[int(labelled[0])]
+        note = f"every labelled point is {name!r}: the map is that single phase (no model trained)"
+    elif k == 0:
+        note = "no measured point could be labelled: the map is empty (all pixels unlabelled)"
+    else:
+        note = (f"only {len(labelled)} labelled points for {sample.num_classes} phases: too few to train a model, the "
+                "map is the nearest measured point's phase")  # fmt: skip
+    conf = torch.full((sample.height, sample.width), 1.0 / max(1, sample.num_classes))  # no model: uninformative
+    return labels, conf, note
 
 
 def with_point_labels(sample: Sample, points: PointLabels) -> Sample:
@@ -457,34 +528,91 @@ def with_point_labels(sample: Sample, points: PointLabels) -> Sample:
     if (labels == UNKNOWN).any():
         names = (*names, "unknown")
         labels[labels == UNKNOWN] = len(names) - 1
-    if len(names) < 2:
-        raise SegmentError(
-            f"all measured points were labelled {names[0]!r}: one phase needs no segmentation; measure more points "
-            "or use --mode clusters --n-clusters K."
-        )
     return replace(sample, point_target=labels, meta=replace(sample.meta, class_names=names), target=None)
 
 
 # ----------------------------------------------------------------------------- command line
+def confidence(text: str) -> float:
+    """argparse type: a posterior threshold in [0, 1); 1 or more would call every spectrum unknown."""
+    import argparse
+
+    value = float(text) if text.strip().lower() not in ("nan", "inf", "-inf", "+inf") else float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be in [0, 1): at 1 or above every spectrum would be unknown")
+    return value
+
+
+# ----------------------------------------------------------------------------- memory
+BASE_BYTES = 700e6
+"""Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
+TILE_BYTES_PER_PIXEL = 1200.0
+"""Peak bytes per pixel of one prediction tile (graph, features, activations); measured, see bench_segment."""
+TRAIN_BYTES = 300e6
+"""Per-field training on 128-px crops, bytes; independent of the field size."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (psutil), the default budget."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def field_bytes(sample: Sample) -> float:
+    """Bytes the field itself holds in memory: image, points, an in-memory (not lazy) dense cube."""
+    cube = sample.meta.extra.get("dense_spectra")
+    in_memory = isinstance(cube, np.ndarray)
+    cube_bytes = cube.nbytes if in_memory else 0
+    return (
+        4.0 * sample.image.numel() * 3
+        + 4.0 * sample.point_features.numel()
+        + cube_bytes
+        + 16.0 * sample.height * (sample.width)
+    )
+
+
+def tile_for_memory(budget: float, sample: Sample, overlap_px: int = SegmentConfig.overlap_px) -> int:
+    """Largest prediction tile (px, multiple of 32) whose estimated peak fits ``budget`` bytes (>= the minimum)."""
+    free = budget - BASE_BYTES - TRAIN_BYTES - field_bytes(sample)
+    side = int(np.sqrt(max(free, 0) / TILE_BYTES_PER_PIXEL)) // 32 * 32
+    return max(min_tile_px(overlap_px), min(side, max(sample.height, sample.width)))
+
+
+def check_memory(budget: float, sample: Sample, tile: int) -> None:
+    """Raise `SegmentError` now when the field and one tile cannot fit ``budget`` bytes."""
+    th, tw = min(tile, sample.height), min(tile, sample.width)
+    need = BASE_BYTES + TRAIN_BYTES + field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
+    if need > budget:
+        raise SegmentError(
+            f"this field needs about {need / 1e9:.2f} GB with {tile}-px tiles but the memory budget is "
+            f"{budget / 1e9:.2f} GB; raise --max-memory, lower --tile (>= {min_tile_px(SegmentConfig.overlap_px)}) or "
+            "crop the field."
+        )
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
     p.add_argument("input", type=Path, help="EDS file (.bcf, .spd, .hspy, ...) or folder (image + eds.npz/points.csv)")
     p.add_argument("--image", type=Path, help="separate BSE image (TIFF/PNG) on the EDS map's pixel grid")
     p.add_argument("--bse-title", help="pick the file's image whose title contains this text")
     amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--eds-fraction", type=float, help="keep this fraction of a dense map's spectra (0..1]")
-    amount.add_argument("--eds-points", type=int, help="keep this many spectra of a dense map")
+    amount.add_argument("--eds-fraction", type=fraction, help="keep this fraction of a dense map's spectra (0..1]")
+    amount.add_argument("--eds-points", type=int_at_least(1), help="keep this many spectra of a dense map")
     p.add_argument(
         "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
     )
     p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); without it a model is trained on the field")
     p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
-    p.add_argument("--n-clusters", type=int, help="number of phases for clustering (default: by silhouette)")
-    p.add_argument("--min-confidence", type=float, default=0.9, help="library posterior below which a point is unknown")
-    p.add_argument("--time-budget", type=float, default=50.0, help="training time limit in seconds")
-    p.add_argument("--tile", type=int, default=512, help="prediction tile size in pixels (memory budget)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-clusters", type=int_at_least(2), help="phases for clustering (default: by silhouette)")
+    p.add_argument("--min-confidence", type=confidence, default=0.9,
+                   help="library posterior below which a point is unknown, in [0, 1)")  # fmt: skip
+    p.add_argument("--time-budget", type=positive_float, default=50.0, help="training time limit in seconds (> 0)")
+    p.add_argument("--tile", type=int_at_least(min_tile_px(SegmentConfig.overlap_px)),
+                   help="prediction tile size in pixels (default: the largest that fits --max-memory)")  # fmt: skip
+    p.add_argument("--max-memory", type=memory_size, default=None,
+                   help="memory budget, e.g. 4GB (default: the memory available now); sets the tile size")  # fmt: skip
+    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument(
         "--overwrite", action="store_true", help="replace the files fusionseg wrote in --out before (nothing else)"
     )
@@ -500,12 +628,21 @@ def run_segment(a: argparse.Namespace) -> Path:
 
     inputs = (a.input, a.image, a.checkpoint)
     out = check_output_folder(a.out, inputs, a.overwrite)  # before any long work
+    for what, path in (("input", a.input), ("--image", a.image), ("--checkpoint", a.checkpoint)):
+        if path is not None and not Path(path).exists():
+            raise SegmentError(f"{what} {path} does not exist; check the path.")
+    if a.checkpoint is not None and not Path(a.checkpoint).is_file():
+        raise SegmentError(f"--checkpoint {a.checkpoint} is not a file; give a .ckpt written by `fusionseg fit`.")
     start = time.perf_counter()
     sample = read_input(a.input, image=a.image, bse_title=a.bse_title)
+    budget = a.max_memory or available_memory()
+    tile = a.tile or tile_for_memory(budget, sample)
+    check_memory(budget, sample, tile)
     sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
     config = SegmentConfig(mode=a.mode, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
-                           time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed,
+                           time_budget_s=a.time_budget, tile_px=tile, seed=a.seed,
                            num_threads=a.threads)  # fmt: skip
+    log.info("memory budget %.2f GB: prediction tiles of %d px", budget / 1e9, tile)
     result = segment_field(sample, a.checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
     with output_folder(out, inputs, a.overwrite) as staging:
