@@ -376,6 +376,11 @@ def _npz_points(values: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.nd
     if spectra is None:
         raise ReaderError(f"eds.npz has no 'spectra' array (keys: {sorted(values)}); store spectra as 'spectra'.")
     spectra = _numeric(spectra, "spectra")
+    if spectra.ndim not in (2, 3) or spectra.shape[-1] == 0:
+        raise ReaderError(
+            f"eds.npz 'spectra' has shape {spectra.shape}; store point spectra as (N, channels) or a dense map as "
+            "(H, W, channels)."
+        )
     if "coords" in values:
         return _numeric(values["coords"], "coords").astype(np.float64), spectra
     if "x" in values and "y" in values:
@@ -429,9 +434,17 @@ def _read_points_csv(path: Path, energy_axis: EnergyAxis | None) -> tuple[np.nda
         raise ReaderError(f"{path.name} has a header but no data rows; add one row per measured point.")
     rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in rows]
     coords = _csv_numbers(path, rows, ["y", "x"])
-    if "spectrum" in rows[0]:
-        read = [_read_msa(path.parent / r["spectrum"]) for r in rows]
-        spectra = np.stack([s for s, _, _ in read])
+    if "spectrum" in header:
+        for i, r in enumerate(rows):
+            if not (r.get("spectrum") or "").strip():
+                raise ReaderError(f"{path.name} row {i + 2}, column 'spectrum' is empty; name each point's .msa file.")
+        read = [_read_msa(path.parent / r["spectrum"].strip()) for r in rows]
+        if len({(len(sp), ax) for sp, ax, _ in read}) > 1:
+            raise ReaderError(
+                f"the .msa spectra listed in {path.name} differ in channel count or calibration; export them with "
+                "the same settings."
+            )
+        spectra = np.stack([sp for sp, _, _ in read])
         beams = [b for _, _, b in read if b]
         values = {"offset_ev": read[0][1].offset_ev, "scale_ev": read[0][1].scale_ev}
         if beams:
