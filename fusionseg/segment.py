@@ -61,7 +61,8 @@ def sparse_acquisition(
     cube = sample.meta.extra.get("dense_spectra")
     if cube is None:
         raise SegmentError("--eds-fraction/--eds-points need a dense EDS map; this input already holds point spectra.")
-    measured = sample.meta.extra.get("measured_mask", cube.sum(-1) > 0)
+    measured = sample.meta.extra.get("measured_mask")
+    measured = np.asarray(cube.sum(-1) > 0 if measured is None else measured, dtype=bool)
     h, w = measured.shape
     n_valid = int(measured.sum())
     if (fraction is None) == (n_points is None):
@@ -81,10 +82,17 @@ def sparse_acquisition(
         extra = rng.choice(free, size=n - len(rc), replace=False)
         rc = np.concatenate([rc, np.stack(np.divmod(extra, w), 1)])
     rc = rc[rng.permutation(len(rc))[:n]]
-    spectra = np.asarray(cube[rc[:, 0], rc[:, 1]], dtype=np.float32)
+    spectra = gather_spectra(cube, rc[:, 0], rc[:, 1])
     extra = {**sample.meta.extra, "sampler": sampler, "eds_fraction": n / (h * w)}
     return replace(sample, point_coords=rc.astype(np.float32), point_features=spectra,
                    meta=replace(sample.meta, extra=extra), point_target=None)  # fmt: skip
+
+
+def gather_spectra(cube: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(N, C) float32 spectra at pixels (rows, cols) of an (H, W, C) numpy or lazy dask cube (reads only those)."""
+    if hasattr(cube, "vindex"):  # dask: point-wise fancy indexing, computed chunk by chunk
+        return np.asarray(cube.vindex[rows, cols].compute(), dtype=np.float32)
+    return np.asarray(cube[rows, cols], dtype=np.float32)
 
 
 def measured_points(sample: Sample) -> Sample:

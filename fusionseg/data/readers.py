@@ -4,8 +4,8 @@ Every reader returns a `Sample` with the BSE image normalised to [0, 1], the cal
 (`EnergyAxis` in eV, beam energy in keV, pixel size in µm) from the file, and either
 
 * measured points (``point_coords`` (N, 2) (row, col) pixels, ``point_features`` (N, C) counts), or
-* a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) numpy counts) with no
-  points yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
+* a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) counts: numpy, or a lazy
+  dask array above `LAZY_MIN_BYTES` when the RosettaSciIO reader takes ``lazy=True``) with no points yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
 
 ``meta.extra`` also holds ``"measured_mask"`` ((H, W) bool, pixels with a non-zero spectrum),
 ``"axes"`` (the navigation axes as RosettaSciIO dicts) and ``"source_path"``.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 BSE_TITLE_HINTS = ("bse", "asb", "bsd", "backscatter", "cbs", "z contrast", "comp")
 IMAGE_NAMES = ("bse", "image", "sem", "se")
 DEFAULT_BEAM_KEV = 20.0
+LAZY_MIN_BYTES = 256 * 2**20
+"""Dense EDS cubes larger than this stay lazy (dask, read chunk by chunk) when the reader supports it."""
 
 
 class ReaderError(FusionSegError):
@@ -118,8 +121,9 @@ def read_signals(path: Path) -> list[dict]:
     if not path.is_file():
         raise ReaderError(f"input {path} does not exist; give an EDS file (.bcf, .spd, ...) or a folder.")
     reader = _rsciio_reader(path)
+    lazy = {"lazy": True} if "lazy" in inspect.signature(reader).parameters else {}  # dask: the cube stays on disk
     try:
-        signals = reader(str(path))
+        signals = reader(str(path), **lazy)
     except Exception as err:
         raise ReaderError(
             f"cannot read {path.name}: the file is unreadable or corrupt ({type(err).__name__}: {err}). "
@@ -176,7 +180,7 @@ def pixel_size_from(axes: Sequence[dict]) -> float:
 
 def pick_image(signals: list[dict], bse_title: str | None = None) -> dict | None:
     """The BSE image among 2-D non-EDS signals: by ``bse_title`` (substring), else a BSE-like title, else the first."""
-    images = [s for s in signals if not _is_eds(s) and np.asarray(s["data"]).ndim == 2]
+    images = [s for s in signals if not _is_eds(s) and s["data"].ndim == 2]
     if bse_title is not None:
         chosen = [s for s in images if bse_title.lower() in _title(s).lower()]
         if not chosen:
@@ -203,8 +207,10 @@ def sample_from_signals(
     if not eds:
         titles = ", ".join(repr(_title(s)) for s in signals)
         raise ReaderError(f"the file holds no EDS signal (signals: {titles}); give a file with an EDS spectrum image.")
-    eds_signal = max(eds, key=lambda s: np.asarray(s["data"]).size)
-    data = np.asarray(eds_signal["data"])
+    eds_signal = max(eds, key=lambda s: s["data"].size)
+    data = eds_signal["data"]  # numpy, or a lazy dask array read block by block later
+    if hasattr(data, "compute") and data.nbytes <= LAZY_MIN_BYTES:
+        data = np.asarray(data)  # small cubes: plain numpy, simpler for every consumer
     axis = energy_axis or energy_axis_from(eds_signal["axes"][-1])
     if data.shape[-1] != axis.size:
         raise ReaderError(f"the EDS data has {data.shape[-1]} channels but its calibration says {axis.size}.")
@@ -227,6 +233,7 @@ def sample_from_signals(
     )
     if data.ndim == 3:
         return dense_sample(image, data, meta)
+    data = np.asarray(data)
     raise ReaderError(
         f"the EDS signal has shape {data.shape} (not a spectrum image); for point spectra use a folder with "
         "the image and points.csv listing each spectrum file with its x, y pixel position."
