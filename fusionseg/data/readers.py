@@ -5,7 +5,8 @@ Every reader returns a `Sample` with the BSE image normalised to [0, 1], the cal
 
 * measured points (``point_coords`` (N, 2) (row, col) pixels, ``point_features`` (N, C) counts), or
 * a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) counts: numpy, or a lazy
-  dask array above `LAZY_MIN_BYTES` when the RosettaSciIO reader takes ``lazy=True``) with no points yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
+  dask array above `LAZY_MIN_BYTES` when the RosettaSciIO reader takes ``lazy=True``) with no points
+  yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
 
 ``meta.extra`` also holds ``"measured_mask"`` ((H, W) bool, pixels with a non-zero spectrum),
 ``"axes"`` (the navigation axes as RosettaSciIO dicts) and ``"source_path"``.
