@@ -653,6 +653,7 @@ def run_segment(a: argparse.Namespace) -> Path:
     log.info("memory budget %.2f GB: prediction tiles of %d px", budget / 1e9, tile)
     result = segment_field(sample, a.checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
+    result.info.update(memory_budget_gb=round(budget / 1e9, 2), tile_px=tile)
     with output_folder(out, inputs, a.overwrite) as staging:
         write_segment_outputs(staging, result, input_path=a.input)
     return out
