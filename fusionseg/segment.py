@@ -143,6 +143,27 @@ class SegmentConfig:
     progress: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """The API's counterpart of the command line's argument checks: impossible settings fail here."""
+        checks = {
+            "min_confidence": 0 <= self.min_confidence < 1,
+            "time_budget_s": self.time_budget_s > 0,
+            "max_epochs": self.max_epochs >= 1,
+            "crop_px": self.crop_px >= 8,
+            "overlap_px": self.overlap_px >= 0,
+            "tile_px": self.tile_px >= min_tile_px(self.overlap_px),
+            "query_fraction": 0 < self.query_fraction < 1,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "n_clusters": self.n_clusters is None or self.n_clusters >= 2,
+        }
+        bad = [k for k, ok in checks.items() if not ok]  # NaN fails every comparison, so it lands here too
+        if bad:
+            raise SegmentError(
+                f"SegmentConfig.{bad[0]}={getattr(self, bad[0])!r} is impossible; see the field's range in "
+                "`fusionseg segment --help` (e.g. min_confidence in [0, 1), time_budget_s > 0, tile_px >= "
+                f"{min_tile_px(self.overlap_px)})."
+            )
+
 
 @dataclass
 class SegmentResult:

@@ -392,3 +392,12 @@ def test_too_small_tile_is_refused_in_the_api():
     s = Sample(image=torch.rand(1, 200, 200), point_coords=torch.tensor([[2.0, 3.0]]), point_features=torch.ones(1, 4))
     with pytest.raises(SegmentError, match="use --tile >= 96"):
         predict_field(_Constant(), s, tile_px=8, overlap_px=32)
+
+
+@pytest.mark.parametrize(
+    "field_,value",
+    [("min_confidence", 2.0), ("time_budget_s", -1.0), ("tile_px", 8), ("max_epochs", 0), ("min_confidence", np.nan)],
+)
+def test_segment_config_rejects_impossible_settings(field_, value):
+    with pytest.raises(SegmentError, match=f"SegmentConfig.{field_}"):
+        SegmentConfig(**{field_: value})
