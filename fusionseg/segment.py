@@ -572,12 +572,17 @@ def confidence(text: str) -> float:
 
 
 # ----------------------------------------------------------------------------- memory
-BASE_BYTES = 700e6
+BASE_BYTES = 450e6
 """Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
-TILE_BYTES_PER_PIXEL = 1200.0
-"""Peak bytes per pixel of one prediction tile (graph, features, activations); measured, see bench_segment."""
-TRAIN_BYTES = 300e6
+TILE_BYTES_PER_PIXEL = 2000.0
+"""Peak bytes per pixel of one prediction tile (graph, features, activations): ``bench_segment --peak-rss``
+measured 2.84 GiB with 1024-px tiles and 1.30 GiB with 512-px tiles of a 1024² field."""
+TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
+SPECTRUM_VALUE_BYTES = 24.0
+"""Bytes per measured spectrum channel while points are identified (float64 copies of the spectra)."""
+PIXEL_BYTES = 64.0
+"""Bytes per field pixel outside the tiles: image, labels, confidence, output pictures."""
 
 
 def available_memory() -> int:
@@ -588,16 +593,11 @@ def available_memory() -> int:
 
 
 def field_bytes(sample: Sample) -> float:
-    """Bytes the field itself holds in memory: image, points, an in-memory (not lazy) dense cube."""
+    """Bytes the field needs outside the tiles: spectra (identification), per-pixel maps, an in-memory cube."""
     cube = sample.meta.extra.get("dense_spectra")
-    in_memory = isinstance(cube, np.ndarray)
-    cube_bytes = cube.nbytes if in_memory else 0
-    return (
-        4.0 * sample.image.numel() * 3
-        + 4.0 * sample.point_features.numel()
-        + cube_bytes
-        + 16.0 * sample.height * (sample.width)
-    )
+    cube_bytes = cube.nbytes if isinstance(cube, np.ndarray) else 0  # a lazy (dask) cube stays on disk
+    pixels = sample.height * sample.width
+    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + cube_bytes
 
 
 def tile_for_memory(budget: float, sample: Sample, overlap_px: int = SegmentConfig.overlap_px) -> int:

@@ -401,3 +401,19 @@ def test_too_small_tile_is_refused_in_the_api():
 def test_segment_config_rejects_impossible_settings(field_, value):
     with pytest.raises(SegmentError, match=f"SegmentConfig.{field_}"):
         SegmentConfig(**{field_: value})
+
+
+def test_a_request_that_cannot_fit_the_memory_budget_fails_before_work(field, tmp_path, capsys):
+    folder = write_npz_folder(tmp_path / "f", field)
+    assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "300MB"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "memory budget is 0.30 GB" in err and "raise --max-memory" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_memory_budget_sets_the_tile():
+    from fusionseg.segment import tile_for_memory
+
+    s = Sample(image=torch.rand(1, 4096, 4096), point_coords=torch.zeros(1, 2), point_features=torch.ones(1, 2048))
+    small, large = tile_for_memory(2e9, s), tile_for_memory(8e9, s)
+    assert 96 <= small < large <= 4096 and small % 32 == 0
