@@ -35,7 +35,7 @@ def user_error_message(err: BaseException) -> str | None:
         text = str(err)
     elif isinstance(err, argparse.ArgumentError):  # jsonargparse with exit_on_error=False
         text = f"{err}; see --help for the accepted options."
-    elif isinstance(err, TypeError) and "argument" in str(err):  # e.g. __init__() got an unexpected keyword
+    elif isinstance(err, TypeError) and any(w in str(err) for w in ("unexpected keyword", "required positional")):
         text = f"{err}; check the keys of your config against `fusionseg fit --print_config`."
     else:
         return None

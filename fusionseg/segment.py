@@ -426,7 +426,7 @@ def load_checkpoint_model(path: Path) -> Any:
         raise SegmentError(f"checkpoint {path} does not exist; give a .ckpt written by `fusionseg fit`.")
     try:
         return FusionSegModule.load_from_checkpoint(str(path), map_location="cpu")
-    except ValueError:
+    except FusionSegError:  # e.g. a checkpoint of another architecture: its own clear message
         raise
     except Exception as err:
         raise SegmentError(f"cannot load checkpoint {path} ({err}); give a .ckpt written by `fusionseg fit`.") from err

@@ -417,3 +417,10 @@ def test_memory_budget_sets_the_tile():
     s = Sample(image=torch.rand(1, 4096, 4096), point_coords=torch.zeros(1, 2), point_features=torch.ones(1, 2048))
     small, large = tile_for_memory(2e9, s), tile_for_memory(8e9, s)
     assert 96 <= small < large <= 4096 and small % 32 == 0
+
+
+def test_registry_names_the_keywords_a_part_takes():
+    from fusionseg.registry import GRAPH_BUILDERS, RegistryArgumentError
+
+    with pytest.raises(RegistryArgumentError, match=r"graph builder 'grid' takes no argument\(s\) \['bogus'\]"):
+        GRAPH_BUILDERS.create("grid", bogus=1)
