@@ -49,11 +49,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """Writes ``last.ckpt`` at the end of every epoch, whatever any monitored metric did."""
+    """Writes ``last.ckpt`` at the end of every epoch, whatever any monitored metric did.
+
+    On an interrupt (Ctrl-C, SIGTERM) or a crash it also writes ``interrupted.ckpt`` with the
+    mid-epoch state; ``last.ckpt`` keeps the last completed epoch, the one an exact resume starts from.
+    """
+
+    INTERRUPTED = "interrupted.ckpt"
 
     def __init__(self, filename: str = "last", **kwargs: Any) -> None:
         kwargs.setdefault("enable_version_counter", False)
         super().__init__(filename=filename, monitor=None, save_top_k=1, save_last=False, **kwargs)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.dirpath is None or trainer.sanity_checking or trainer.global_step == self._last_global_step_saved:
+            return
+        trainer.save_checkpoint(os.path.join(self.dirpath, self.INTERRUPTED))
 
 
 class EpochSeed(L.Callback):

@@ -113,3 +113,22 @@ def test_same_seed_same_data_graphs_and_order():
     assert list(s1) == list(s2) and sorted(s1) == list(range(10))
     s2.set_epoch(4)
     assert list(s1) != list(s2)
+
+
+@pytest.mark.timeout(120)
+def test_interrupt_keeps_last_and_writes_interrupted(tmp_path):
+    """Ctrl-C (SIGINT) mid-run: last.ckpt stays the last completed epoch, interrupted.ckpt holds the rest."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fusionseg.cli", *_args(tmp_path / "run", epochs=6)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpts = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
+    deadline = time.monotonic() + 90
+    while _ckpt_epoch(ckpts / "last.ckpt") is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) != 0
+    done = _ckpt_epoch(ckpts / "last.ckpt")
+    interrupted = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=False)
+    assert done is not None and done < 5
+    assert interrupted["global_step"] > torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"]
