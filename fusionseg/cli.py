@@ -33,6 +33,15 @@ class FusionSegCLI(LightningCLI):
         for attr in ("class_names", "energy_axis", "beam_energy_kev", "image_channels"):
             parser.link_arguments(f"data.{attr}", f"model.{attr}", apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The trainer; ``trainer.enable_checkpointing=false`` also drops the default ``last.ckpt`` writer."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        if self._get(self.config_init, "trainer", default={}).get("enable_checkpointing") is False:
+            keep = [c for c in self.trainer_defaults.get("callbacks", []) if not isinstance(c, ModelCheckpoint)]
+            self.trainer_defaults["callbacks"] = keep
+        return super().instantiate_trainer(**kwargs)
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
         sub = self.config.get("subcommand")

@@ -132,3 +132,11 @@ def test_interrupt_keeps_last_and_writes_interrupted(tmp_path):
     interrupted = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=False)
     assert done is not None and done < 5
     assert interrupted["global_step"] > torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"]
+
+
+def test_checkpointing_can_still_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = _args(tmp_path / "off", epochs=1)
+    args[args.index("--config") + 1] = str(ROOT / "configs" / "grid_late_sage.yaml")  # no callbacks of its own
+    assert main([*args, "--trainer.enable_checkpointing=false", "--data.train_fields=2"]) == 0
+    assert not list((tmp_path / "off").rglob("*.ckpt"))
