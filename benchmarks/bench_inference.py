@@ -48,16 +48,11 @@ def load_model(config: str):
     return build(config, {"data.source_kwargs.size": 32, "trainer.logger": False}).model.eval()
 
 
-def tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
-    """(start, keep_from, keep_to) along one axis: tiles of ``tile`` px, each keeping its core."""
-    from fusionseg.segment import tile_starts
+def tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(lo, hi, keep_lo, keep_hi) along one axis: the windows ``fusionseg segment`` predicts."""
+    from fusionseg.segment import tile_spans
 
-    starts = tile_starts(size, tile, overlap)
-    out = []
-    for i, s in enumerate(starts):
-        lo = 0 if i == 0 else s + overlap
-        out.append((s, lo, min(s + tile, size)))
-    return out
+    return tile_spans(size, tile, overlap)
 
 
 def infer(model, sample, tile: int, overlap: int) -> dict[str, float]:
@@ -72,9 +67,9 @@ def infer(model, sample, tile: int, overlap: int) -> dict[str, float]:
     t = dict.fromkeys(("encode", "build", "forward", "decode"), 0.0)
     labels = torch.empty(h, w, dtype=torch.long)
     everything = torch.ones(sample.num_points, dtype=torch.bool)
-    for r, r_lo, r_hi in tiles(h, tile, overlap):
-        for c, c_lo, c_hi in tiles(w, tile, overlap):
-            th, tw = min(tile, h), min(tile, w)
+    for r, r_end, r_lo, r_hi in tiles(h, tile, overlap):
+        for c, c_end, c_lo, c_hi in tiles(w, tile, overlap):
+            th, tw = r_end - r, c_end - c
             part = sample if (th, tw) == (h, w) else _crop(sample, r, c, th, tw, everything, ~everything)
             enc, dt = _timed(lambda p=part: model.point_encoder(p.point_features))
             t["encode"] += dt

@@ -1,18 +1,76 @@
-"""Per-field training time of ``fusionseg segment`` (no checkpoint) on a synthetic 1024² granite field.
+"""Per-field training time of ``fusionseg segment`` (no checkpoint) on a synthetic 1024² granite field,
+and the peak memory of the whole command under a memory budget.
 
     .venv/bin/python benchmarks/bench_segment.py [--size 1024] [--threads 1] [--repeats 1]
+    .venv/bin/python benchmarks/bench_segment.py --peak-rss 2048 4096 --max-memory 4GB [--time-budget 10]
 
-Prints identify / train / predict seconds, epochs, and mIoU of the map against the simulator's truth.
+The first prints identify / train / predict seconds, epochs, and mIoU of the map against the simulator's
+truth. ``--peak-rss`` writes each field (BSE TIFF + ``eds.npz`` at 1 % points) in one subprocess, then
+runs ``fusionseg segment FOLDER --max-memory ...`` in another and reports that process's peak RSS
+(``os.wait4``: this child alone) with the tile size the budget chose.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_field(size: int, folder: Path, eds_fraction: float = 0.01) -> None:
+    """A simulated granite field as a segment input folder: ``bse.tif`` (uint16) + ``eds.npz`` (points)."""
+    import numpy as np
+    import tifffile
+
+    from fusionseg.registry import DATA_SOURCES
+
+    s = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=size, rocks=["granite"], eds_fraction=eds_fraction)[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "bse.tif", (s.image[0].numpy() * 65535).astype(np.uint16))
+    ax = s.meta.energy_axis
+    np.savez(folder / "eds.npz", coords=s.point_coords.numpy(), spectra=s.point_features.numpy().astype(np.uint16),
+             offset_ev=ax.offset_ev, scale_ev=ax.scale_ev, beam_energy_kev=s.meta.beam_energy_kev)  # fmt: skip
+
+
+def peak_rss(sizes: list[int], max_memory: str, time_budget: float, threads: int, eds_fraction: float) -> list[dict]:
+    """Peak RSS (GiB) of ``fusionseg segment`` per field size, under ``--max-memory``."""
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder, out = Path(tmp) / "field", Path(tmp) / "out"
+            code = "import benchmarks.bench_segment as b, pathlib; " + (
+                f"b.write_field({size}, pathlib.Path(r'{folder}'), {eds_fraction})"
+            )
+            subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)  # fmt: skip
+            cmd = [sys.executable, "-m", "fusionseg.cli", "segment", str(folder), "--out", str(out), "--max-memory",
+                   max_memory, "--time-budget", str(time_budget), "--threads", str(threads)]  # fmt: skip
+            start = time.perf_counter()
+            with (Path(tmp) / "stderr.txt").open("w+") as log:  # a file, not a pipe: a full pipe would block
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+                _, status, usage = os.wait4(proc.pid, 0)
+                seconds = time.perf_counter() - start
+                log.seek(0)
+                err = log.read()
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError(f"segment failed at {size}²: {err[-2000:]}")
+            summary = json.loads((out / "summary.json").read_text())
+            rows.append({"size": size, "eds_fraction": eds_fraction, "max_memory": max_memory,
+                         "tile_px": summary["training"].get("tile_px"),
+                         "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2), "seconds": round(seconds, 1),
+                         "timings": summary["timings"]})  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
@@ -25,7 +83,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--mode", default="auto")
+    p.add_argument("--peak-rss", type=int, nargs="+", help="field sizes (px) whose `segment` peak RSS to measure")
+    p.add_argument("--max-memory", default="4GB", help="memory budget given to `segment` with --peak-rss")
+    p.add_argument("--time-budget", type=float, default=10.0, help="per-field training seconds with --peak-rss")
+    p.add_argument("--eds-fraction", type=float, default=0.01, help="fraction of pixels with a spectrum (--peak-rss)")
     a = p.parse_args()
+    if a.peak_rss:
+        peak_rss(a.peak_rss, a.max_memory, a.time_budget, a.threads, a.eds_fraction)
+        return
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     field = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=a.size, rocks=["granite"])[0]

@@ -25,12 +25,26 @@ from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningCLI
 
 from fusionseg.data.datamodule import FusionSegDataModule
+from fusionseg.errors import FusionSegError
 from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule
 
-TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
-    "accelerator": "auto",
-}
+
+def trainer_defaults() -> dict[str, Any]:
+    """Every run gets atomic checkpoint files, ``last.ckpt`` after each epoch, per-epoch seeding (exact
+    resume) and deterministic algorithms where torch has them (`fusionseg.training`); the CSV log is
+    flushed at every logging step, so a killed run's ``metrics.csv`` keeps every epoch that ran."""
+    from fusionseg.training import EpochSeed, LastCheckpoint
+
+    return {
+        "logger": {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": "runs", "flush_logs_every_n_steps": 1},
+        },
+        "accelerator": "auto",
+        "deterministic": "warn",
+        "plugins": [{"class_path": "fusionseg.training.AtomicCheckpointIO"}],
+        "callbacks": [LastCheckpoint(), EpochSeed()],
+    }
 
 
 class FusionSegCLI(LightningCLI):
@@ -46,10 +60,23 @@ class FusionSegCLI(LightningCLI):
             return super().parse_arguments(parser, args)
         self.config = parser.parse_object(args) if isinstance(args, dict) else parser.parse_args(args)
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The trainer; ``trainer.enable_checkpointing=false`` also drops the default ``last.ckpt`` writer."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        if self._get(self.config_init, "trainer", default={}).get("enable_checkpointing") is False:
+            keep = [c for c in self.trainer_defaults.get("callbacks", []) if not isinstance(c, ModelCheckpoint)]
+            self.trainer_defaults["callbacks"] = keep
+        return super().instantiate_trainer(**kwargs)
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
         sub = self.config.get("subcommand")
         before = _model_config(self.config, sub)
+        section = self.config.get(sub) if sub else self.config
+        ckpt = section.get("ckpt_path") if section is not None else None
+        if ckpt not in (None, "last", "best", "hpc", "registry"):
+            check_checkpoint(ckpt)
         super()._parse_ckpt_path()
         after = _model_config(self.config, sub)
         diffs = [
@@ -87,7 +114,25 @@ class CheckpointConfigWarning(UserWarning):
     """The configured model differs from the checkpoint's; the checkpoint's architecture wins."""
 
 
-class BuildError(ValueError):
+def check_checkpoint(path: str | Path) -> None:
+    """Raise `FusionSegError` unless ``path`` is a readable PyTorch checkpoint with a model state."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FusionSegError(f"--ckpt_path {path} does not exist; give a .ckpt written by `fusionseg fit`.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # any failure of unpickling means: not a checkpoint
+        raise FusionSegError(
+            f"--ckpt_path {path} is not a readable checkpoint ({type(err).__name__}: {err}); give a .ckpt written "
+            "by `fusionseg fit` (runs/lightning_logs/version_N/checkpoints/last.ckpt)."
+        ) from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise FusionSegError(f"--ckpt_path {path} holds no model state_dict; give a .ckpt written by `fusionseg fit`.")
+
+
+class BuildError(FusionSegError):
     """A config or override the parser rejects; the message names it and how to fix it."""
 
 
@@ -105,8 +150,8 @@ def make_cli(args: list[str] | None = None, run: bool = True, **parser_kwargs: A
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults=TRAINER_DEFAULTS,
-        parser_kwargs={"default_env": False, **parser_kwargs},
+        trainer_defaults=trainer_defaults(),
+        parser_kwargs={"default_env": False, "exit_on_error": False, **parser_kwargs},  # errors reach run_command
     )
 
 

@@ -14,7 +14,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from fusionseg.argtypes import fraction, int_at_least
 from fusionseg.build import CheckpointConfigWarning, FusionSegCLI, make_cli  # noqa: F401 (the command's API)
+from fusionseg.errors import run_command
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -45,14 +47,19 @@ def _simulate(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="fusionseg simulate", description="Write synthetic SEM fields to a folder.")
     p.add_argument("--rock", default="granite", help="rock type (granite, basalt, sulfide-ore, ...)")
-    p.add_argument("--n", type=int, default=4, help="number of fields")
-    p.add_argument("--size", type=int, default=256, help="field size in pixels (square)")
-    p.add_argument("--eds-fraction", type=float, default=0.01, help="fraction of pixels with a spectrum")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--n", type=int_at_least(1), default=4, help="number of fields")
+    p.add_argument("--size", type=int_at_least(8), default=256, help="field size in pixels (square)")
+    p.add_argument("--eds-fraction", type=fraction, default=0.01, help="fraction of pixels with a spectrum (0..1]")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaces only files fusionseg wrote)")
     a = p.parse_args(argv)
-    out = simulate_to_folder(a.rock, a.n, a.size, a.out, seed=a.seed, eds_fraction=a.eds_fraction)
-    print(f"wrote {a.n} {a.rock} fields to {out}")
+    from fusionseg.data.synthetic.rocks import get_rock
+    from fusionseg.export.safe_io import output_folder
+
+    get_rock(a.rock)  # an unknown rock fails before the folder is touched
+    with output_folder(a.out, overwrite=True) as staging:
+        simulate_to_folder(a.rock, a.n, a.size, staging, seed=a.seed, eds_fraction=a.eds_fraction)
+    print(f"wrote {a.n} {a.rock} fields to {a.out}")
     return 0
 
 
@@ -66,7 +73,7 @@ def _demo(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     p.add_argument("--train", action="store_true", help="train the config from scratch instead of the shipped weights")
     p.add_argument("--weights", type=Path, default=None, help="weights to use instead of the shipped ones")
-    p.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs (with --train)")
+    p.add_argument("--max-epochs", type=int_at_least(1), default=None, help="trainer.max_epochs with --train")
     a = p.parse_args(argv)
     run_demo(a.config, a.out, max_epochs=a.max_epochs, train=a.train, weights=a.weights)
     return 0
@@ -128,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             "pretrain": _pretrain,
             "compare": _compare,
         }
-        return commands[args[0]](args[1:])
-    make_cli(argv)  # None: LightningCLI reads sys.argv itself
-    return 0
+        return run_command(args[0], commands[args[0]], args[1:])
+    command = next((a for a in args if not a.startswith("-")), "fusionseg")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # argv minus --debug is passed on
+    return run_command(command, lambda rest: make_cli(rest), args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusionseg.export.safe_io import check_output_folder
 from fusionseg.export.writers import (
     modal_table,
     staged_folder,
@@ -95,6 +96,7 @@ def run_demo(
 
     if not config.exists():
         raise FileNotFoundError(f"Config {config} does not exist; pass --config configs/<name>.yaml.")
+    check_output_folder(out, (config,), overwrite=True)  # before training, not after
     args = ["--config", str(config)]
     for extra in extra_configs:
         args += ["--config", str(extra)]
@@ -115,7 +117,7 @@ def run_demo(
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
 
     out = out.resolve()
-    with staged_folder(out) as staging:
+    with staged_folder(out, inputs=(config,)) as staging:
         sample = cli.datamodule.dataset("predict")[0]
         pred = cli.model.predict_samples([sample])[0]
         labels = pred["labels"]

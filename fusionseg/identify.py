@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fusionseg.errors import FusionSegError
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis
 
 UNKNOWN = IGNORE_INDEX
@@ -154,7 +155,7 @@ def best_library_labels(
 UNKNOWN_NAME = "unknown"
 
 
-class IdentificationError(ValueError):
+class IdentificationError(FusionSegError):
     """Spectra cannot be labelled (too few, empty); the message names the problem and the fix."""
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+from fusionseg.errors import FusionSegError
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,15 @@ _plugins_loaded = False
 _BUILTIN_MODULES = ("fusionseg.data", "fusionseg.encoders", "fusionseg.graphs", "fusionseg.models")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(FusionSegError, KeyError):
     """Raised for a name no registry entry has; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class RegistryArgumentError(FusionSegError):
+    """A registered part was given keyword arguments it does not take; the message lists those it does."""
 
 
 def load_plugins(force: bool = False) -> list[str]:
@@ -97,8 +104,22 @@ class Registry(Generic[T]):
         return self._entries[key]
 
     def create(self, name: str, /, **kwargs: Any) -> T:
-        """Build the entry ``name`` with keyword arguments."""
-        return self.get(name)(**kwargs)
+        """Build the entry ``name`` with keyword arguments; keywords it does not take raise `RegistryArgumentError`."""
+        cls = self.get(name)
+        try:
+            signature = inspect.signature(cls)
+        except (TypeError, ValueError):  # builtins without a signature: let the call decide
+            return cls(**kwargs)
+        params = signature.parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            unknown = sorted(set(kwargs) - set(known))
+            if unknown:
+                raise RegistryArgumentError(
+                    f"{self.kind} {name!r} takes no argument(s) {unknown}; it accepts {known}. Fix the "
+                    f"{self.kind}'s *_kwargs in the config."
+                )
+        return cls(**kwargs)
 
     def names(self) -> list[str]:
         load_plugins()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from fusionseg.errors import FusionSegError
 
 IGNORE_INDEX = -1
 """Target value for pixels/points without a label; losses and metrics skip it."""
 
 
-class SampleError(ValueError):
+class SampleError(FusionSegError):
     """A `Sample` field is malformed; the message names the field and the fix."""
 
 
@@ -25,11 +29,17 @@ class EnergyAxis:
     offset_ev: float = -470.0
 
     def __post_init__(self) -> None:
-        if self.size <= 0 or self.scale_ev <= 0:
+        size, scale, offset = self.size, _real(self.scale_ev), _real(self.offset_ev)
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0:
+            raise SampleError(f"EnergyAxis.size must be a whole number of channels > 0, got {size!r}.")
+        if scale is None or not math.isfinite(scale) or scale <= 0:
             raise SampleError(
-                f"EnergyAxis needs size > 0 and scale_ev > 0 (got size={self.size}, scale_ev={self.scale_ev}); "
-                "take them from the spectrum file's calibration."
+                f"EnergyAxis.scale_ev must be a finite channel width > 0 in eV, got {self.scale_ev!r}; take it from "
+                "the spectrum file's calibration (e.g. 10 eV per channel)."
             )
+        if offset is None or not math.isfinite(offset):
+            raise SampleError(f"EnergyAxis.offset_ev must be a finite energy in eV, got {self.offset_ev!r}.")
+        object.__setattr__(self, "size", int(size))
 
     def energies_ev(self) -> Tensor:
         """Channel centre energies in eV, shape (size,)."""
@@ -38,6 +48,13 @@ class EnergyAxis:
     def channel(self, energy_ev: float) -> float:
         """Fractional channel index of an energy in eV."""
         return (energy_ev - self.offset_ev) / self.scale_ev
+
+
+_POSITIVE_META = {
+    "beam_energy_kev": "beam energy in keV (e.g. 20)",
+    "fwhm_mn_ka_ev": "detector resolution at Mn Ka in eV (e.g. 130)",
+    "pixel_size_um": "pixel size in µm (e.g. 1.0)",
+}
 
 
 @dataclass
@@ -51,6 +68,22 @@ class SampleMeta:
     pixel_size_um: float = 1.0
     name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, what in _POSITIVE_META.items():
+            value = _real(getattr(self, key))
+            if value is None or not math.isfinite(value) or value <= 0:
+                raise SampleError(
+                    f"meta.{key} must be a finite number > 0, got {getattr(self, key)!r}; give the {what}."
+                )
+            setattr(self, key, value)
+        names = tuple(self.class_names)
+        if not all(isinstance(n, str) and n.strip() for n in names):
+            raise SampleError(f"meta.class_names must be non-empty strings, got {list(names)!r}.")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SampleError(f"meta.class_names repeats {dupes}; every class needs its own name (one id per name).")
+        self.class_names = names
 
 
 @dataclass
@@ -73,13 +106,11 @@ class Sample:
     point_target: Tensor | None = None
 
     def __post_init__(self) -> None:
-        self.image = _as_float(self.image, "image")
+        self.image = _as_image(self.image)
         self.point_coords = _as_float(self.point_coords, "point_coords")
         self.point_features = _as_float(self.point_features, "point_features")
-        if self.target is not None:
-            self.target = torch.as_tensor(self.target).long()
-        if self.point_target is not None:
-            self.point_target = torch.as_tensor(self.point_target).long()
+        self.target = _as_target(self.target, "target", self.meta)
+        self.point_target = _as_target(self.point_target, "point_target", self.meta)
         self.validate()
 
     @property
@@ -105,8 +136,16 @@ class Sample:
             raise SampleError(f"image has shape {tuple(img.shape)}; add a channel axis: image[None] -> (1, H, W).")
         if img.dim() != 3 or min(img.shape) == 0:
             raise SampleError(f"image must be (C, H, W) with all sizes > 0, got {tuple(img.shape)}.")
+        if img.shape[-1] in (3, 4) and img.shape[0] > 4 and img.shape[1] > 4:
+            raise SampleError(
+                f"image has shape {tuple(img.shape)}, which looks channels-last (H, W, C); pass it channels-first: "
+                "image.permute(2, 0, 1) (torch) or np.moveaxis(image, -1, 0)."
+            )
         if not torch.isfinite(img).all():
-            raise SampleError("image contains NaN or inf; fill or mask those pixels before building a Sample.")
+            raise SampleError(
+                f"image contains {int((~torch.isfinite(img)).sum())} NaN or inf values; fill or mask those pixels "
+                "before building a Sample."
+            )
         pts, feats = self.point_coords, self.point_features
         if pts.dim() != 2 or pts.shape[1] != 2:
             raise SampleError(f"point_coords must be (N, 2) (row, col) in pixels, got {tuple(pts.shape)}.")
@@ -115,8 +154,21 @@ class Sample:
                 f"point_features must be (N, D) with N = {pts.shape[0]} rows like point_coords, "
                 f"got {tuple(feats.shape)}."
             )
-        if not (torch.isfinite(pts).all() and torch.isfinite(feats).all()):
-            raise SampleError("point_coords or point_features contain NaN or inf; drop those points.")
+        for name, t in (("point_coords", pts), ("point_features", feats)):
+            bad = ~torch.isfinite(t).all(1) if len(t) else torch.zeros(0, dtype=torch.bool)
+            if bad.any():
+                raise SampleError(
+                    f"{name} of {int(bad.sum())} points contain NaN or inf (first: point {int(bad.nonzero()[0])}); "
+                    "drop or re-measure those points."
+                )
+        raw = self.meta.energy_axis is not None and self.meta.extra.get("encoded") is not True
+        if raw and len(feats) and (feats < 0).any():
+            i = int((feats < 0).any(1).nonzero()[0])
+            raise SampleError(
+                f"point_features hold negative X-ray counts ({int((feats < 0).any(1).sum())} spectra, first: point "
+                f"{i}, min {float(feats.min()):g}); raw spectra are counts >= 0. Export raw counts (not "
+                "background-subtracted), or set meta.extra['encoded']=True for features that are not counts."
+            )
         h, w = self.height, self.width
         if len(pts) and ((pts < -0.5).any() or (pts[:, 0] > h - 0.5).any() or (pts[:, 1] > w - 0.5).any()):
             raise SampleError(
@@ -163,12 +215,80 @@ class Sample:
         )
 
 
-def _as_float(value: Any, name: str) -> Tensor:
+def _real(value: Any) -> float | None:
+    """``value`` as a float, None when it is not a real number (strings, complex, None, bool)."""
+    if isinstance(value, bool | str | bytes) or value is None:
+        return None
     try:
-        t = torch.as_tensor(value)
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_tensor(value: Any, name: str) -> Tensor:
+    try:
+        t = value if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
     except Exception as err:
-        raise SampleError(f"{name} cannot be turned into a tensor ({err}); pass a numpy array or tensor.") from err
+        raise SampleError(f"{name} cannot be turned into a tensor ({err}); pass a numeric array.") from err
+    if t.is_complex():
+        raise SampleError(f"{name} is complex ({t.dtype}); pass real values (e.g. the magnitude, x.abs()).")
+    if not (t.is_floating_point() or t.dtype == torch.bool or not t.dtype.is_signed or t.dtype in _INTS):
+        raise SampleError(f"{name} has dtype {t.dtype}; pass a numeric array.")
+    return t
+
+
+_INTS = (torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _as_float(value: Any, name: str) -> Tensor:
+    t = _as_tensor(value, name)
     return t.float() if not t.is_floating_point() or t.dtype == torch.float64 else t
+
+
+def _as_image(value: Any) -> Tensor:
+    """Float image; integer images are scaled by their dtype's maximum (uint8 0-255 -> 0-1), as the readers do."""
+    t = _as_tensor(value, "image")
+    if t.dtype == torch.bool:
+        return t.float()
+    if not t.is_floating_point():
+        return t.double().div(torch.iinfo(t.dtype).max).float()
+    return t.float() if t.dtype == torch.float64 else t
+
+
+def _as_target(value: Any, name: str, meta: SampleMeta) -> Tensor | None:
+    """Class ids as int64; float targets are kept only without class names (regression/other tasks)."""
+    if value is None:
+        return None
+    t = _as_tensor(value, name)
+    if not t.is_floating_point():
+        return t.long()
+    integral = bool(torch.isfinite(t).all()) and bool((t == t.round()).all())
+    if integral:
+        return t.long()
+    if meta.class_names:
+        bad = t[~(torch.isfinite(t) & (t == t.round()))][0]
+        raise SampleError(
+            f"{name} holds non-integer class ids (e.g. {float(bad):g}) although meta.class_names is set; class ids "
+            "are whole numbers (-1 = unlabelled). For continuous targets leave class_names empty (regression)."
+        )
+    return t
+
+
+def odd_input_notes(sample: Sample) -> list[str]:
+    """Warnings for legal but suspicious input: very few points, all points at one pixel, a flat image."""
+    notes = []
+    n = sample.num_points
+    if 0 < n <= 2:
+        notes.append(f"only {n} measured point(s): the map can only follow them coarsely; measure ~1 % of pixels")
+    if n > 1 and len(torch.unique(sample.point_coords.round(), dim=0)) == 1:
+        r, c = sample.point_coords[0].round().tolist()
+        notes.append(
+            f"all {n} measured points lie at one pixel (row {r:g}, col {c:g}): the spectra say nothing about the rest "
+            "of the field; check the point positions (x = column, y = row in pixels)"
+        )
+    if bool((sample.image == sample.image.flatten(1)[:, :1, None]).all()):
+        notes.append("the image is constant (every pixel the same value): phase boundaries cannot follow it")
+    return notes
 
 
 def point_fraction(sample: Sample) -> float:
@@ -176,4 +296,4 @@ def point_fraction(sample: Sample) -> float:
     return sample.num_points / max(1, sample.height * sample.width)
 
 
-__all__ = ["IGNORE_INDEX", "EnergyAxis", "Sample", "SampleError", "SampleMeta", "point_fraction"]
+__all__ = ["IGNORE_INDEX", "EnergyAxis", "Sample", "SampleError", "SampleMeta", "odd_input_notes", "point_fraction"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,16 +30,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from fusionseg.argtypes import fraction, int_at_least, memory_size, positive_float
 from fusionseg.baselines import CLASSIC_METHODS, classic_map
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.data.samplers import sample_points
+from fusionseg.errors import FusionSegError
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
+from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, odd_input_notes
 
 log = logging.getLogger(__name__)
 
 
-class SegmentError(ValueError):
+class SegmentError(FusionSegError):
     """The field cannot be segmented as asked; the message names the problem and the fix."""
 
 
@@ -61,7 +62,8 @@ def sparse_acquisition(
     cube = sample.meta.extra.get("dense_spectra")
     if cube is None:
         raise SegmentError("--eds-fraction/--eds-points need a dense EDS map; this input already holds point spectra.")
-    measured = sample.meta.extra.get("measured_mask", cube.sum(-1) > 0)
+    measured = sample.meta.extra.get("measured_mask")
+    measured = np.asarray(cube.sum(-1) > 0 if measured is None else measured, dtype=bool)
     h, w = measured.shape
     n_valid = int(measured.sum())
     if (fraction is None) == (n_points is None):
@@ -81,10 +83,17 @@ def sparse_acquisition(
         extra = rng.choice(free, size=n - len(rc), replace=False)
         rc = np.concatenate([rc, np.stack(np.divmod(extra, w), 1)])
     rc = rc[rng.permutation(len(rc))[:n]]
-    spectra = np.asarray(cube[rc[:, 0], rc[:, 1]], dtype=np.float32)
+    spectra = gather_spectra(cube, rc[:, 0], rc[:, 1])
     extra = {**sample.meta.extra, "sampler": sampler, "eds_fraction": n / (h * w)}
     return replace(sample, point_coords=rc.astype(np.float32), point_features=spectra,
                    meta=replace(sample.meta, extra=extra), point_target=None)  # fmt: skip
+
+
+def gather_spectra(cube: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(N, C) float32 spectra at pixels (rows, cols) of an (H, W, C) numpy or lazy dask cube (reads only those)."""
+    if hasattr(cube, "vindex"):  # dask: point-wise fancy indexing, computed chunk by chunk
+        return np.asarray(cube.vindex[rows, cols].compute(), dtype=np.float32)
+    return np.asarray(cube[rows, cols], dtype=np.float32)
 
 
 def measured_points(sample: Sample) -> Sample:
@@ -139,6 +148,27 @@ class SegmentConfig:
     held_out_share: float = 0.1  # checkpoint path: share of identified points withheld and scored (QC)
     extrapolate: bool = False  # map pixels outside the EDS-acquired area too (else "not measured")
     fallback_per_field: bool = False  # shipped weights: train on the field when the library names < half the points
+
+    def __post_init__(self) -> None:
+        """The API's counterpart of the command line's argument checks: impossible settings fail here."""
+        checks = {
+            "min_confidence": 0 <= self.min_confidence < 1,
+            "time_budget_s": self.time_budget_s > 0,
+            "max_epochs": self.max_epochs >= 1,
+            "crop_px": self.crop_px >= 8,
+            "overlap_px": self.overlap_px >= 0,
+            "tile_px": self.tile_px >= min_tile_px(self.overlap_px),
+            "query_fraction": 0 < self.query_fraction < 1,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "n_clusters": self.n_clusters is None or self.n_clusters >= 2,
+        }
+        bad = [k for k, ok in checks.items() if not ok]  # NaN fails every comparison, so it lands here too
+        if bad:
+            raise SegmentError(
+                f"SegmentConfig.{bad[0]}={getattr(self, bad[0])!r} is impossible; see the field's range in "
+                "`fusionseg segment --help` (e.g. min_confidence in [0, 1), time_budget_s > 0, tile_px >= "
+                f"{min_tile_px(self.overlap_px)})."
+            )
 
 
 @dataclass
@@ -339,39 +369,68 @@ def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[st
 
 
 # ----------------------------------------------------------------------------- prediction
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` px covering ``size`` px with at least ``overlap`` px overlap."""
+def min_tile_px(overlap_px: int) -> int:
+    """Smallest tile that keeps ``overlap_px`` of context on each side of a core of at least 32 px."""
+    return 2 * overlap_px + 32
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Windows along one axis: (lo, hi, keep_lo, keep_hi), all in pixels.
+
+    The kept cores ``[keep_lo, keep_hi)`` partition ``0..size`` exactly (every pixel predicted once);
+    each window ``[lo, hi)`` is its core plus up to ``overlap`` px of context each side, at most ``tile``
+    px long. Raises `SegmentError` when ``tile`` leaves no core (the cause of unfilled pixels).
+    """
     if size <= tile:
-        return [0]
-    step = max(1, tile - 2 * overlap)
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(starts))
+        return [(0, size, 0, size)]
+    if tile < min_tile_px(overlap):
+        raise SegmentError(
+            f"a {tile}-px tile cannot keep {overlap} px of context on each side of a 32-px core; use --tile >= "
+            f"{min_tile_px(overlap)} (or a larger --max-memory)."
+        )
+    n = 1 + -(-(size - tile) // (tile - 2 * overlap))  # windows overlap by >= 2 * overlap px
+    starts = np.linspace(0, size - tile, n).round().astype(int).tolist()
+    cuts = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:], strict=True)] + [size]
+    return [(a, a + tile, cuts[i], cuts[i + 1]) for i, a in enumerate(starts)]
 
 
 def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32) -> tuple[Tensor, Tensor]:
     """(H, W) labels and confidence; fields larger than ``tile_px`` are predicted in overlapping tiles.
 
-    Each tile keeps only its core (the centre, ``overlap_px`` from inner edges), so every pixel is
-    predicted with at least ``overlap_px`` of context on each side.
+    Each tile keeps only its core (`tile_spans`), so every pixel is predicted exactly once with up to
+    ``overlap_px`` of context on each side; a tile without a measured point sees the nearest points
+    outside it (the window grows until it holds one), never an empty point set.
     """
     from tqdm.auto import tqdm
 
     h, w = sample.height, sample.width
-    labels = torch.empty(h, w, dtype=torch.long)
-    conf = torch.empty(h, w)
+    labels = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
+    conf = torch.full((h, w), float("nan"))
     everything = torch.ones(sample.num_points, dtype=torch.bool)
-    rows, cols = tile_starts(h, tile_px, overlap_px), tile_starts(w, tile_px, overlap_px)
-    tiles = [(r, c) for r in rows for c in cols]
-    for r, c in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
-        th, tw = min(tile_px, h), min(tile_px, w)
-        crop = _crop(sample, r, c, th, tw, everything, ~everything)
+    tiles = [(r, c) for r in tile_spans(h, tile_px, overlap_px) for c in tile_spans(w, tile_px, overlap_px)]
+    for (r0, r1, kr0, kr1), (c0, c1, kc0, kc1) in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
+        r0, r1, c0, c1 = _window_with_points(sample, r0, r1, c0, c1)
+        crop = _crop(sample, r0, c0, r1 - r0, c1 - c0, everything, ~everything)
         crop.target = None
         out = model.predict_samples([crop])[0]
-        r_lo = 0 if r == 0 else r + overlap_px
-        c_lo = 0 if c == 0 else c + overlap_px
-        labels[r_lo : r + th, c_lo : c + tw] = out["labels"][r_lo - r :, c_lo - c :]
-        conf[r_lo : r + th, c_lo : c + tw] = out["confidence"][r_lo - r :, c_lo - c :]
+        labels[kr0:kr1, kc0:kc1] = out["labels"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+        conf[kr0:kr1, kc0:kc1] = out["confidence"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+    if torch.isnan(conf).any():  # cannot happen with tile_spans; a guard against a silent wrong map
+        raise RuntimeError(f"{int(torch.isnan(conf).sum())} pixels were not predicted; this is a fusionseg bug.")
     return labels, conf
+
+
+def _window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int]:
+    """The window, doubled in context until it holds at least one measured point (px)."""
+    rc = sample.point_coords.round()
+    grow = max(r1 - r0, c1 - c0, 1)
+    while True:
+        inside = (rc[:, 0] >= r0) & (rc[:, 0] < r1) & (rc[:, 1] >= c0) & (rc[:, 1] < c1)
+        if bool(inside.any()) or (r0, r1, c0, c1) == (0, sample.height, 0, sample.width):
+            return r0, r1, c0, c1
+        r0, r1 = max(0, r0 - grow), min(sample.height, r1 + grow)
+        c0, c1 = max(0, c0 - grow), min(sample.width, c1 + grow)
+        grow *= 2
 
 
 def load_checkpoint_model(path: Path) -> Any:
@@ -381,7 +440,7 @@ def load_checkpoint_model(path: Path) -> Any:
         raise SegmentError(f"checkpoint {path} does not exist; give a .ckpt written by `fusionseg fit`.")
     try:
         return FusionSegModule.load_from_checkpoint(str(path), map_location="cpu")
-    except ValueError:
+    except FusionSegError:  # e.g. a checkpoint of another architecture: its own clear message
         raise
     except Exception as err:
         raise SegmentError(f"cannot load checkpoint {path} ({err}); give a .ckpt written by `fusionseg fit`.") from err
@@ -431,33 +490,40 @@ def prepare_points(
 
 
 def segment_field(sample: Sample, checkpoint: Path | None = None, config: SegmentConfig | None = None) -> SegmentResult:
-    """Segment a field whose measured points are in ``sample`` (``point_target`` set = labels given)."""
+    """Segment a field whose measured points are in ``sample`` (``point_target`` set = labels given).
+
+    Odd but legal input (1-2 points, all points at one pixel, a single phase) is mapped with a
+    warning that is logged and kept in ``result.info["notes"]`` (and so in ``summary.json``).
+    """
     config = config or SegmentConfig()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     timings: dict[str, float] = {}
-    if sample.num_points < 2:
-        raise SegmentError(f"the field has {sample.num_points} measured spectra; measure at least 2 (ideally ~1 %).")
+    if sample.num_points < 1:
+        raise SegmentError("the field has no measured spectra; measure at least one point (ideally ~1 % of pixels).")
     if config.method != "model" and config.method not in CLASSIC_METHODS:
         raise SegmentError(f"unknown --method {config.method!r}; choose model or one of {', '.join(CLASSIC_METHODS)}.")
     if checkpoint is not None and config.method != "model":
         raise SegmentError(f"--method {config.method} is a classic fill, not a model; drop --checkpoint or --method.")
+    notes = odd_input_notes(sample)
+    for note in notes:
+        log.warning(note)
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint)
-        adapted, notes = adapt_to_checkpoint(sample, model)
+        adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
         pt = adapted.point_target
         identified = 0.0 if pt is None else float((pt != IGNORE_INDEX).float().mean())
         if config.fallback_per_field and identified < 0.5:
             why = f"the library identifies {100 * identified:.0f} % of the spectra, too few for the shipped weights"
             return _per_field_instead(sample, config, why)
-        for note in notes:
+        for note in ckpt_notes:
             log.warning(note)
         start = time.perf_counter()
         labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
         timings["predict_s"] = round(time.perf_counter() - start, 2)
         mode = "shipped weights" if config.fallback_per_field else "checkpoint"
         result = SegmentResult(labels, conf, tuple(model.class_names), adapted, mode, timings=timings,
-                               info={"notes": notes, "checkpoint": str(checkpoint)})  # fmt: skip
+                               info={"notes": notes + ckpt_notes, "checkpoint": str(checkpoint)})  # fmt: skip
         withheld = withheld_points(adapted, config.held_out_share, config.seed)
         how = f"{int(withheld.sum())} identified points ({100 * config.held_out_share:.0f} %) withheld, map predicted "
         result = finish_result(result, model, config, withheld, how + "without them")
@@ -467,10 +533,9 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
                                       "the identified points (this field is unlike their training data)")  # fmt: skip
         return result
     start = time.perf_counter()
+    points = None
     if sample.point_target is None:
-        points = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev,
-                              mode=config.mode, min_confidence=config.min_confidence, n_clusters=config.n_clusters,
-                              seed=config.seed)  # fmt: skip
+        points = identify_points(sample, config)
         if points.mode == "clusters":  # name clusters by composition: "cluster-0 (Si-Al-K)"
             from fusionseg.export.spectra import cluster_names
 
@@ -478,16 +543,23 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
                                   sample.meta.energy_axis, sample.meta.beam_energy_kev)  # fmt: skip
             points = replace(points, names=named)
         sample = with_point_labels(sample, points)
-    else:
-        points = None
     timings["identify_s"] = round(time.perf_counter() - start, 2)
     if config.method != "model":
         return classic_segment(sample, config, points, timings)
+    labelled = sample.point_target[sample.point_target != IGNORE_INDEX]
+    if len(torch.unique(labelled)) < 2 or len(labelled) < max(4, sample.num_classes):
+        labels, conf, note = _map_without_training(sample, labelled)
+        log.warning(note)
+        result = SegmentResult(labels, conf, sample.meta.class_names, sample, "nearest point (too few points to train)",
+                               points, timings, {"notes": [*notes, note]})  # fmt: skip
+        none = torch.zeros(sample.num_points, dtype=torch.bool)
+        return finish_result(result, None, config, none, "too few points to withhold any")
     model, info = train_on_points(sample, config)
     timings["train_s"] = info["train_seconds"]
     start = time.perf_counter()
     labels, conf = predict_field(model, sample, config.tile_px, config.overlap_px)
     timings["predict_s"] = round(time.perf_counter() - start, 2)
+    info["notes"] = notes
     result = SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
     withheld = validation_points(sample, config)
     how = (f"the {int(withheld.sum())} validation points (never in the loss), map predicted without them"
@@ -579,29 +651,112 @@ def classic_segment(
     return finish_result(result, fill, config, withheld, how)
 
 
+def identify_points(sample: Sample, config: SegmentConfig) -> PointLabels:
+    """Library/cluster labels of the measured spectra (a single spectrum is identified against the library)."""
+    spectra = sample.point_features
+    single = len(spectra) == 1
+    points = label_points(spectra.repeat(2, 1) if single else spectra, sample.meta.energy_axis,
+                          sample.meta.beam_energy_kev, mode="library" if single else config.mode,
+                          min_confidence=config.min_confidence, n_clusters=config.n_clusters,
+                          seed=config.seed)  # fmt: skip
+    return replace(points, labels=points.labels[:1]) if single else points
+
+
+def _map_without_training(sample: Sample, labelled: Tensor) -> tuple[Tensor, Tensor, str]:
+    """Nearest labelled point per pixel when there is one phase or too few points to train; (labels, conf, note)."""
+    from fusionseg.baselines import nearest_point_map
+
+    y = sample.point_target
+    labels = torch.from_numpy(nearest_point_map(sample.point_coords.numpy(), y.numpy(), (sample.height, sample.width)))
+    k = len(torch.unique(labelled))
+    if k == 1:
+        name = sample.meta.class_names[int(labelled[0])]
+        note = f"every labelled point is {name!r}: the map is that single phase (no model trained)"
+    elif k == 0:
+        note = "no measured point could be labelled: the map is empty (all pixels unlabelled)"
+    else:
+        note = (f"only {len(labelled)} labelled points for {sample.num_classes} phases: too few to train a model, the "
+                "map is the nearest measured point's phase")  # fmt: skip
+    conf = torch.full((sample.height, sample.width), 1.0 / max(1, sample.num_classes))  # no model: uninformative
+    return labels, conf, note
+
+
 def with_point_labels(sample: Sample, points: PointLabels) -> Sample:
     """The sample with identified point labels; unknown points become class ``unknown`` when present."""
     names, labels = points.names, points.labels.clone()
     if (labels == UNKNOWN).any():
         names = (*names, "unknown")
         labels[labels == UNKNOWN] = len(names) - 1
-    if len(names) < 2:
-        raise SegmentError(
-            f"all measured points were labelled {names[0]!r}: one phase needs no segmentation; measure more points "
-            "or use --mode clusters --n-clusters K."
-        )
     return replace(sample, point_target=labels, meta=replace(sample.meta, class_names=names), target=None)
 
 
 # ----------------------------------------------------------------------------- command line
+def confidence(text: str) -> float:
+    """argparse type: a posterior threshold in [0, 1); 1 or more would call every spectrum unknown."""
+    import argparse
+
+    value = float(text) if text.strip().lower() not in ("nan", "inf", "-inf", "+inf") else float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be in [0, 1): at 1 or above every spectrum would be unknown")
+    return value
+
+
+# ----------------------------------------------------------------------------- memory
+BASE_BYTES = 450e6
+"""Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
+TILE_BYTES_PER_PIXEL = 2000.0
+"""Peak bytes per pixel of one prediction tile (graph, features, activations): ``bench_segment --peak-rss``
+measured 2.84 GiB with 1024-px tiles and 1.30 GiB with 512-px tiles of a 1024² field."""
+TRAIN_BYTES = 150e6
+"""Per-field training on 128-px crops, bytes; independent of the field size."""
+SPECTRUM_VALUE_BYTES = 24.0
+"""Bytes per measured spectrum channel while points are identified (float64 copies of the spectra)."""
+PIXEL_BYTES = 64.0
+"""Bytes per field pixel outside the tiles: image, labels, confidence, output pictures."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (psutil), the default budget."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def field_bytes(sample: Sample) -> float:
+    """Bytes the field needs outside the tiles: spectra (identification), per-pixel maps, an in-memory cube."""
+    cube = sample.meta.extra.get("dense_spectra")
+    cube_bytes = cube.nbytes if isinstance(cube, np.ndarray) else 0  # a lazy (dask) cube stays on disk
+    pixels = sample.height * sample.width
+    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + cube_bytes
+
+
+def tile_for_memory(budget: float, sample: Sample, overlap_px: int = SegmentConfig.overlap_px) -> int:
+    """Largest prediction tile (px, multiple of 32) whose estimated peak fits ``budget`` bytes (>= the minimum)."""
+    free = budget - BASE_BYTES - TRAIN_BYTES - field_bytes(sample)
+    side = int(np.sqrt(max(free, 0) / TILE_BYTES_PER_PIXEL)) // 32 * 32
+    return max(min_tile_px(overlap_px), min(side, max(sample.height, sample.width)))
+
+
+def check_memory(budget: float, sample: Sample, tile: int) -> None:
+    """Raise `SegmentError` now when the field and one tile cannot fit ``budget`` bytes."""
+    th, tw = min(tile, sample.height), min(tile, sample.width)
+    need = BASE_BYTES + TRAIN_BYTES + field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
+    if need > budget:
+        raise SegmentError(
+            f"this field needs about {need / 1e9:.2f} GB with {tile}-px tiles but the memory budget is "
+            f"{budget / 1e9:.2f} GB; raise --max-memory, lower --tile (>= {min_tile_px(SegmentConfig.overlap_px)}) or "
+            "crop the field."
+        )
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
     p.add_argument("input", type=Path, help="EDS file (.bcf, .spd, .hspy, ...) or folder (image + eds.npz/points.csv)")
     p.add_argument("--image", type=Path, help="separate BSE image (TIFF/PNG) on the EDS map's pixel grid")
     p.add_argument("--bse-title", help="pick the file's image whose title contains this text")
     amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--eds-fraction", type=float, help="keep this fraction of a dense map's spectra (0..1]")
-    amount.add_argument("--eds-points", type=int, help="keep this many spectra of a dense map")
+    amount.add_argument("--eds-fraction", type=fraction, help="keep this fraction of a dense map's spectra (0..1]")
+    amount.add_argument("--eds-points", type=int_at_least(1), help="keep this many spectra of a dense map")
     p.add_argument(
         "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
     )
@@ -613,13 +768,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="model: fusionseg's learned fusion (default); or a classic propagation of the identified "
                    "points (no model, for comparison)")  # fmt: skip
     p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
-    p.add_argument("--n-clusters", type=int, help="number of phases for clustering (default: by silhouette)")
-    p.add_argument("--min-confidence", type=float, default=0.9, help="library posterior below which a point is unknown")
-    p.add_argument("--time-budget", type=float, default=50.0, help="training time limit in seconds")
-    p.add_argument("--tile", type=int, default=512, help="prediction tile size in pixels (memory budget)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--n-clusters", type=int_at_least(2), help="phases for clustering (default: by silhouette)")
+    p.add_argument("--min-confidence", type=confidence, default=0.9,
+                   help="library posterior below which a point is unknown, in [0, 1)")  # fmt: skip
+    p.add_argument("--time-budget", type=positive_float, default=50.0, help="training time limit in seconds (> 0)")
+    p.add_argument("--tile", type=int_at_least(min_tile_px(SegmentConfig.overlap_px)),
+                   help="prediction tile size in pixels (default: the largest that fits --max-memory)")  # fmt: skip
+    p.add_argument("--max-memory", type=memory_size, default=None,
+                   help="memory budget, e.g. 4GB (default: the memory available now); sets the tile size")  # fmt: skip
+    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the files fusionseg wrote in --out before (nothing else)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     return p.parse_args(argv)
 
@@ -670,18 +831,24 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
     from fusionseg.export.qc import qc_lines
     from fusionseg.export.report import write_segment_outputs
-    from fusionseg.export.writers import staged_folder
+    from fusionseg.export.safe_io import output_folder
 
     start = time.perf_counter()
-    sample = prepare_points(read_field(path, a), a.eds_fraction, a.eds_points, a.sampler, a.seed)
+    sample = read_field(path, a)
+    budget = a.max_memory or available_memory()
+    tile = a.tile or tile_for_memory(budget, sample)
+    check_memory(budget, sample, tile)
+    sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
     checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)
     config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
-                           time_budget_s=a.time_budget, tile_px=a.tile, seed=a.seed, num_threads=a.threads,
+                           time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
                            honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
                            fallback_per_field=shipped)  # fmt: skip
+    log.info("memory budget %.2f GB: prediction tiles of %d px", budget / 1e9, tile)
     result = segment_field(sample, checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
-    with staged_folder(out) as staging:
+    result.info.update(memory_budget_gb=round(budget / 1e9, 2), tile_px=tile)
+    with output_folder(out, (path, a.image, a.checkpoint), a.overwrite) as staging:
         write_segment_outputs(staging, result, input_path=path)
     print(f"{path.name}:")
     print("\n".join(f"  {line}" for line in qc_lines(result.qc)))
@@ -690,9 +857,15 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
 
 def run_segment(a: argparse.Namespace) -> Path:
     """Segment every field ``a.input`` names: one field into ``--out``, several into ``--out/<field>/``."""
-    out = a.out.resolve()
-    if out.exists() and any(out.iterdir()) and not a.overwrite:
-        raise SegmentError(f"output folder {out} exists and is not empty; choose another --out or pass --overwrite.")
+    from fusionseg.export.safe_io import check_output_folder
+
+    inputs = (a.input, a.image, a.checkpoint)
+    out = check_output_folder(a.out, inputs, a.overwrite)  # before any long work
+    for what, path in (("input", a.input), ("--image", a.image), ("--checkpoint", a.checkpoint)):
+        if path is not None and "*" not in str(path) and not Path(path).exists():
+            raise SegmentError(f"{what} {path} does not exist; check the path.")
+    if a.checkpoint is not None and not Path(a.checkpoint).is_file():
+        raise SegmentError(f"--checkpoint {a.checkpoint} is not a file; give a .ckpt written by `fusionseg fit`.")
     paths = input_paths(a.input)
     if len(paths) == 1:
         segment_one(paths[0], a, out)
@@ -715,15 +888,15 @@ def shipped_or_given_checkpoint(a: argparse.Namespace) -> tuple[Path | None, boo
 
 
 def segment_main(argv: list[str]) -> int:
-    """``fusionseg segment ...``; bad input prints one clear line and returns 2 (no traceback)."""
-    a = parse_args(argv)
-    try:
-        out = run_segment(a)
-    except (ValueError, FileNotFoundError) as err:  # every input error of fusionseg is a ValueError subclass
-        print(f"fusionseg segment: error: {err}", file=sys.stderr)
-        return 2
-    print(f"Outputs written to {out}")
-    return 0
+    """``fusionseg segment ...``; a user error prints one paragraph and returns 2 (traceback with ``--debug``)."""
+    from fusionseg.errors import run_command
+
+    def run(args: list[str]) -> int:
+        out = run_segment(parse_args(args))
+        print(f"Outputs written to {out}")
+        return 0
+
+    return run_command("segment", run, list(argv))
 
 
 __all__ = [

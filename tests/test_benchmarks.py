@@ -100,4 +100,4 @@ def test_inference_benchmark_tiles_large_fields() -> None:
     assert rows[0]["tiles"] == 1 and rows[1]["tiles"] == 4
     assert all(r["seconds_median"]["total"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
     assert report["configs"]["default"]["growth_exponent"] is not None
-    assert bench_inference.tiles(96, 64, 16) == [(0, 0, 64), (32, 48, 96)]
+    assert bench_inference.tiles(96, 64, 16) == [(0, 64, 0, 48), (32, 96, 48, 96)]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from fusionseg.data.readers import ReaderError, read_input
 from fusionseg.registry import DATA_SOURCES
@@ -143,3 +144,22 @@ def test_corrupt_and_unsupported_files(tmp_path: Path) -> None:
         read_input(odd)
     with pytest.raises(ReaderError, match="does not exist"):
         read_input(tmp_path / "missing.bcf")
+
+
+def test_large_cubes_are_read_lazily(monkeypatch):
+    """Above LAZY_MIN_BYTES the cube stays a dask array; sparse acquisition reads the same spectra."""
+    import fusionseg.data.readers as readers
+    from fusionseg.segment import sparse_acquisition
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "bruker"
+    path = path / "30x30_instructively_packed_16bit_compressed.bcf"
+    if not path.is_file():
+        pytest.skip("real Bruker file absent")
+    eager = readers.read_input(path)
+    monkeypatch.setattr(readers, "LAZY_MIN_BYTES", 0)
+    lazy = readers.read_input(path)
+    assert hasattr(lazy.meta.extra["dense_spectra"], "compute") and isinstance(
+        eager.meta.extra["dense_spectra"], np.ndarray
+    )
+    a, b = sparse_acquisition(eager, 0.1, seed=1), sparse_acquisition(lazy, 0.1, seed=1)
+    assert torch.equal(a.point_coords, b.point_coords) and torch.equal(a.point_features, b.point_features)

@@ -126,8 +126,9 @@ def test_fused_map_beats_nearest_point_on_real_bruker(bruker) -> None:
 def test_fewer_points_than_classes(bruker) -> None:
     s = sparse_acquisition(bruker, n_points=3, seed=0)
     s = replace(s, point_target=torch.tensor([0, 1, 2]), meta=replace(s.meta, class_names=("a", "b", "c", "d")))
-    with pytest.raises(SegmentError, match="only 3 labelled points for 4 classes"):
-        segment_field(s, config=SegmentConfig(progress=False))
+    result = segment_field(s, config=SegmentConfig(progress=False))  # too few to train: nearest point, with a note
+    assert any("only 3 labelled points for 4 phases" in n for n in result.info["notes"])
+    assert set(result.labels.unique().tolist()) <= {0, 1, 2}
 
 
 def test_cli_bad_input_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -9,10 +9,12 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from fusionseg.errors import FusionSegError
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import EnergyAxis, Sample
+from fusionseg.training import epoch_seed
 
 SPLITS = ("train", "val", "test", "predict")
 
@@ -35,7 +37,7 @@ def with_identified_point_labels(sample: Sample) -> Sample:
 
     meta = sample.meta
     if meta.energy_axis is None or meta.extra.get("encoded"):
-        raise ValueError(
+        raise FusionSegError(
             f"data.point_labels='identified' needs raw spectra with an energy axis, but field {meta.name!r} has "
             "none; set data.point_labels=given when the source's point labels are measured (another domain)."
         )
@@ -66,6 +68,27 @@ class CachedDataset(Dataset):
         if index not in self._store:
             self._store[index] = self._make(index)
         return self._store[index]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from (seed, epoch) alone; Lightning calls ``set_epoch``.
+
+    Unlike ``shuffle=True`` (a draw from the global RNG), the order of epoch k does not depend on what
+    ran before it, so a run resumed at epoch k sees the batches an uninterrupted run saw.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # noqa: ANN204 (Iterator[int])
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 class FusionSegDataModule(L.LightningDataModule):
@@ -112,16 +135,21 @@ class FusionSegDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0 < eds_fraction <= 1:
-            raise ValueError(f"eds_fraction must be in (0, 1], got {eds_fraction}; 0.01 means 1 % of pixels.")
+            raise FusionSegError(f"eds_fraction must be in (0, 1], got {eds_fraction}; 0.01 means 1 % of pixels.")
         if train_eds_fraction is not None:
             pair = [train_eds_fraction] * 2 if isinstance(train_eds_fraction, int | float) else list(train_eds_fraction)
             if len(pair) != 2 or not 0 < pair[0] <= pair[1] <= 1:
-                raise ValueError(
+                raise FusionSegError(
                     f"train_eds_fraction must be a fraction in (0, 1] or a pair [lo, hi] with 0 < lo <= hi <= 1, "
                     f"got {train_eds_fraction!r}; e.g. [0.001, 0.05] trains on 0.1-5 % of pixels."
                 )
+        for key, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                ("train_fields", train_fields, 1), ("val_fields", val_fields, 0),
+                                ("test_fields", test_fields, 0), ("predict_fields", predict_fields, 0)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise FusionSegError(f"data.{key} must be an integer >= {low}, got {value!r}.")
         if point_labels not in POINT_LABELS:
-            raise ValueError(f"point_labels must be one of {POINT_LABELS}, got {point_labels!r}.")
+            raise FusionSegError(f"point_labels must be one of {POINT_LABELS}, got {point_labels!r}.")
         self.save_hyperparameters()
         self.counts = dict(zip(SPLITS, (train_fields, val_fields, test_fields, predict_fields), strict=True))
         self._datasets: dict[str, CachedDataset] = {}
@@ -177,10 +205,11 @@ class FusionSegDataModule(L.LightningDataModule):
         return torch.cat(feats)[:max_spectra]
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        data = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            data,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(data), self.hparams.seed) if shuffle else None,
             num_workers=self.hparams.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.hparams.num_workers > 0,

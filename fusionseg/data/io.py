@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusionseg.export.writers import atomic_path
+from fusionseg.export.safe_io import atomic_path
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
 

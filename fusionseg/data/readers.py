@@ -4,8 +4,9 @@ Every reader returns a `Sample` with the BSE image normalised to [0, 1], the cal
 (`EnergyAxis` in eV, beam energy in keV, pixel size in µm) from the file, and either
 
 * measured points (``point_coords`` (N, 2) (row, col) pixels, ``point_features`` (N, C) counts), or
-* a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) numpy counts) with no
-  points yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
+* a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) counts: numpy, or a lazy
+  dask array above `LAZY_MIN_BYTES` when the RosettaSciIO reader takes ``lazy=True``) with no points
+  yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
 
 ``meta.extra`` also holds ``"measured_mask"`` ((H, W) bool, pixels with a non-zero spectrum),
 ``"axes"`` (the navigation axes as RosettaSciIO dicts) and ``"source_path"``.
@@ -26,16 +27,19 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fusionseg.errors import FusionSegError
 from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, SampleMeta
+from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, SampleError, SampleMeta
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +47,11 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 BSE_TITLE_HINTS = ("bse", "asb", "bsd", "backscatter", "cbs", "z contrast", "comp")
 IMAGE_NAMES = ("bse", "image", "sem", "se")
 DEFAULT_BEAM_KEV = 20.0
+LAZY_MIN_BYTES = 256 * 2**20
+"""Dense EDS cubes larger than this stay lazy (dask, read chunk by chunk) when the reader supports it."""
 
 
-class ReaderError(ValueError):
+class ReaderError(FusionSegError):
     """An input file cannot be turned into a `Sample`; the message names the problem and the fix."""
 
 
@@ -53,6 +59,10 @@ class ReaderError(ValueError):
 def normalise_image(data: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: integers divided by their dtype maximum (as Repka et al. do), floats min-max."""
     data = np.asarray(data)
+    if np.iscomplexobj(data) or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise ReaderError(f"the image has dtype {data.dtype}; give a real-valued grey image (integers or floats).")
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
     if data.ndim == 3:  # RGB(A) image: mean of the colour channels
         data = data[..., :3].mean(-1) if data.shape[-1] in (3, 4) else data[0]
     if data.ndim != 2:
@@ -125,8 +135,9 @@ def read_signals(path: Path) -> list[dict]:
     if not path.is_file():
         raise ReaderError(f"input {path} does not exist; give an EDS file (.bcf, .spd, ...) or a folder.")
     reader = _rsciio_reader(path)
+    lazy = {"lazy": True} if "lazy" in inspect.signature(reader).parameters else {}  # dask: the cube stays on disk
     try:
-        signals = reader(str(path))
+        signals = reader(str(path), **lazy)
     except ImportError as err:  # an optional dependency of this vendor's reader (JEOL .pts needs numba)
         raise ReaderError(missing_dependency_message(path, err)) from err
     except Exception as err:
@@ -185,7 +196,7 @@ def pixel_size_from(axes: Sequence[dict]) -> float:
 
 def pick_image(signals: list[dict], bse_title: str | None = None) -> dict | None:
     """The BSE image among 2-D non-EDS signals: by ``bse_title`` (substring), else a BSE-like title, else the first."""
-    images = [s for s in signals if not _is_eds(s) and np.asarray(s["data"]).ndim == 2]
+    images = [s for s in signals if not _is_eds(s) and s["data"].ndim == 2]
     if bse_title is not None:
         chosen = [s for s in images if bse_title.lower() in _title(s).lower()]
         if not chosen:
@@ -212,8 +223,10 @@ def sample_from_signals(
     if not eds:
         titles = ", ".join(repr(_title(s)) for s in signals)
         raise ReaderError(f"the file holds no EDS signal (signals: {titles}); give a file with an EDS spectrum image.")
-    eds_signal = max(eds, key=lambda s: np.asarray(s["data"]).size)
-    data = np.asarray(eds_signal["data"])
+    eds_signal = max(eds, key=lambda s: s["data"].size)
+    data = eds_signal["data"]  # numpy, or a lazy dask array read block by block later
+    if hasattr(data, "compute") and data.nbytes <= LAZY_MIN_BYTES:
+        data = np.asarray(data)  # small cubes: plain numpy, simpler for every consumer
     axis = energy_axis or energy_axis_from(eds_signal["axes"][-1])
     if data.shape[-1] != axis.size:
         raise ReaderError(f"the EDS data has {data.shape[-1]} channels but its calibration says {axis.size}.")
@@ -240,6 +253,7 @@ def sample_from_signals(
     )
     if data.ndim == 3:
         return dense_sample(image, data, meta)
+    data = np.asarray(data)
     raise ReaderError(
         f"the EDS signal has shape {data.shape} (not a spectrum image); for point spectra use a folder with "
         "the image and points.csv listing each spectrum file with its x, y pixel position."
@@ -255,7 +269,10 @@ def dense_sample(image: np.ndarray, cube: np.ndarray, meta: SampleMeta, target: 
             f"the EDS map is {cube.shape[0]}x{cube.shape[1]} pixels but the image is {image.shape[0]}x"
             f"{image.shape[1]}; give the BSE image acquired with this map (same pixel grid)."
         )
-    measured = cube.sum(-1, dtype=np.float64) > 0  # zero counts: the beam never stopped there
+    if not np.issubdtype(np.dtype(cube.dtype), np.number) or np.iscomplexobj(np.empty(0, cube.dtype)):
+        raise ReaderError(f"the EDS map has dtype {cube.dtype}; spectra must be real counts.")
+    check_cube(cube)
+    measured = np.asarray(cube.sum(-1, dtype=np.float64) > 0)  # zero counts: the beam never stopped there
     if not measured.any():
         raise ReaderError("every spectrum of the EDS map has zero counts; the file holds no EDS signal.")
     meta.extra.update(dense_spectra=cube, measured_mask=measured)
@@ -268,6 +285,43 @@ def dense_sample(image: np.ndarray, cube: np.ndarray, meta: SampleMeta, target: 
     )
 
 
+def check_points(coords: np.ndarray, spectra: np.ndarray) -> None:
+    """Shapes, finiteness and counts >= 0 of point positions (N, 2) and spectra (N, C), before anything else."""
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ReaderError(f"point positions must be (N, 2) (row, col), got shape {coords.shape}.")
+    if spectra.ndim != 2:
+        raise ReaderError(f"point spectra must be (N, channels), got shape {spectra.shape}.")
+    if len(coords) != len(spectra):
+        raise ReaderError(f"{len(coords)} point positions but {len(spectra)} spectra; give one position per spectrum.")
+    for what, arr in (("position", coords), ("spectrum", spectra)):
+        bad = ~np.isfinite(arr).all(1)
+        if bad.any():
+            raise ReaderError(
+                f"{int(bad.sum())} point {what}s hold NaN or inf (first: point {int(np.flatnonzero(bad)[0])}); "
+                "drop or re-measure those points."
+            )
+    neg = (spectra < 0).any(1)
+    if neg.any():
+        raise ReaderError(
+            f"{int(neg.sum())} spectra hold negative counts (first: point {int(np.flatnonzero(neg)[0])}, min "
+            f"{float(spectra.min()):g}); X-ray counts are >= 0: export raw counts, not background-subtracted spectra."
+        )
+
+
+def check_cube(cube: Any) -> None:
+    """NaN/inf or negative counts anywhere in a dense (H, W, C) spectrum image, row block by row block."""
+    step = max(1, int(2**24 // max(1, np.prod(cube.shape[1:]))))  # ~16 M values per block
+    for r in range(0, cube.shape[0], step):
+        block = np.asarray(cube[r : r + step])
+        if not np.isfinite(block).all():
+            raise ReaderError(f"the EDS map holds NaN or inf counts (from row {r}); re-export the spectrum image.")
+        if block.min() < 0:
+            raise ReaderError(
+                f"the EDS map holds negative counts (min {float(block.min()):g}, from row {r}); X-ray counts are "
+                ">= 0: export raw counts, not background-subtracted data."
+            )
+
+
 def points_sample(
     image: np.ndarray,
     coords: np.ndarray,
@@ -276,8 +330,7 @@ def points_sample(
     target: np.ndarray | None = None,
 ) -> Sample:
     """A `Sample` of measured points; spectra with zero counts are dropped (not measured)."""
-    if len(coords) != len(spectra):
-        raise ReaderError(f"{len(coords)} point positions but {len(spectra)} spectra; give one position per spectrum.")
+    check_points(coords, spectra)
     h, w = image.shape
     inside = (coords[:, 0] >= -0.5) & (coords[:, 0] <= h - 0.5) & (coords[:, 1] >= -0.5) & (coords[:, 1] <= w - 0.5)
     if not inside.all():
@@ -326,7 +379,15 @@ def _calibration(values: dict, n_channels: int, energy_axis: EnergyAxis | None) 
             "the spectra have no energy calibration; add offset_ev and scale_ev (eV) to eds.npz or a meta.json "
             "beside it, or pass energy_axis=EnergyAxis(size, scale_ev, offset_ev)."
         )
-    return EnergyAxis(size=n_channels, scale_ev=float(values["scale_ev"]), offset_ev=float(values["offset_ev"]))
+    return EnergyAxis(size=n_channels, scale_ev=_scalar(values, "scale_ev"), offset_ev=_scalar(values, "offset_ev"))
+
+
+def _scalar(values: dict, key: str) -> float:
+    """A calibration number from eds.npz/meta.json; range checks follow in `EnergyAxis`/`SampleMeta`."""
+    try:
+        return float(np.asarray(values[key]).item())
+    except (TypeError, ValueError) as err:
+        raise ReaderError(f"calibration value {key}={values[key]!r} is not a single number ({err}).") from None
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -341,11 +402,32 @@ def _npz_points(values: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.nd
     spectra = values.get("spectra", values.get("features", values.get("eds")))
     if spectra is None:
         raise ReaderError(f"eds.npz has no 'spectra' array (keys: {sorted(values)}); store spectra as 'spectra'.")
+    spectra = _numeric(spectra, "spectra")
+    if spectra.ndim not in (2, 3) or spectra.shape[-1] == 0:
+        raise ReaderError(
+            f"eds.npz 'spectra' has shape {spectra.shape}; store point spectra as (N, channels) or a dense map as "
+            "(H, W, channels)."
+        )
     if "coords" in values:
-        return np.asarray(values["coords"], np.float64), np.asarray(spectra)
+        return _numeric(values["coords"], "coords").astype(np.float64), spectra
     if "x" in values and "y" in values:
-        return np.stack([values["y"], values["x"]], 1).astype(np.float64), np.asarray(spectra)
-    return None, np.asarray(spectra)
+        x, y = _numeric(values["x"], "x").ravel(), _numeric(values["y"], "y").ravel()
+        if len(x) != len(y):
+            raise ReaderError(f"eds.npz has {len(x)} x but {len(y)} y values; give one (x, y) per spectrum.")
+        return np.stack([y, x], 1).astype(np.float64), spectra
+    if spectra.ndim != 3:
+        raise ReaderError(
+            f"eds.npz 'spectra' has shape {spectra.shape} but no 'coords' (or x, y); give point positions, or a "
+            "dense (H, W, channels) map."
+        )
+    return None, spectra
+
+
+def _numeric(arr: Any, key: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ReaderError(f"eds.npz '{key}' has dtype {arr.dtype}; store real numbers.")
+    return arr
 
 
 def _read_msa(path: Path) -> tuple[np.ndarray, EnergyAxis, float | None]:
@@ -364,14 +446,32 @@ def _read_msa(path: Path) -> tuple[np.ndarray, EnergyAxis, float | None]:
 
 def _read_points_csv(path: Path, energy_axis: EnergyAxis | None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Positions (N, 2) (row, col), spectra (N, C), calibration values from points.csv."""
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"x", "y"} <= set(rows[0]):
-        raise ReaderError(f"{path.name} needs a header with columns x, y (pixels) and spectrum or c0..cN.")
-    coords = np.array([[float(r["y"]), float(r["x"])] for r in rows])
-    if "spectrum" in rows[0]:
-        read = [_read_msa(path.parent / r["spectrum"]) for r in rows]
-        spectra = np.stack([s for s, _, _ in read])
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = reader.fieldnames, list(reader)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ReaderError(f"cannot read {path} as CSV ({err}); save it as UTF-8 comma-separated text.") from err
+    header = [h.strip() for h in header or []]
+    if not {"x", "y"} <= set(header):
+        raise ReaderError(
+            f"{path.name} needs a header row with columns x, y (pixels) and spectrum or c0..cN; its header is {header}."
+        )
+    if not rows:
+        raise ReaderError(f"{path.name} has a header but no data rows; add one row per measured point.")
+    rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in rows]
+    coords = _csv_numbers(path, rows, ["y", "x"])
+    if "spectrum" in header:
+        for i, r in enumerate(rows):
+            if not (r.get("spectrum") or "").strip():
+                raise ReaderError(f"{path.name} row {i + 2}, column 'spectrum' is empty; name each point's .msa file.")
+        read = [_read_msa(path.parent / r["spectrum"].strip()) for r in rows]
+        if len({(len(sp), ax) for sp, ax, _ in read}) > 1:
+            raise ReaderError(
+                f"the .msa spectra listed in {path.name} differ in channel count or calibration; export them with "
+                "the same settings."
+            )
+        spectra = np.stack([sp for sp, _, _ in read])
         beams = [b for _, _, b in read if b]
         values = {"offset_ev": read[0][1].offset_ev, "scale_ev": read[0][1].scale_ev}
         if beams:
@@ -380,10 +480,38 @@ def _read_points_csv(path: Path, energy_axis: EnergyAxis | None) -> tuple[np.nda
     channels = sorted((k for k in rows[0] if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:]))
     if not channels:
         raise ReaderError(f"{path.name} has neither a 'spectrum' column nor channel columns c0..cN.")
-    spectra = np.array([[float(r[c]) for c in channels] for r in rows])
-    meta_json = path.parent / "meta.json"
-    values = json.loads(meta_json.read_text()) if meta_json.is_file() else {}
-    return coords, spectra, values
+    spectra = _csv_numbers(path, rows, channels)
+    return coords, spectra, _read_meta_json(path.parent)
+
+
+def _csv_numbers(path: Path, rows: list[dict], columns: list[str]) -> np.ndarray:
+    """(len(rows), len(columns)) float64 of CSV cells; a missing or non-numeric cell names file, row and column."""
+    out = np.empty((len(rows), len(columns)))
+    for i, row in enumerate(rows):
+        for j, col in enumerate(columns):
+            cell = row.get(col)
+            try:
+                out[i, j] = float(cell)
+            except (TypeError, ValueError):
+                raise ReaderError(
+                    f"{path.name} row {i + 2} (line {i + 2} counting the header), column {col!r}: {cell!r} is not a "
+                    "number; fix or delete that row."
+                ) from None
+    return out
+
+
+def _read_meta_json(folder: Path) -> dict:
+    """Calibration values of ``meta.json`` beside the data (empty without one)."""
+    path = folder / "meta.json"
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ReaderError(f"{path} is not valid JSON ({err}); fix it or delete it.") from err
+    if not isinstance(values, dict):
+        raise ReaderError(f'{path} must hold a JSON object such as {{"offset_ev": -470, "scale_ev": 10}}.')
+    return values
 
 
 def read_folder(
@@ -411,9 +539,7 @@ def read_folder(
     meta = SampleMeta(class_names=class_names, name=folder.name, extra={"source_path": str(folder)})
     npz, pts_csv = folder / "eds.npz", folder / "points.csv"
     if npz.is_file():
-        values = _read_npz(npz)
-        meta_json = folder / "meta.json"
-        values = {**(json.loads(meta_json.read_text()) if meta_json.is_file() else {}), **values}
+        values = {**_read_meta_json(folder), **_read_npz(npz)}
         coords, spectra = _npz_points(values)
     elif pts_csv.is_file():
         coords, spectra, values = _read_points_csv(pts_csv, energy_axis)
@@ -423,10 +549,12 @@ def read_folder(
         return Sample(image=img[None], point_coords=empty, point_features=empty[:, :0], meta=meta, target=target)
     meta.extra["has_eds"] = True
     meta.energy_axis = _calibration(values, spectra.shape[-1], energy_axis)
-    meta.beam_energy_kev = float(beam_energy_kev or values.get("beam_energy_kev", DEFAULT_BEAM_KEV))
+    meta.beam_energy_kev = beam_energy_kev or (_scalar(values, "beam_energy_kev") if "beam_energy_kev" in values
+                                               else DEFAULT_BEAM_KEV)  # fmt: skip
+    meta = replace(meta)  # re-validates the calibration (SampleMeta checks beam energy > 0)
     if coords is None:
         return dense_sample(img, spectra, meta, target)
-    return points_sample(img, coords, spectra.astype(np.float32), meta, target)
+    return points_sample(img, coords, spectra.astype(np.float64), meta, target)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -446,10 +574,13 @@ def read_input(
         energy_axis / beam_energy_kev: override the file's calibration (eV) / beam energy (keV).
     """
     path = Path(path)
-    if path.is_dir():
-        return read_folder(path, image, energy_axis, beam_energy_kev)
-    img = read_image_file(Path(image)) if image is not None else None
-    sample = sample_from_signals(read_signals(path), img, bse_title, energy_axis, beam_energy_kev, name=path.stem)
+    try:
+        if path.is_dir():
+            return read_folder(path, image, energy_axis, beam_energy_kev)
+        img = read_image_file(Path(image)) if image is not None else None
+        sample = sample_from_signals(read_signals(path), img, bse_title, energy_axis, beam_energy_kev, name=path.stem)
+    except SampleError as err:  # the data read fine but are not physical: say which input
+        raise ReaderError(f"{path}: {err}") from err
     sample.meta.extra["source_path"] = str(path)
     return sample
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from fusionseg.errors import FusionSegError
 from fusionseg.registry import SAMPLERS
 
 
-class SamplerError(ValueError):
+class SamplerError(FusionSegError):
     """Impossible sampling request (too few/many points or an empty image)."""
 
 

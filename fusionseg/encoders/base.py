@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from fusionseg.errors import FusionSegError
 from fusionseg.sample import EnergyAxis
 
 Normalise = Literal["none", "total", "sqrt", "hellinger"]
@@ -21,7 +22,7 @@ NORMALISATIONS = ("none", "total", "sqrt", "hellinger")
 MN_KA_EV = 5895.0
 
 
-class EncoderError(ValueError):
+class EncoderError(FusionSegError):
     """Bad encoder configuration or input; the message names the problem and the fix."""
 
 

@@ -1,4 +1,4 @@
-"""Result files for a segmented field, written atomically (temp file, then rename).
+"""Result files for a segmented field, written atomically (`fusionseg.export.safe_io`).
 
 - ``<name>_phases.tif``: uint16 label ids (TIFF description holds the JSON class table).
 - ``<name>_overlay.png``: BSE, predicted phases (with the measured points), legend.
@@ -11,59 +11,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from fusionseg.export.render import phase_map_figure
+from fusionseg.export.safe_io import atomic_path, output_folder
 from fusionseg.sample import IGNORE_INDEX
 
 
-def _publish_mode(path: Path) -> None:
-    """Give a temp file/folder the permissions a plain create would (mkstemp/mkdtemp make them private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        _publish_mode(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``out``; on success it replaces ``out`` whole.
-
-    On failure the staging folder is removed and whatever ``out`` held before is untouched.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same disk: rename is atomic
-    try:
-        yield staging
-        _publish_mode(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+def staged_folder(out: Path, inputs: Iterable[Path | None] = (), overwrite: bool = True) -> Any:
+    """`fusionseg.export.safe_io.output_folder`, replacing fusionseg's own earlier outputs by default."""
+    return output_folder(out, inputs, overwrite)
 
 
 def _write_text(path: Path, writer: Callable[[IO[str]], None]) -> Path:

@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fusionseg.errors import FusionSegError
+
 FOUR = ((0, 1), (1, 0), (0, -1), (-1, 0))
 EIGHT = FOUR + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
-class GraphBuildError(ValueError):
+class GraphBuildError(FusionSegError):
     """A graph builder got bad options or input; the message names the problem and the fix."""
 
 

@@ -18,10 +18,11 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.models import GAT, GCN, GIN, GraphSAGE
 from torch_geometric.nn.models.basic_gnn import BasicGNN
 
+from fusionseg.errors import FusionSegError
 from fusionseg.registry import BACKBONES
 
 
-class BackboneError(ValueError):
+class BackboneError(FusionSegError):
     """Bad backbone configuration or input; the message names the problem and the fix."""
 
 

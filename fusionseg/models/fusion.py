@@ -30,12 +30,13 @@ from torch_geometric.nn import (
 from torch_geometric.utils import scatter, softmax
 
 import fusionseg.graphs
+from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import NEAR, PIXEL, POINT, REGION, TO, edge_types
 from fusionseg.models.backbones import Backbone, distance_weight, edge_features
 from fusionseg.registry import BACKBONES, FUSIONS
 
 
-class FusionError(ValueError):
+class FusionError(FusionSegError):
     """Bad fusion configuration or graph; the message names the problem and the fix."""
 
 

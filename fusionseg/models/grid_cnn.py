@@ -15,10 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from fusionseg.errors import FusionSegError
 from fusionseg.registry import BACKBONES
 
 
-class GridLayoutError(ValueError):
+class GridLayoutError(FusionSegError):
     """The image nodes do not form a full row-major pixel grid (use a GNN backbone instead)."""
 
 

@@ -10,13 +10,14 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import Linear as LazyLinear
 from torch_geometric.utils import scatter, softmax
 
+from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, image_node_type
 from fusionseg.models.fusion import DistanceEncoding, point_to_image_edges
 from fusionseg.registry import HEADS
 from fusionseg.sample import IGNORE_INDEX
 
 
-class HeadError(ValueError):
+class HeadError(FusionSegError):
     """Bad head configuration or input; the message names the problem and the fix."""
 
 

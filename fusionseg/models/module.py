@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.nn.parameter import is_lazy  # lazily sized layers (shape known after loading) are not compared
 from torch_geometric.data import Batch
 
+from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
 from fusionseg.models.losses import create_loss
 from fusionseg.models.metrics import segmentation_metrics, summarise
@@ -32,7 +33,7 @@ ARCHITECTURE_KEYS = (
 )  # fmt: skip
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(FusionSegError):
     """A checkpoint was trained with a different architecture than the one configured."""
 
 

@@ -31,6 +31,7 @@ FEATURES = (
     *(f"geodesic{i}{rel}" for i in range(len(GEODESIC_SCALES)) for rel in ("", "_rel")),
     "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point",
 )  # fmt: skip
+INFERENCE_CHUNK_PX = 1 << 16  # pixels scored at once outside training: (classes x chunk x hidden) floats
 MAX_Z = 20.0  # image-value mismatch is clipped here (spread units): beyond it a class is simply unlike the pixel
 
 
@@ -183,8 +184,12 @@ class PriorRefiner(nn.Module):
             logits, feats = logits[rows], feats[:, rows.cpu()]
         if len(found) == 0:
             return logits
-        found, feats = found.to(logits.device), feats.to(logits.device, logits.dtype)
+        found = found.to(logits.device)
         net = logits.log_softmax(-1)[:, found].T.unsqueeze(-1)  # (F, HW, 1)
-        scores = self.mlp(torch.cat([feats, net], -1)).squeeze(-1).T  # (HW, F)
+        chunk = len(logits) if torch.is_grad_enabled() else INFERENCE_CHUNK_PX  # bounded memory when predicting
+        scores = torch.cat([
+            self.mlp(torch.cat([feats[:, i : i + chunk].to(logits.device, logits.dtype), net[:, i : i + chunk]], -1))
+            for i in range(0, len(logits), chunk)
+        ], 1).squeeze(-1).T  # (HW, F)  # fmt: skip
         refined = logits - logits.detach().max(-1, keepdim=True).values - 30.0  # unfound classes: far below
         return refined.index_copy(1, found, scores)

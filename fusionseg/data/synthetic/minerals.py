@@ -21,10 +21,12 @@ import numpy as np
 import xraydb
 import yaml
 
+from fusionseg.errors import FusionSegError
+
 LIBRARY_FILE = Path(__file__).with_name("minerals.yaml")
 
 
-class SimulationError(ValueError):
+class SimulationError(FusionSegError):
     """Bad simulator input (unknown name, impossible setting); the message names the fix."""
 
 

@@ -1,0 +1,188 @@
+"""Safe writing: atomic files and output folders that never lose what the user had.
+
+* `atomic_write(path, mode)`: a file object on a temporary file beside ``path``, renamed over
+  ``path`` (``os.replace``) only when the block ends without an error; `atomic_path(path)` does the
+  same for writers that want a file name (tifffile, matplotlib, RosettaSciIO, torch.save).
+* `output_folder(out, inputs, overwrite)`: a staging folder whose files are moved into ``out`` one
+  by one (each move atomic) when the block succeeds. ``out`` holds a manifest
+  (``.fusionseg-manifest.json``) of the files fusionseg wrote there; ``overwrite`` replaces only
+  those. A folder holding the input or files fusionseg did not write is refused before any work
+  (`check_output_folder`), so nothing the user had is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from fusionseg.errors import FusionSegError
+
+MANIFEST_NAME = ".fusionseg-manifest.json"
+
+
+class OutputFolderError(FusionSegError):
+    """The output folder cannot be written without destroying something; the message says what to do."""
+
+
+def _publish_mode(path: Path) -> None:
+    """Give a temp file/folder the permissions a plain create would (mkstemp/mkdtemp make them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        _publish_mode(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """``with atomic_write(p, "w") as f: f.write(...)``: ``p`` appears complete or not at all (fsynced)."""
+    if mode not in ("w", "wb", "wt"):
+        raise ValueError(f"atomic_write writes whole files; mode must be 'w' or 'wb', got {mode!r}.")
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+# ----------------------------------------------------------------------------- manifest
+def read_manifest(folder: str | os.PathLike) -> set[str]:
+    """Relative paths (POSIX) of the files fusionseg wrote into ``folder``; empty without a manifest."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return set()
+    try:
+        data = json.loads(path.read_text())
+        return {str(f) for f in data["files"]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise OutputFolderError(
+            f"the manifest {path} is unreadable ({err}); fusionseg cannot tell its own files from yours there, "
+            "so choose another --out."
+        ) from err
+
+
+def write_manifest(folder: str | os.PathLike, files: Iterable[str]) -> Path:
+    """Record ``files`` (relative paths) as written by fusionseg into ``folder``, atomically."""
+    path = Path(folder) / MANIFEST_NAME
+    with atomic_write(path) as fh:
+        json.dump({"format": "fusionseg-manifest", "version": 1, "files": sorted(set(files))}, fh, indent=1)
+    return path
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def check_output_folder(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False
+) -> Path:
+    """Raise `OutputFolderError` unless writing into ``out`` can only replace fusionseg's own files.
+
+    Refused: ``out`` is a file; ``out`` is, or lies above, one of ``inputs``; ``out`` holds files and
+    ``overwrite`` is off; ``out`` holds files not listed in its manifest. Returns ``out`` resolved.
+    """
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(f"--out {out} is a file, not a folder; give a folder path for the outputs.")
+    for inp in inputs:
+        if inp is not None and _inside(Path(inp), out):
+            raise OutputFolderError(
+                f"--out {out} holds the input {inp}; writing there could replace it. Write the outputs to a new "
+                "folder, e.g. --out <input folder>/maps."
+            )
+    if not out.is_dir():
+        return out
+    present = [f for f in _files_under(out) if f != MANIFEST_NAME]
+    if not present:
+        return out
+    if not overwrite:
+        raise OutputFolderError(
+            f"output folder {out} exists and is not empty; choose another --out, or pass --overwrite to replace "
+            "the files fusionseg wrote there before (nothing else is touched)."
+        )
+    unknown = sorted(set(present) - read_manifest(out))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise OutputFolderError(
+            f"--overwrite replaces only files fusionseg wrote, but {out} also holds {shown}; move them away or "
+            "choose another --out."
+        )
+    return out
+
+
+def publish(staging: Path, out: Path) -> list[str]:
+    """Move every file of ``staging`` into ``out`` (each ``os.replace`` atomic), drop fusionseg's stale files.
+
+    Returns the relative paths now owned by fusionseg (also written to ``out``'s manifest).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(out)
+    new = [f for f in _files_under(staging) if f != MANIFEST_NAME]
+    write_manifest(out, previous | set(new))  # a crash below leaves every file accounted for
+    for rel in new:
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _publish_mode(staging / rel)
+        os.replace(staging / rel, target)
+    for rel in sorted(previous - set(new)):  # outputs of the earlier run this one did not write again
+        stale = out / rel
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink()
+    write_manifest(out, new)
+    return new
+
+
+@contextmanager
+def output_folder(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False
+) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``out``; on success its files are published into ``out``.
+
+    The folder is checked first (`check_output_folder`); on failure the staging folder is removed and
+    ``out`` is untouched.
+    """
+    out = check_output_folder(out, inputs, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging.", dir=out.parent))  # same disk: renames are atomic
+    try:
+        yield staging
+        publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+__all__ = [
+    "MANIFEST_NAME",
+    "OutputFolderError",
+    "atomic_path",
+    "atomic_write",
+    "check_output_folder",
+    "output_folder",
+    "publish",
+    "read_manifest",
+    "write_manifest",
+]

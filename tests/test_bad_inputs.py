@@ -1,0 +1,426 @@
+"""Hostile-but-realistic input at every edge: a clear error (exit 2, field + value + fix), a warning
+with a result, or a documented acceptance, never a traceback, a silent wrong map or lost data.
+
+Outcome per case (the report counts them): ``error`` = the project's error type / exit 2 with a
+message naming the problem; ``warn`` = runs and says why the result is weak; ``ok`` = accepted
+as documented.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from fusionseg.cli import main
+from fusionseg.errors import FusionSegError
+from fusionseg.export.safe_io import MANIFEST_NAME, atomic_write, output_folder
+from fusionseg.registry import DATA_SOURCES
+from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
+from fusionseg.segment import SegmentConfig, SegmentError, predict_field, segment_field, segment_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- Sample and metadata
+def make(**overrides):
+    kwargs = dict(
+        image=torch.rand(1, 12, 10),
+        point_coords=torch.tensor([[0.0, 0.0], [7.0, 9.0]]),
+        point_features=torch.rand(2, 16) * 10,
+        meta=SampleMeta(class_names=("a", "b"), energy_axis=EnergyAxis(size=16)),
+        point_target=torch.tensor([0, 1]),
+    )
+    kwargs.update(overrides)
+    return Sample(**kwargs)
+
+
+def _feats(value: float, row: int = 0) -> torch.Tensor:
+    f = torch.rand(2, 16) * 10
+    f[row, 3] = value
+    return f
+
+
+SAMPLE_ERRORS = {  # case -> (make() overrides as a lambda, words the message must hold)
+    "negative counts": (lambda: dict(point_features=_feats(-3.0)), "negative X-ray counts"),
+    "NaN spectrum": (lambda: dict(point_features=_feats(float("nan"), 1)), "point_features of 1 points contain NaN"),
+    "inf spectrum": (lambda: dict(point_features=_feats(float("inf"))), "NaN or inf"),
+    "NaN coordinate": (lambda: dict(point_coords=torch.tensor([[float("nan"), 0.0], [1.0, 1.0]])), "point_coords"),
+    "inf coordinate": (lambda: dict(point_coords=torch.tensor([[0.0, float("inf")], [1.0, 1.0]])), "NaN or inf"),
+    "NaN pixel": (lambda: dict(image=torch.full((1, 12, 10), float("nan"))), "image contains 120 NaN or inf"),
+    "complex image": (lambda: dict(image=torch.rand(1, 12, 10, dtype=torch.complex64)), "complex"),
+    "channels-last RGB": (lambda: dict(image=torch.rand(12, 10, 3)), "channels-last"),
+    "string image": (lambda: dict(image=np.array([["a"]])), "image"),
+    "coords (N, 3)": (lambda: dict(point_coords=torch.zeros(2, 3)), "(N, 2)"),
+    "rows differ": (lambda: dict(point_features=torch.rand(3, 16)), "N = 2 rows"),
+    "point outside": (lambda: dict(point_coords=torch.tensor([[0.0, 0.0], [40.0, 1.0]])), "outside the 12x10"),
+    "float class ids": (lambda: dict(point_target=torch.tensor([0.0, 1.5])), "non-integer class ids"),
+    "float dense target": (lambda: dict(target=torch.full((12, 10), 0.3)), "non-integer class ids"),
+    "class id out of range": (lambda: dict(point_target=torch.tensor([0, 7])), "outside 0..1"),
+    "target wrong shape": (lambda: dict(target=torch.zeros(3, 3, dtype=torch.long)), "target must have shape"),
+}
+
+META_ERRORS = {
+    "scale_ev NaN": (lambda: EnergyAxis(16, scale_ev=float("nan")), "scale_ev"),
+    "scale_ev 0": (lambda: EnergyAxis(16, scale_ev=0.0), "scale_ev"),
+    "scale_ev negative": (lambda: EnergyAxis(16, scale_ev=-10.0), "scale_ev"),
+    "offset_ev inf": (lambda: EnergyAxis(16, offset_ev=float("inf")), "offset_ev"),
+    "size 0": (lambda: EnergyAxis(0), "size"),
+    "size 2.5": (lambda: EnergyAxis(2.5), "size"),
+    "beam energy negative": (lambda: SampleMeta(beam_energy_kev=-20.0), "beam_energy_kev"),
+    "beam energy NaN": (lambda: SampleMeta(beam_energy_kev=float("nan")), "beam_energy_kev"),
+    "beam energy text": (lambda: SampleMeta(beam_energy_kev="20 kV"), "beam_energy_kev"),
+    "pixel size NaN": (lambda: SampleMeta(pixel_size_um=float("nan")), "pixel_size_um"),
+    "pixel size 0": (lambda: SampleMeta(pixel_size_um=0.0), "pixel_size_um"),
+    "duplicate class names": (lambda: SampleMeta(class_names=("quartz", "albite", "quartz")), "repeats ['quartz']"),
+    "empty class name": (lambda: SampleMeta(class_names=("quartz", "")), "non-empty strings"),
+}
+
+
+@pytest.mark.parametrize("case", list(SAMPLE_ERRORS))
+def test_sample_rejects(case):
+    overrides, words = SAMPLE_ERRORS[case]
+    with pytest.raises(SampleError, match=None) as info:
+        make(**overrides())
+    assert words in str(info.value)
+    assert isinstance(info.value, FusionSegError)
+
+
+@pytest.mark.parametrize("case", list(META_ERRORS))
+def test_metadata_rejects(case):
+    build, words = META_ERRORS[case]
+    with pytest.raises(SampleError) as info:
+        build()
+    assert words in str(info.value)
+
+
+def test_sample_accepts_documented_cases():
+    """ok: uint8 images scale by 1/255 (as the readers do); whole-number float ids become int64; floats
+    without class names stay floats (regression targets)."""
+    s = make(image=torch.full((1, 12, 10), 255, dtype=torch.uint8))
+    assert s.image.dtype == torch.float32 and float(s.image.max()) == 1.0
+    assert make(point_target=torch.tensor([0.0, 1.0])).point_target.dtype == torch.int64
+    reg = make(meta=SampleMeta(energy_axis=EnergyAxis(size=16)), target=torch.rand(12, 10), point_target=None)
+    assert reg.target.dtype == torch.float32
+    enc = make(point_features=_feats(-3.0), meta=SampleMeta(class_names=("a", "b"), extra={"encoded": True}))
+    assert enc.point_features.min() < 0  # encoded features are not counts: negatives allowed
+
+
+# ----------------------------------------------------------------------------- readers (folders)
+@pytest.fixture(scope="module")
+def field() -> Sample:
+    return DATA_SOURCES.create("sem-synthetic", num_fields=1, size=32, eds_fraction=0.03, seed=3)[0]
+
+
+def write_npz_folder(folder: Path, field: Sample, **changes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "bse.tif", (field.image[0].numpy() * 65535).astype(np.uint16))
+    ax = field.meta.energy_axis
+    arrays = {"coords": field.point_coords.numpy(), "spectra": field.point_features.numpy(),
+              "offset_ev": ax.offset_ev, "scale_ev": ax.scale_ev, "beam_energy_kev": 20.0}  # fmt: skip
+    arrays.update(changes)
+    np.savez(folder / "eds.npz", **{k: v for k, v in arrays.items() if v is not None})
+    return folder
+
+
+def write_csv_folder(folder: Path, lines: list[str], meta: str | None = '{"offset_ev": -470, "scale_ev": 10}') -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "bse.tif", np.random.default_rng(0).integers(0, 60000, (16, 16), dtype=np.uint16))
+    (folder / "points.csv").write_text("\n".join(lines) + "\n")
+    if meta is not None:
+        (folder / "meta.json").write_text(meta)
+    return folder
+
+
+CSV_ERRORS = {
+    "header only": (["x,y,c0,c1,c2"], "header but no data rows"),
+    "non-numeric cell": (["x,y,c0,c1,c2", "1,2,3,4,5", "1,3,4,five,6"], "points.csv row 3"),
+    "empty cell": (["x,y,c0,c1,c2", "1,2,3,,5"], "column 'c1'"),
+    "no x column": (["col,row,c0", "1,2,3"], "columns x, y"),
+    "empty file": ([""], "columns x, y"),
+    "NaN position": (["x,y,c0,c1,c2", "nan,2,3,4,5"], "NaN or inf"),
+    "negative counts": (["x,y,c0,c1,c2", "1,2,3,-4,5"], "negative counts"),
+    "position outside": (["x,y,c0,c1,c2", "100,2,3,4,5"], "outside the 16x16 image"),
+    "no spectrum columns": (["x,y,z", "1,2,3"], "neither a 'spectrum' column"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_ERRORS))
+def test_csv_folder_errors_exit_2_with_file_and_row(case, tmp_path, capsys):
+    lines, words = CSV_ERRORS[case]
+    folder = write_csv_folder(tmp_path / "f", lines)
+    assert segment_main([str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+NPZ_ERRORS = {
+    "NaN spectrum": (lambda f: {"spectra": _with(f.point_features.numpy(), np.nan)}, "NaN or inf"),
+    "negative counts": (lambda f: {"spectra": _with(f.point_features.numpy(), -1.0)}, "negative counts"),
+    "inf coords": (lambda f: {"coords": _with(f.point_coords.numpy(), np.inf)}, "positions hold NaN or inf"),
+    "coords (N, 3)": (lambda f: {"coords": np.zeros((f.num_points, 3))}, "(N, 2)"),
+    "complex spectra": (lambda f: {"spectra": f.point_features.numpy().astype(np.complex64)}, "real numbers"),
+    "scale_ev NaN": (lambda f: {"scale_ev": np.nan}, "scale_ev"),
+    "scale_ev 0": (lambda f: {"scale_ev": 0.0}, "scale_ev"),
+    "beam energy -5": (lambda f: {"beam_energy_kev": -5.0}, "beam_energy_kev"),
+    "no calibration": (lambda f: {"scale_ev": None, "offset_ev": None}, "no energy calibration"),
+    "2-D spectra without coords": (lambda f: {"coords": None}, "no 'coords'"),
+    "dense cube negative": (lambda f: {"coords": None, "spectra": -np.ones((32, 32, 8))}, "negative counts"),
+    "dense cube wrong size": (lambda f: {"coords": None, "spectra": np.ones((16, 32, 8))}, "same pixel grid"),
+}
+
+
+def _with(arr: np.ndarray, value: float) -> np.ndarray:
+    arr = arr.astype(np.float64).copy()
+    arr[1, 1] = value
+    return arr
+
+
+@pytest.mark.parametrize("case", list(NPZ_ERRORS))
+def test_npz_folder_errors(case, field, tmp_path, capsys):
+    changes, words = NPZ_ERRORS[case]
+    folder = write_npz_folder(tmp_path / "f", field, **changes(field))
+    assert segment_main([str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
+
+
+def test_image_errors_and_rgb(tmp_path, field, capsys):
+    folder = write_npz_folder(tmp_path / "f", field)
+    tifffile.imwrite(folder / "bse.tif", np.ones((32, 32), np.complex64))
+    assert segment_main([str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "real-valued" in capsys.readouterr().err
+    from fusionseg.data.readers import normalise_image
+
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0] = 255
+    assert normalise_image(rgb).shape == (32, 32)  # ok: channels-last RGB is averaged, not read as 32x3
+    (folder / "meta.json").write_text("{not json")
+    tifffile.imwrite(folder / "bse.tif", np.ones((32, 32), np.uint16))
+    assert segment_main([str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "meta.json is not valid JSON" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- command-line settings
+SEGMENT_ARGS = {
+    "--time-budget -1": (["--time-budget", "-1"], "must be > 0"),
+    "--time-budget nan": (["--time-budget", "nan"], "not a finite number"),
+    "--min-confidence 2": (["--min-confidence", "2"], "[0, 1)"),
+    "--min-confidence -0.1": (["--min-confidence", "-0.1"], "[0, 1)"),
+    "--tile 0": (["--tile", "0"], "below the minimum 96"),
+    "--tile 8": (["--tile", "8"], "below the minimum 96"),
+    "--eds-fraction 0": (["--eds-fraction", "0"], "(0, 1]"),
+    "--eds-fraction 1.5": (["--eds-fraction", "1.5"], "(0, 1]"),
+    "--eds-points 0": (["--eds-points", "0"], "below the minimum 1"),
+    "--threads 0": (["--threads", "0"], "below the minimum 1"),
+    "--n-clusters 1": (["--n-clusters", "1"], "below the minimum 2"),
+    "--seed -1": (["--seed", "-1"], "below the minimum 0"),
+    "--max-memory abc": (["--max-memory", "abc"], "not a memory size"),
+    "--max-memory 0": (["--max-memory", "0GB"], "must be > 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(SEGMENT_ARGS))
+def test_segment_impossible_settings_fail_in_argparse(case, tmp_path, capsys):
+    extra, words = SEGMENT_ARGS[case]
+    with pytest.raises(SystemExit) as info:  # argparse: before any file is read
+        segment_main([str(tmp_path / "does-not-exist"), "--out", str(tmp_path / "o"), *extra])
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+SIMULATE_ARGS = {
+    "--n 0": (["--n", "0"], "below the minimum 1", True),
+    "--size -5": (["--size", "-5"], "below the minimum 8", True),
+    "--eds-fraction 2": (["--eds-fraction", "2"], "(0, 1]", True),
+    "--rock marble-cake": (["--rock", "marble-cake"], "marble-cake", False),
+}
+
+
+@pytest.mark.parametrize("case", list(SIMULATE_ARGS))
+def test_simulate_bad_arguments(case, tmp_path, capsys):
+    extra, words, in_argparse = SIMULATE_ARGS[case]
+    args = ["simulate", "--out", str(tmp_path / "sim"), *extra]
+    if in_argparse:
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+    else:
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "sim").exists()
+
+
+FIT_ARGS = {
+    "unknown kwarg": (["--model.no_such_key=1"], "unrecognized arguments"),
+    "max_epochs=-5": (["--trainer.max_epochs=-5"], "max_epochs"),
+    "batch_size=0": (["--data.batch_size=0"], "data.batch_size must be an integer >= 1"),
+    "typo'd backbone": (["--model.backbone=saeg"], "Did you mean 'sage'"),
+    "eds_fraction=0": (["--data.eds_fraction=0"], "eds_fraction must be in (0, 1]"),
+    "random-bytes ckpt": (["--ckpt_path=RANDOM"], "is not a readable checkpoint"),
+    "missing ckpt": (["--ckpt_path=nope.ckpt"], "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIT_ARGS))
+def test_lightning_cli_errors_are_one_paragraph(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "RANDOM").write_bytes(np.random.default_rng(0).bytes(4096))
+    extra, words = FIT_ARGS[case]
+    args = ["fit", "--config", str(ROOT / "configs" / "default.yaml"), "--data.source_kwargs.size=24",
+            "--data.train_fields=1", "--data.val_fields=1", "--trainer.max_epochs=1", *extra]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and words in err[-1] and err[-1].startswith("fusionseg fit: error:"), err
+    assert not any("Traceback" in line for line in err)
+    assert not (tmp_path / "runs").exists()  # failed before training
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(SegmentError):
+        segment_main([str(tmp_path / "missing.bcf"), "--out", str(tmp_path / "o"), "--debug"])
+
+
+# ----------------------------------------------------------------------------- output folders
+def test_overwrite_never_deletes_the_input_or_unknown_files(tmp_path, field, capsys):
+    data = write_npz_folder(tmp_path / "d", field)
+    (data / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in data.iterdir())
+    assert segment_main([str(data), "--out", str(data), "--overwrite"]) == 2  # the input's own folder
+    assert "holds the input" in capsys.readouterr().err
+    assert segment_main([str(data / "eds.npz"), "--out", str(data), "--overwrite"]) == 2
+    assert sorted(p.name for p in data.iterdir()) == before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.docx").write_text("precious")
+    assert segment_main([str(tmp_path / "nowhere"), "--out", str(out), "--overwrite"]) == 2  # before reading
+    assert "thesis.docx" in capsys.readouterr().err and (out / "thesis.docx").read_text() == "precious"
+    (tmp_path / "file").write_text("x")
+    assert segment_main([str(data), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_output_folder_replaces_only_its_own_files(tmp_path):
+    out = tmp_path / "o"
+    with output_folder(out) as staging:
+        (staging / "a.txt").write_text("1")
+        (staging / "b.txt").write_text("1")
+    assert json.loads((out / MANIFEST_NAME).read_text())["files"] == ["a.txt", "b.txt"]
+    with pytest.raises(FusionSegError, match="not empty"):
+        with output_folder(out):
+            pass
+    with output_folder(out, overwrite=True) as staging:
+        (staging / "a.txt").write_text("2")
+    assert (out / "a.txt").read_text() == "2" and not (out / "b.txt").exists()  # its own stale file removed
+    with pytest.raises(RuntimeError), output_folder(out, overwrite=True) as staging:
+        (staging / "a.txt").write_text("3")
+        raise RuntimeError("crash while writing")
+    assert (out / "a.txt").read_text() == "2"  # a failed run leaves the previous outputs
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]
+
+
+def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
+    path = tmp_path / "x.json"
+    with atomic_write(path) as fh:
+        fh.write("old")
+    with pytest.raises(ZeroDivisionError), atomic_write(path) as fh:
+        fh.write("half")
+        1 / 0  # noqa: B018
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+# ----------------------------------------------------------------------------- odd but legal: warn and map
+def _labelled(field: Sample, coords, labels, names=("quartz", "albite")) -> Sample:
+    n = len(coords)
+    return replace(field, point_coords=torch.tensor(coords, dtype=torch.float32),
+                   point_features=field.point_features[:n], point_target=torch.tensor(labels), target=None,
+                   meta=replace(field.meta, class_names=names))  # fmt: skip
+
+
+ODD = {
+    "one point": ([[5.0, 5.0]], [0], "only 1 measured point"),
+    "two points": ([[5.0, 5.0], [20.0, 20.0]], [0, 1], "only 2 measured point"),
+    "all at one pixel": ([[7.0, 7.0]] * 6, [0, 0, 0, 1, 1, 1], "all 6 measured points lie at one pixel"),
+    "a single class": ([[5.0, 5.0], [20.0, 20.0], [9.0, 28.0], [30.0, 2.0]], [1, 1, 1, 1], "single phase"),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD))
+def test_odd_input_runs_with_a_warning(case, field):
+    coords, labels, words = ODD[case]
+    result = segment_field(_labelled(field, coords, labels), config=SegmentConfig(progress=False))
+    assert any(words in note for note in result.info["notes"]), result.info["notes"]
+    assert result.labels.shape == (32, 32) and (result.labels >= 0).all()
+    assert torch.isfinite(result.confidence).all() and (result.confidence > 0).all()
+
+
+def test_odd_input_warning_lands_in_summary(field, tmp_path):
+    folder = write_npz_folder(tmp_path / "f", field, coords=np.array([[3.0, 3.0]] * 5),
+                              spectra=field.point_features.numpy()[:1].repeat(5, 0))  # fmt: skip
+    assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "8GB"]) == 0
+    notes = json.loads((tmp_path / "o" / "summary.json").read_text())["notes"]
+    assert any("lie at one pixel" in n for n in notes) and any("single phase" in n for n in notes)
+
+
+# ----------------------------------------------------------------------------- tiles
+class _Constant:
+    """A stand-in model: every pixel of a crop gets the number of points the crop holds (>= 1 required)."""
+
+    def predict_samples(self, samples):
+        s = samples[0]
+        assert s.num_points >= 1, "a tile without points reached the model"
+        full = torch.full((s.height, s.width), s.num_points)
+        return [{"labels": full, "confidence": torch.ones(s.height, s.width)}]
+
+
+@pytest.mark.parametrize("size,tile", [(300, 96), (97, 96), (250, 128), (64, 512)])
+def test_tiles_fill_every_pixel_and_never_see_an_empty_tile(size, tile):
+    img = torch.rand(1, size, size)
+    s = Sample(image=img, point_coords=torch.tensor([[2.0, 3.0]]), point_features=torch.ones(1, 4))
+    labels, conf = predict_field(_Constant(), s, tile_px=tile, overlap_px=32)
+    assert (labels >= 1).all() and torch.isfinite(conf).all()
+
+
+def test_too_small_tile_is_refused_in_the_api():
+    s = Sample(image=torch.rand(1, 200, 200), point_coords=torch.tensor([[2.0, 3.0]]), point_features=torch.ones(1, 4))
+    with pytest.raises(SegmentError, match="use --tile >= 96"):
+        predict_field(_Constant(), s, tile_px=8, overlap_px=32)
+
+
+@pytest.mark.parametrize(
+    "field_,value",
+    [("min_confidence", 2.0), ("time_budget_s", -1.0), ("tile_px", 8), ("max_epochs", 0), ("min_confidence", np.nan)],
+)
+def test_segment_config_rejects_impossible_settings(field_, value):
+    with pytest.raises(SegmentError, match=f"SegmentConfig.{field_}"):
+        SegmentConfig(**{field_: value})
+
+
+def test_a_request_that_cannot_fit_the_memory_budget_fails_before_work(field, tmp_path, capsys):
+    folder = write_npz_folder(tmp_path / "f", field)
+    assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "300MB"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "memory budget is 0.30 GB" in err and "raise --max-memory" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_memory_budget_sets_the_tile():
+    from fusionseg.segment import tile_for_memory
+
+    s = Sample(image=torch.rand(1, 4096, 4096), point_coords=torch.zeros(1, 2), point_features=torch.ones(1, 2048))
+    small, large = tile_for_memory(2e9, s), tile_for_memory(8e9, s)
+    assert 96 <= small < large <= 4096 and small % 32 == 0
+
+
+def test_registry_names_the_keywords_a_part_takes():
+    from fusionseg.registry import GRAPH_BUILDERS, RegistryArgumentError
+
+    with pytest.raises(RegistryArgumentError, match=r"graph builder 'grid' takes no argument\(s\) \['bogus'\]"):
+        GRAPH_BUILDERS.create("grid", bogus=1)
