@@ -60,8 +60,9 @@ class Sample:
     image:          (C, H, W) float, e.g. C=1 normalised BSE.
     point_coords:   (N, 2) float pixel coordinates (row, col); sub-pixel allowed.
     point_features: (N, D) float, raw spectra (counts per channel) or encoded features.
-    target:         optional (H, W) int64 class ids, ``IGNORE_INDEX`` for unlabelled.
-    point_target:   optional (N,) int64 class ids of the measured points.
+    target:         optional (H, W): int64 class ids (``IGNORE_INDEX`` = unlabelled), or float values
+                    for regression (NaN = unlabelled; kept float).
+    point_target:   optional (N,): int64 class ids of the measured points, or float values.
     meta:           `SampleMeta` (class names, energy calibration, beam energy, pixel size).
     """
 
@@ -76,10 +77,8 @@ class Sample:
         self.image = _as_float(self.image, "image")
         self.point_coords = _as_float(self.point_coords, "point_coords")
         self.point_features = _as_float(self.point_features, "point_features")
-        if self.target is not None:
-            self.target = torch.as_tensor(self.target).long()
-        if self.point_target is not None:
-            self.point_target = torch.as_tensor(self.point_target).long()
+        self.target = _as_target(self.target)
+        self.point_target = _as_target(self.point_target)
         self.validate()
 
     @property
@@ -135,6 +134,8 @@ class Sample:
                 continue
             if tuple(tgt.shape) != shape:
                 raise SampleError(f"{name} must have shape {shape}, got {tuple(tgt.shape)}.")
+            if tgt.is_floating_point():  # regression values: any real, NaN = unlabelled
+                continue
             bad = (tgt != IGNORE_INDEX) & ((tgt < 0) | (tgt >= max(n_cls, 1)))
             if n_cls and bad.any():
                 raise SampleError(
@@ -169,6 +170,14 @@ def _as_float(value: Any, name: str) -> Tensor:
     except Exception as err:
         raise SampleError(f"{name} cannot be turned into a tensor ({err}); pass a numpy array or tensor.") from err
     return t.float() if not t.is_floating_point() or t.dtype == torch.float64 else t
+
+
+def _as_target(value: Any) -> Tensor | None:
+    """Class ids as int64, regression values as float32 (NaN = unlabelled); None stays None."""
+    if value is None:
+        return None
+    t = torch.as_tensor(value)
+    return t.float() if t.is_floating_point() else t.long()
 
 
 def point_fraction(sample: Sample) -> float:

@@ -1,0 +1,89 @@
+"""Per-image self-supervised training through fusionseg's `FusionSegModule` and a Lightning `Trainer`.
+
+The model is the core's pixel-grid pipeline (``grid`` graph, ``cnn`` image backbone, ``cross-attention``
+of every pixel over its 8 nearest samples) with this plugin's ``residual`` head on top of the fast
+global smoother channel: it learns, on the image's own samples, what the classic completion misses.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from fusionseg.data.datamodule import collate_samples
+from fusionseg.models.module import FusionSegModule
+from fusionseg_depth.baselines import FGSSettings, tune_fgs
+from fusionseg_depth.data import DISPARITY_SCALE, FGS_CHANNEL, GUIDANCE_CHANNELS, HideAndPredict, Scene, full_sample
+
+MODEL_DEFAULTS: dict[str, Any] = {
+    "task": "regression",
+    "num_outputs": 1,
+    "image_channels": len(GUIDANCE_CHANNELS),
+    "point_channels": 1,
+    "point_encoder": "identity",
+    "graph_builder": "grid",
+    "graph_builder_kwargs": {"connectivity": 8, "cross_k": 8},
+    "fusion": "cross-attention",
+    "fusion_kwargs": {"num_layers": 4, "refine_layers": 2},
+    "backbone": "cnn",
+    "hidden_channels": 32,
+    "head": "residual",
+    "head_kwargs": {"base_channel": FGS_CHANNEL, "scale": DISPARITY_SCALE},
+    "loss": "l1",
+    "error_thresholds": [1.0, 3.0],
+}
+"""The depth model (mirrored by ``configs/depth.yaml``'s model section; a test keeps them equal)."""
+
+
+@dataclass
+class TrainSettings:
+    """Per-image training budget: ``steps`` optimiser steps of ``batch`` crops of ``crop`` px, ``hide`` hidden."""
+
+    steps: int = 300
+    batch: int = 4
+    crop: int = 128
+    hide: float = 0.3
+    lr: float = 3e-3
+    seed: int = 0
+
+
+def build_model(lr: float, **overrides: Any) -> FusionSegModule:
+    """`FusionSegModule` with `MODEL_DEFAULTS` (plus ``overrides``) and AdamW at ``lr``."""
+    kwargs = copy.deepcopy(MODEL_DEFAULTS) | overrides
+    return FusionSegModule(**kwargs, optimizer=lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=1e-4))
+
+
+def fit_scene(
+    scene: Scene, settings: TrainSettings, fgs: FGSSettings | None = None, **model_overrides: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train on ``scene``'s samples alone (hide and predict), then predict from all of them.
+
+    Returns the (H, W) disparity prediction (px) and facts of the run (steps, seconds, FGS settings).
+    """
+    start = time.perf_counter()
+    L.seed_everything(settings.seed, verbose=False)
+    if fgs is None:
+        fgs = tune_fgs(scene.rgb, scene.coords, scene.values, seed=settings.seed)[0]
+    data = HideAndPredict(
+        scene, fgs, settings.crop, settings.hide, settings.steps * settings.batch, settings.seed, flip=True
+    )
+    loader = DataLoader(data, batch_size=settings.batch, collate_fn=collate_samples)
+    model = build_model(settings.lr, **model_overrides)
+    trainer = L.Trainer(
+        max_steps=settings.steps, max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1,
+    )  # fmt: skip
+    trainer.fit(model, train_dataloaders=loader)
+    trained = time.perf_counter() - start
+    full = full_sample(scene, fgs, None, "motorcycle")
+    pred = model.predict_samples([full])[0]["values"][0].numpy()
+    info = {"steps": settings.steps, "batch": settings.batch, "crop": settings.crop, "hide": settings.hide,
+            "train_seconds": trained, "seconds": time.perf_counter() - start, "fgs": [fgs.lam, fgs.sigma]}  # fmt: skip
+    return pred, info
