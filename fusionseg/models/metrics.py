@@ -47,8 +47,8 @@ class ErrorRate(Metric):
 
 
 def threshold_name(threshold: float) -> str:
-    """Metric name of an error threshold: 1.0 -> ``bad1``, 0.5 -> ``bad0.5``."""
-    return f"bad{threshold:g}"
+    """Metric name of an error threshold: 1.0 -> ``bad1``, 0.5 -> ``bad0_5`` (module names take no dots)."""
+    return f"bad{threshold:g}".replace(".", "_")
 
 
 def regression_metrics(thresholds: tuple[float, ...] | list[float] = ()) -> MetricCollection:

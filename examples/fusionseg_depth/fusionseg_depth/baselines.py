@@ -47,13 +47,29 @@ def linear_fill(
 
 @dataclass(frozen=True)
 class FGSSettings:
-    """Fast global smoother settings: ``lam`` (smoothness), ``sigma`` (colour range, 0-255 intensity units)."""
+    """Fast global smoother settings: ``lam`` (smoothness), ``sigma`` (colour range, 0-255 intensity units).
+
+    ``coarse_sigma``/``coarse_weight``: multi-scale normalised convolution, the fusionseg model's base: a
+    second, colour-permissive pass (``coarse_sigma``) added with weight ``coarse_weight`` to numerator
+    and denominator, so pixels whose colour matches no sample (thin parts, unsampled patches) take the
+    coarse estimate while the fine pass keeps edges elsewhere. None: the plain (single-scale) filter.
+    """
 
     lam: float = 100.0
     sigma: float = 16.0
+    coarse_sigma: float | None = None
+    coarse_weight: float = 0.1
 
 
-FGS_GRID = tuple(FGSSettings(lam, sigma) for lam in (10.0, 30.0, 100.0, 300.0) for sigma in (8.0, 12.0, 16.0, 24.0))
+FGS_GRID = tuple(FGSSettings(lam, sigma) for lam in (10.0, 30.0, 100.0, 300.0) for sigma in (4.0, 8.0, 16.0, 24.0))
+"""Settings the plain fast global smoother (the edge-aware baseline) is tuned over."""
+MULTISCALE_GRID = tuple(
+    FGSSettings(lam, sigma, coarse, weight)
+    for lam in (30.0, 100.0, 300.0)
+    for sigma in (4.0, 8.0)
+    for coarse, weight in ((16.0, 0.1), (32.0, 0.1), (32.0, 0.01))
+)
+"""Settings the multi-scale filter (the model's base channel) is tuned over."""
 
 
 def fgs_fill(
@@ -61,6 +77,7 @@ def fgs_fill(
 ) -> np.ndarray:
     """(H, W) edge-aware completion: FGS(values) / FGS(mask) guided by ``rgb`` (H, W, 3) uint8.
 
+    Multi-scale (``settings.coarse_sigma``): (FGS_fine(v) + w FGS_coarse(v)) / (FGS_fine(m) + w FGS_coarse(m)).
     Where the smoothed mask is below 1e-4 (no sample within reach of the filter), linear interpolation.
     """
     h, w = rgb.shape[:2]
@@ -68,8 +85,12 @@ def fgs_fill(
     sparse[coords[:, 0], coords[:, 1]] = values
     mask[coords[:, 0], coords[:, 1]] = 1.0
     guide = np.ascontiguousarray(rgb)
-    num = cv2.ximgproc.fastGlobalSmootherFilter(guide, sparse, settings.lam, settings.sigma)
-    den = cv2.ximgproc.fastGlobalSmootherFilter(guide, mask, settings.lam, settings.sigma)
+    smooth = cv2.ximgproc.fastGlobalSmootherFilter
+    num = smooth(guide, sparse, settings.lam, settings.sigma)
+    den = smooth(guide, mask, settings.lam, settings.sigma)
+    if settings.coarse_sigma is not None:
+        num += settings.coarse_weight * smooth(guide, sparse, settings.lam, settings.coarse_sigma)
+        den += settings.coarse_weight * smooth(guide, mask, settings.lam, settings.coarse_sigma)
     out = num / np.maximum(den, 1e-12)
     weak = den < 1e-4
     if weak.any():
@@ -78,15 +99,16 @@ def fgs_fill(
 
 
 def tune_fgs(
-    rgb: np.ndarray, coords: np.ndarray, values: np.ndarray, folds: int = 5, seed: int = 0
-) -> tuple[FGSSettings, float]:
-    """Settings of `FGS_GRID` with the lowest RMSE at held-out samples (``folds``-fold CV on the samples).
+    rgb: np.ndarray, coords: np.ndarray, values: np.ndarray, folds: int = 5, seed: int = 0,
+    grid: tuple[FGSSettings, ...] = FGS_GRID,
+) -> tuple[FGSSettings, float]:  # fmt: skip
+    """Settings of ``grid`` with the lowest RMSE at held-out samples (``folds``-fold CV on the samples).
 
     Returns the settings and their cross-validated RMSE (disparity px). Uses only the samples.
     """
     fold = np.random.default_rng(seed).permutation(len(values)) % folds
-    best, best_rmse = FGS_GRID[0], np.inf
-    for settings in FGS_GRID:
+    best, best_rmse = grid[0], np.inf
+    for settings in grid:
         err = []
         for k in range(folds):
             keep, held = fold != k, fold == k

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import Sample, SampleMeta
-from fusionseg_depth.baselines import FGSSettings, fgs_fill, linear_fill, tune_fgs
+from fusionseg_depth.baselines import MULTISCALE_GRID, FGSSettings, fgs_fill, linear_fill, tune_fgs
 
 GUIDANCE_CHANNELS = ("red", "green", "blue", "grad_row", "grad_col", "linear", "fgs", "nearest", "distance")
 LINEAR_CHANNEL = GUIDANCE_CHANNELS.index("linear")
@@ -267,6 +267,12 @@ class HideAndPredict(Dataset):
         return depth_sample(guide, vis_c[vis] - np.array([r0, c0]), vis_v[vis], target, f"crop{index}", self.scale)
 
 
+def tune_base(scene: Scene, seed: int = 0) -> FGSSettings:
+    """Settings of the multi-scale fast global smoother (guidance channel ``fgs``, the model's base),
+    chosen by 3-fold cross-validation on the scene's samples (`MULTISCALE_GRID`; no ground truth)."""
+    return tune_fgs(scene.rgb, scene.coords, scene.values, folds=3, seed=seed, grid=MULTISCALE_GRID)[0]
+
+
 def full_sample(scene: Scene, fgs: FGSSettings, target: np.ndarray | None, name: str,
                 scale: float = DISPARITY_SCALE) -> Sample:  # fmt: skip
     """The whole scene with every sample visible; ``target`` (H, W) px or None."""
@@ -287,8 +293,9 @@ class MotorcycleSource(Dataset):
         split: ``train``: `HideAndPredict` crops (``num_fields`` per epoch); ``val``: the scene with the
             training samples visible, scored at ``val_fraction`` of the samples held out of training
             (no ground truth); ``test``/``predict``: every sample visible, scored on the ground truth.
-        crop, hide, flip: see `HideAndPredict`. ``fgs``: fast-global-smoother settings ``[lam, sigma]``
-            of the guidance channel, or None to choose them by cross-validation on the samples.
+        crop, hide, flip: see `HideAndPredict`. ``fgs``: settings ``[lam, sigma, coarse_sigma, coarse_weight]``
+            of the multi-scale fast global smoother channel, or None to choose them by cross-validation
+            on the training samples (`tune_base`).
         window: (row0, col0, h, w) sub-image to use instead of the whole scene (quick tests).
         sampler: only ``random`` (uniform over valid pixels).
         num_fields, seed: training items per epoch; seed of the hide/crop draws.
@@ -322,7 +329,7 @@ class MotorcycleSource(Dataset):
             scene = scene.region(0, cut) if split == "train" else scene.region(cut, scene.shape[1])
         held = np.random.default_rng(points_seed + 1).random(len(scene.values)) < val_fraction
         train = Scene(scene.rgb, scene.coords[~held], scene.values[~held], scene.truth)
-        settings = FGSSettings(*fgs) if fgs is not None else tune_fgs(train.rgb, train.coords, train.values)[0]
+        settings = FGSSettings(*fgs) if fgs is not None else tune_base(train)
         self.split, self.scene, self.scale = split, scene, disparity_scale
         if split == "train":
             self.items: Dataset | list[Sample] = HideAndPredict(

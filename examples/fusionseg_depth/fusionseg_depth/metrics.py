@@ -23,4 +23,5 @@ def depth_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         raise ValueError("the prediction has NaN/inf at scored pixels; fill every valid pixel.")
     metrics = regression_metrics(THRESHOLDS)
     metrics.update(torch.from_numpy(pred[valid].astype(np.float64)), torch.from_numpy(truth[valid].astype(np.float64)))
-    return {name: round(float(value), 4) for name, value in metrics.compute().items()}
+    values = metrics.compute()
+    return {name: round(float(values[name]), 4) for name in ("rmse", "mae", "bad1", "bad3")}

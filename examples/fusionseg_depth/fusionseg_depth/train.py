@@ -1,8 +1,10 @@
 """Per-image self-supervised training through fusionseg's `FusionSegModule` and a Lightning `Trainer`.
 
-The model is the core's pixel-grid pipeline (``grid`` graph, ``cnn`` image backbone, ``cross-attention``
-of every pixel over its 8 nearest samples) with this plugin's ``residual`` head on top of the fast
-global smoother channel: it learns, on the image's own samples, what the classic completion misses.
+The model is the core's pixel-grid pipeline (``grid`` graph, ``cnn`` image backbone over the guidance
+channels, which carry the samples as classic completions) with this plugin's ``residual`` head on top
+of the multi-scale fast global smoother channel: it learns, on the image's own samples, what the classic
+completion misses. (``cross-attention`` of every pixel over its 8 nearest samples also runs here, at
+~4x the cost per step; at the 2-minute budget it had fewer steps and did not do better.)
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from torch.utils.data import DataLoader
 
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.models.module import FusionSegModule
-from fusionseg_depth.baselines import FGSSettings, tune_fgs
-from fusionseg_depth.data import DISPARITY_SCALE, FGS_CHANNEL, GUIDANCE_CHANNELS, HideAndPredict, Scene, full_sample
+from fusionseg_depth.baselines import FGSSettings
+from fusionseg_depth.data import (
+    DISPARITY_SCALE,
+    FGS_CHANNEL,
+    GUIDANCE_CHANNELS,
+    HideAndPredict,
+    Scene,
+    full_sample,
+    tune_base,
+)
 
 MODEL_DEFAULTS: dict[str, Any] = {
     "task": "regression",
@@ -30,13 +40,13 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "point_encoder": "identity",
     "graph_builder": "grid",
     "graph_builder_kwargs": {"connectivity": 8, "cross_k": 8},
-    "fusion": "cross-attention",
-    "fusion_kwargs": {"num_layers": 4, "refine_layers": 2},
+    "fusion": "image-only",
+    "fusion_kwargs": {"num_layers": 4},
     "backbone": "cnn",
     "hidden_channels": 32,
     "head": "residual",
     "head_kwargs": {"base_channel": FGS_CHANNEL, "scale": DISPARITY_SCALE},
-    "loss": "l1",
+    "loss": "smooth-l1",
     "error_thresholds": [1.0, 3.0],
 }
 """The depth model (mirrored by ``configs/depth.yaml``'s model section; a test keeps them equal)."""
@@ -49,7 +59,7 @@ class TrainSettings:
     steps: int = 300
     batch: int = 4
     crop: int = 128
-    hide: float = 0.3
+    hide: float = 0.5
     lr: float = 3e-3
     seed: int = 0
 
@@ -61,16 +71,24 @@ def build_model(lr: float, **overrides: Any) -> FusionSegModule:
 
 
 def fit_scene(
-    scene: Scene, settings: TrainSettings, fgs: FGSSettings | None = None, **model_overrides: Any
+    scene: Scene,
+    settings: TrainSettings,
+    fgs: FGSSettings | None = None,
+    predict_on: Scene | None = None,
+    **model_overrides: Any,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Train on ``scene``'s samples alone (hide and predict), then predict from all of them.
 
-    Returns the (H, W) disparity prediction (px) and facts of the run (steps, seconds, FGS settings).
+    ``predict_on``: predict another scene instead (inductive: trained on one region, applied to another
+    with its own samples; the base's settings stay those tuned on ``scene``).
+
+    Returns the (H, W) disparity prediction (px) and facts of the run (steps, wall and CPU seconds of
+    tuning the base + training + prediction, the base's settings).
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     L.seed_everything(settings.seed, verbose=False)
     if fgs is None:
-        fgs = tune_fgs(scene.rgb, scene.coords, scene.values, seed=settings.seed)[0]
+        fgs = tune_base(scene, settings.seed)
     data = HideAndPredict(
         scene, fgs, settings.crop, settings.hide, settings.steps * settings.batch, settings.seed, flip=True
     )
@@ -82,8 +100,9 @@ def fit_scene(
     )  # fmt: skip
     trainer.fit(model, train_dataloaders=loader)
     trained = time.perf_counter() - start
-    full = full_sample(scene, fgs, None, "motorcycle")
+    full = full_sample(predict_on or scene, fgs, None, "motorcycle")
     pred = model.predict_samples([full])[0]["values"][0].numpy()
     info = {"steps": settings.steps, "batch": settings.batch, "crop": settings.crop, "hide": settings.hide,
-            "train_seconds": trained, "seconds": time.perf_counter() - start, "fgs": [fgs.lam, fgs.sigma]}  # fmt: skip
+            "train_seconds": trained, "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start, "fgs": fgs}  # fmt: skip
     return pred, info
