@@ -206,6 +206,14 @@ class Scene:
     def spacing(self, num_samples: int | None = None) -> float:
         return sample_spacing(num_samples or len(self.values), self.shape[0] * self.shape[1])
 
+    def flipped(self) -> Scene:
+        """The mirror image (columns reversed), samples and truth with it."""
+        cols = self.shape[1] - 1 - self.coords[:, 1]
+        truth = None if self.truth is None else self.truth[:, ::-1]
+        return Scene(
+            np.ascontiguousarray(self.rgb[:, ::-1]), np.stack([self.coords[:, 0], cols], 1), self.values, truth
+        )
+
     def region(self, col0: int, col1: int) -> Scene:
         """The columns ``col0:col1`` as a scene of their own (its samples only)."""
         keep = (self.coords[:, 1] >= col0) & (self.coords[:, 1] < col1)
@@ -269,8 +277,8 @@ class HideAndPredict(Dataset):
 
 def tune_base(scene: Scene, seed: int = 0) -> FGSSettings:
     """Settings of the multi-scale fast global smoother (guidance channel ``fgs``, the model's base),
-    chosen by 3-fold cross-validation on the scene's samples (`MULTISCALE_GRID`; no ground truth)."""
-    return tune_fgs(scene.rgb, scene.coords, scene.values, folds=3, seed=seed, grid=MULTISCALE_GRID)[0]
+    chosen by 5-fold cross-validation on the scene's samples (`MULTISCALE_GRID`; no ground truth)."""
+    return tune_fgs(scene.rgb, scene.coords, scene.values, folds=5, seed=seed, grid=MULTISCALE_GRID)[0]
 
 
 def full_sample(scene: Scene, fgs: FGSSettings, target: np.ndarray | None, name: str,

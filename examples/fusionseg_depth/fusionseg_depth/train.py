@@ -70,6 +70,11 @@ def build_model(lr: float, **overrides: Any) -> FusionSegModule:
     return FusionSegModule(**kwargs, optimizer=lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=1e-4))
 
 
+def predict_scene(model: FusionSegModule, scene: Scene, fgs: FGSSettings) -> np.ndarray:
+    """(H, W) disparity (px) predicted from every sample of ``scene``."""
+    return model.predict_samples([full_sample(scene, fgs, None, "motorcycle")])[0]["values"][0].numpy()
+
+
 def fit_scene(
     scene: Scene,
     settings: TrainSettings,
@@ -79,6 +84,7 @@ def fit_scene(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Train on ``scene``'s samples alone (hide and predict), then predict from all of them.
 
+    The prediction is the mean of the image's and its mirror image's (training draws flips too).
     ``predict_on``: predict another scene instead (inductive: trained on one region, applied to another
     with its own samples; the base's settings stay those tuned on ``scene``).
 
@@ -100,8 +106,9 @@ def fit_scene(
     )  # fmt: skip
     trainer.fit(model, train_dataloaders=loader)
     trained = time.perf_counter() - start
-    full = full_sample(predict_on or scene, fgs, None, "motorcycle")
-    pred = model.predict_samples([full])[0]["values"][0].numpy()
+    target = predict_on or scene
+    pred = predict_scene(model, target, fgs)
+    pred = (pred + predict_scene(model, target.flipped(), fgs)[:, ::-1]) / 2  # trained with flips: average both
     info = {"steps": settings.steps, "batch": settings.batch, "crop": settings.crop, "hide": settings.hide,
             "train_seconds": trained, "seconds": time.perf_counter() - start,
             "cpu_seconds": time.process_time() - cpu_start, "fgs": fgs}  # fmt: skip
