@@ -107,6 +107,13 @@ def test_hide_and_predict_items_hide_samples_from_the_input(scene):
     assert torch.allclose(item.point_features[:, 0] * 32, item.point_target)
 
 
+def test_mirror_scene_round_trips(scene):
+    back = scene.flipped().flipped()
+    assert np.array_equal(back.rgb, scene.rgb) and np.array_equal(back.coords, scene.coords)
+    flipped = scene.flipped()
+    assert np.array_equal(flipped.truth[flipped.coords[:, 0], flipped.coords[:, 1]], scene.values)
+
+
 def test_untrained_model_returns_the_classic_completion_exactly(scene):
     """The residual head starts at zero: the model's floor is the fast global smoother it refines."""
     fgs = FGSSettings(100.0, 8.0)
@@ -130,6 +137,19 @@ def test_evaluate_writes_the_json_schema_table_and_figure(tmp_path, capsys):
     assert 0 < result["rmse"] < 2 * result["baselines"]["nearest"]["rmse"]
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "| fusionseg (per-image) |" in capsys.readouterr().out
+
+
+def test_inductive_evaluation_scores_only_the_unseen_region(tmp_path, capsys):
+    out = tmp_path / "ind.json"
+    argv = ["--fraction", "0.05", "--json", str(out), "--steps", "2", "--batch", "2", "--crop", "40",
+            "--window", *map(str, WINDOW), "--inductive", "0.5"]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    right = motorcycle_scene(0.05, 0, WINDOW).region(64, 128)
+    result = json.loads(out.read_text())
+    assert result["points"] == len(right.values)
+    linear = depth_scores(linear_fill(right.coords, right.values, right.shape), right.truth)
+    assert result["baselines"]["linear"]["rmse"] == linear["rmse"]
+    assert "inductive: trained on the left 0.5" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])

@@ -136,18 +136,20 @@ def guidance(
 ) -> np.ndarray:
     """(9, h, w) float32 `GUIDANCE_CHANNELS` of ``window`` (row0, col0, h, w; default the whole image).
 
-    ``coords``/``values``: the visible samples anywhere in the image (px). Linear interpolation and the
-    nearest sample are exact on the window; the fast global smoother runs on the window plus
-    `FGS_MARGIN` px. ``spacing``: typical distance between samples (px); the distance channel is in
-    these units, so it means the same at every sampling density.
+    ``coords``/``values``: the visible samples anywhere in the image (px). On a window, every channel
+    uses the samples within `FGS_MARGIN` px of it (the smoother runs on that context), which keeps a
+    training item's cost independent of the sample count. ``spacing``: typical distance between
+    samples (px); the distance channel is in these units, so it means the same at every sampling density.
     """
     height, width = rgb.shape[:2]
     r0, c0, h, w = window or (0, 0, height, width)
-    rows, cols = np.mgrid[r0 : r0 + h, c0 : c0 + w]
-    dist, nearest = cKDTree(coords.astype(np.float64)).query(np.stack([rows.ravel(), cols.ravel()], 1))
     lr0, lc0 = max(0, r0 - FGS_MARGIN), max(0, c0 - FGS_MARGIN)
     lr1, lc1 = min(height, r0 + h + FGS_MARGIN), min(width, c0 + w + FGS_MARGIN)
     inside = (coords[:, 0] >= lr0) & (coords[:, 0] < lr1) & (coords[:, 1] >= lc0) & (coords[:, 1] < lc1)
+    if window is not None and inside.sum() >= 3:
+        coords, values, inside = coords[inside], values[inside], np.ones(int(inside.sum()), bool)
+    rows, cols = np.mgrid[r0 : r0 + h, c0 : c0 + w]
+    dist, nearest = cKDTree(coords.astype(np.float64)).query(np.stack([rows.ravel(), cols.ravel()], 1))
     linear = linear_fill(coords, values, (height, width), (r0, c0, h, w))
     if inside.sum() >= 3:
         local = fgs_fill(rgb[lr0:lr1, lc0:lc1], coords[inside] - np.array([lr0, lc0]), values[inside], fgs)
