@@ -75,9 +75,9 @@ def evaluate(
     return result, scene, pred, info
 
 
-def table(result: dict[str, Any]) -> str:
-    """Markdown table of the model and the baselines."""
-    rows = [("fusionseg (per-image)", result)] + list(result["baselines"].items())
+def table(result: dict[str, Any], label: str = "fusionseg (per-image)") -> str:
+    """Markdown table of the model (row ``label``) and the baselines."""
+    rows = [(label, result)] + list(result["baselines"].items())
     head = "| method | RMSE px | MAE px | bad1 % | bad3 % | seconds |\n| --- | --- | --- | --- | --- | --- |"
     names = {"fgs": "fast global smoother (edge-aware classic)", "fgs_multiscale": "model's base, untrained"}
     lines = [f"| {names.get(n, n)} | {r['rmse']:.3f} | {r['mae']:.3f} | {r['bad1']:.2f} | {r['bad3']:.2f} | "
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {a.steps} steps x {a.batch} "
           f"crops of {a.crop} px, {a.hide:g} hidden; {info['seconds']:.1f} s wall, {info['cpu_seconds']:.1f} s CPU "
           f"({a.threads} thread(s)), load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(table(result))
+    print(table(result, "fusionseg (per-image)" if a.inductive is None else "fusionseg (inductive)"))
     print(f"wrote {a.json} and {png}")
     return 0
 
