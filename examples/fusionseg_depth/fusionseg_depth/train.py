@@ -4,7 +4,7 @@ The model is the core's pixel-grid pipeline (``grid`` graph, ``cnn`` image backb
 channels, which carry the samples as classic completions) with this plugin's ``residual`` head on top
 of the multi-scale fast global smoother channel: it learns, on the image's own samples, what the classic
 completion misses. (``cross-attention`` of every pixel over its 8 nearest samples also runs here, at
-~4x the cost per step; at the 2-minute budget it had fewer steps and did not do better.)
+~4x the cost per step, so a quarter of the steps in the 2-minute budget; not measured to the end.)
 """
 
 from __future__ import annotations
