@@ -51,7 +51,7 @@ class FusionSegCLI(LightningCLI):
     """LightningCLI whose model takes class names and calibration from the data."""
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-        for attr in ("class_names", "energy_axis", "beam_energy_kev", "image_channels"):
+        for attr in ("class_names", "energy_axis", "beam_energy_kev", "image_channels", "point_channels"):
             parser.link_arguments(f"data.{attr}", f"model.{attr}", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 (jsonargparse parser and args)

@@ -93,8 +93,9 @@ class Sample:
     image:          (C, H, W) float, e.g. C=1 normalised BSE.
     point_coords:   (N, 2) float pixel coordinates (row, col); sub-pixel allowed.
     point_features: (N, D) float, raw spectra (counts per channel) or encoded features.
-    target:         optional (H, W) int64 class ids, ``IGNORE_INDEX`` for unlabelled.
-    point_target:   optional (N,) int64 class ids of the measured points.
+    target:         optional (H, W): int64 class ids (``IGNORE_INDEX`` = unlabelled), or float values
+                    for regression (NaN = unlabelled; kept float).
+    point_target:   optional (N,): int64 class ids of the measured points, or float values.
     meta:           `SampleMeta` (class names, energy calibration, beam energy, pixel size).
     """
 
@@ -187,6 +188,8 @@ class Sample:
                 continue
             if tuple(tgt.shape) != shape:
                 raise SampleError(f"{name} must have shape {shape}, got {tuple(tgt.shape)}.")
+            if tgt.is_floating_point():  # regression values: any real, NaN = unlabelled
+                continue
             bad = (tgt != IGNORE_INDEX) & ((tgt < 0) | (tgt >= max(n_cls, 1)))
             if n_cls and bad.any():
                 raise SampleError(
@@ -271,7 +274,7 @@ def _as_target(value: Any, name: str, meta: SampleMeta) -> Tensor | None:
             f"{name} holds non-integer class ids (e.g. {float(bad):g}) although meta.class_names is set; class ids "
             "are whole numbers (-1 = unlabelled). For continuous targets leave class_names empty (regression)."
         )
-    return t
+    return t.float()  # regression values, float32 (NaN = unlabelled)
 
 
 def odd_input_notes(sample: Sample) -> list[str]:

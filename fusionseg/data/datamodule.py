@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -96,6 +97,8 @@ class FusionSegDataModule(L.LightningDataModule):
 
     For a generating source (the simulator, anything taking ``num_fields`` and ``seed``), each
     split is a separate source with its own field count and seed, so splits never share fields.
+    A source whose constructor takes ``split`` is told which split it serves (``train``, ``val``,
+    ``test``, ``predict``), e.g. to train on its own points and test on ground truth.
 
     Args:
         source: registry name of the data source (``fusionseg.registry.DATA_SOURCES``).
@@ -166,6 +169,8 @@ class FusionSegDataModule(L.LightningDataModule):
             kwargs.setdefault("sampler", hp.sampler)
             kwargs.setdefault("num_fields", self.counts[split])
             kwargs.setdefault("seed", hp.seed + 1000 * SPLITS.index(split))
+            if "split" in inspect.signature(DATA_SOURCES.get(hp.source)).parameters:
+                kwargs.setdefault("split", split)  # a source may serve splits differently (e.g. self-supervised)
             relabel = split != "train" and hp.point_labels == "identified"
             self._datasets[split] = CachedDataset(
                 DATA_SOURCES.create(hp.source, **kwargs),
@@ -193,6 +198,11 @@ class FusionSegDataModule(L.LightningDataModule):
     @property
     def image_channels(self) -> int:
         return int(self._first().image.shape[0])
+
+    @property
+    def point_channels(self) -> int:
+        """Width D of the sources' point features (sizes identity-like point encoders)."""
+        return int(self._first().point_features.shape[1])
 
     def training_spectra(self, max_spectra: int = 20000) -> Tensor:
         """Raw spectra of the training fields (for fitting encoders such as PCA)."""

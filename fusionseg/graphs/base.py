@@ -68,8 +68,14 @@ def check_sample(sample: Sample) -> None:
 
 def majority_label(pixel_to_node: Tensor, target: Tensor, num_nodes: int) -> Tensor:
     """Most frequent non-ignored class of the pixels of each node (vectorised bincount on
-    node*K+class); nodes with only ignored pixels get ``IGNORE_INDEX``."""
+    node*K+class); nodes with only ignored pixels get ``IGNORE_INDEX``. A float (regression)
+    target gives each node the mean of its labelled (non-NaN) pixels, NaN where it has none."""
     t = target.reshape(-1)
+    if t.is_floating_point():
+        keep = ~torch.isnan(t)
+        total = torch.zeros(num_nodes, dtype=t.dtype).index_add_(0, pixel_to_node[keep], t[keep])
+        count = torch.zeros(num_nodes, dtype=t.dtype).index_add_(0, pixel_to_node[keep], torch.ones_like(t[keep]))
+        return total / count  # 0 / 0 = NaN: no labelled pixel
     keep = t != IGNORE_INDEX
     k = int(t.max()) + 1 if keep.any() else 1
     counts = torch.bincount(pixel_to_node[keep] * k + t[keep], minlength=num_nodes * k).view(num_nodes, k)

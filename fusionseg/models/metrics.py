@@ -1,4 +1,5 @@
-"""Segmentation metrics on torchmetrics: mIoU, pixel accuracy, per-class IoU, confusion matrix."""
+"""Metrics on torchmetrics. Segmentation: mIoU, pixel accuracy, per-class IoU, confusion matrix.
+Regression: RMSE, MAE and the percentage of values whose error exceeds given thresholds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from fusionseg.sample import IGNORE_INDEX
@@ -23,6 +24,44 @@ def segmentation_metrics(num_classes: int, ignore_index: int = IGNORE_INDEX) -> 
         },
         compute_groups=False,
     )
+
+
+class ErrorRate(Metric):
+    """Percentage (0-100) of values whose absolute error exceeds ``threshold`` (target units),
+    e.g. the "bad 1.0" / "bad 3.0" disparity error rates of stereo and depth benchmarks."""
+
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, threshold: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if threshold < 0:
+            raise ValueError(f"ErrorRate threshold must be >= 0 (target units), got {threshold}.")
+        self.threshold = float(threshold)
+        self.add_state("bad", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        self.bad += ((preds - target).abs() > self.threshold).sum()
+        self.total += target.numel()
+
+    def compute(self) -> Tensor:
+        return 100.0 * self.bad / self.total.clamp(min=1)
+
+
+def threshold_name(threshold: float) -> str:
+    """Metric name of an error threshold: 1.0 -> ``bad1``, 0.5 -> ``bad0_5`` (module names take no dots)."""
+    return f"bad{threshold:g}".replace(".", "_")
+
+
+def regression_metrics(thresholds: tuple[float, ...] | list[float] = ()) -> MetricCollection:
+    """RMSE, MAE (target units) and, per threshold t, ``bad{t}``: % of values with |error| > t.
+
+    Update with labelled values only (flat predictions and targets; see `labelled` in losses).
+    """
+    metrics: dict[str, Metric] = {"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}
+    metrics.update({threshold_name(t): ErrorRate(t) for t in thresholds})
+    return MetricCollection(metrics, compute_groups=False)
 
 
 def iou_from_confusion(confmat: Tensor) -> Tensor:

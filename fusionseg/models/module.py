@@ -7,11 +7,14 @@ module so that prediction works on a raw `Sample` (a user's file) exactly as in 
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from dataclasses import asdict
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torch.nn.parameter import is_lazy  # lazily sized layers (shape known after loading) are not compared
@@ -19,15 +22,19 @@ from torch_geometric.data import Batch
 
 from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
-from fusionseg.models.losses import create_loss
-from fusionseg.models.metrics import segmentation_metrics, summarise
+from fusionseg.models.losses import create_loss, labelled
+from fusionseg.models.metrics import regression_metrics, segmentation_metrics, summarise
 from fusionseg.models.prior import PriorRefiner
 from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
 
 # Hyper-parameters that change tensor shapes or meaning; a checkpoint must agree on them.
+# Metric each task's checkpoints are chosen by, and whether higher is better.
+MONITOR = {"segmentation": ("val/miou", "max"), "regression": ("val/rmse", "min")}
+DEFAULT_LOSS = {"segmentation": "ce", "regression": "l2"}
+
 ARCHITECTURE_KEYS = (
-    "class_names", "num_outputs", "task", "energy_axis", "image_channels", "hidden_channels",
+    "class_names", "num_outputs", "task", "energy_axis", "image_channels", "point_channels", "hidden_channels",
     "point_encoder", "point_encoder_kwargs", "graph_builder", "graph_builder_kwargs",
     "fusion", "fusion_kwargs", "backbone", "backbone_kwargs", "head", "head_kwargs", "prior_refiner",
 )  # fmt: skip
@@ -43,12 +50,20 @@ class FusionSegModule(L.LightningModule):
     Args:
         class_names: output classes (segmentation); linked from the DataModule by the CLI.
         task: ``"segmentation"`` (per-pixel classes) or ``"regression"`` (per-pixel values,
-            ``num_outputs`` channels, target in ``Sample.meta.extra["dense_values"]``).
+            ``num_outputs`` channels; target: the float ``Sample.target`` (H, W) for one channel,
+            NaN = unlabelled, or ``Sample.meta.extra["dense_values"]`` (K, H, W)). Regression logs
+            ``rmse``, ``mae`` and ``bad{t}`` per ``error_thresholds`` and keeps checkpoints by
+            ``val/rmse`` (`MONITOR`); segmentation by ``val/miou``.
         energy_axis: spectrum calibration the point encoder is built for.
         point_encoder / graph_builder / fusion / backbone / head: registry names; the matching
             ``*_kwargs`` dicts are passed to their constructors.
+        image_channels / point_channels: widths of ``Sample.image`` and ``Sample.point_features``
+            (linked from the data by the CLI); ``point_channels`` sizes encoders taking ``in_dim``.
         hidden_channels: width of the fused node embeddings.
-        loss: ``ce``, ``focal``, ``dice`` or ``ce+dice``; ``class_weights`` optional per class.
+        loss: a `fusionseg.models.losses.LOSSES` name (``ce``, ``focal``, ``dice``, ``ce+dice``;
+            ``l2``, ``l1``, ``smooth-l1``; plugins add more); default ``ce`` / ``l2`` by task.
+            ``class_weights`` optional per class (segmentation).
+        error_thresholds: regression only: log the % of pixels with |error| above each (target units).
         mask_unseen_classes: at evaluation, only classes found among a field's measured points
             may be predicted (the spectra say which phases exist in the field).
         prior_refiner: kwargs of a `PriorRefiner` (segmentation only; ``{}`` for its defaults, None = off):
@@ -65,6 +80,7 @@ class FusionSegModule(L.LightningModule):
         energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         image_channels: int = 1,
+        point_channels: int | None = None,
         point_encoder: str = "element-windows",
         point_encoder_kwargs: dict[str, Any] | None = None,
         graph_builder: str = "grid",
@@ -76,11 +92,12 @@ class FusionSegModule(L.LightningModule):
         head: str = "classifier",
         head_kwargs: dict[str, Any] | None = None,
         hidden_channels: int = 64,
-        loss: str = "ce",
+        loss: str | None = None,
         loss_kwargs: dict[str, Any] | None = None,
         class_weights: list[float] | None = None,
         mask_unseen_classes: bool = True,
         prior_refiner: dict[str, Any] | None = None,
+        error_thresholds: list[float] | tuple[float, ...] = (),
         log_phase_maps: bool = True,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
@@ -104,7 +121,7 @@ class FusionSegModule(L.LightningModule):
 
         self.point_encoder = POINT_ENCODERS.create(
             point_encoder, energy_axis=self.energy_axis, beam_energy_kev=beam_energy_kev,
-            **(point_encoder_kwargs or {}),
+            **encoder_kwargs(point_encoder, point_encoder_kwargs, point_channels),
         )  # fmt: skip
         self.graph_builder = GRAPH_BUILDERS.create(graph_builder, **(graph_builder_kwargs or {}))
         self.fusion = FUSIONS.create(
@@ -121,13 +138,13 @@ class FusionSegModule(L.LightningModule):
         if prior_refiner is not None and task != "segmentation":
             raise ValueError("prior_refiner refines class scores: it needs task='segmentation' (set it to null).")
         self.refiner = PriorRefiner(**prior_refiner) if prior_refiner is not None else None
+        self.loss_fn = create_loss(loss or DEFAULT_LOSS[task], class_weights=class_weights, **(loss_kwargs or {}))
         if task == "segmentation":
-            self.loss_fn = create_loss(loss, class_weights=class_weights, **(loss_kwargs or {}))
             metrics = segmentation_metrics(self.num_outputs)
-            self.val_metrics = metrics.clone(prefix="val/")
-            self.test_metrics = metrics.clone(prefix="test/")
         else:
-            self.loss_fn = torch.nn.MSELoss()
+            metrics = regression_metrics(tuple(float(t) for t in error_thresholds))
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
         self._encoder_fitted = False
 
     # ----------------------------------------------------------------------------- forward
@@ -181,12 +198,9 @@ class FusionSegModule(L.LightningModule):
         if self.refiner is not None and self.training:
             return self._refined_training_loss(samples)
         out, graph = self.pixel_outputs(samples, mask=False)
-        if self.hparams.task == "segmentation":
-            target = graph.pixel_y
-            if self.refiner is not None:  # a phase no point found cannot be named: not a refiner error
-                target = self.refiner.found_only(target, samples)
-        else:
-            target = torch.cat([s.meta.extra["dense_values"].reshape(len(out), -1) for s in samples])
+        target = graph.pixel_y if self.hparams.task == "segmentation" else self.regression_target(samples, graph)
+        if self.refiner is not None:  # a phase no point found cannot be named: not a refiner error
+            target = self.refiner.found_only(target, samples)
         loss = self.loss_fn(out, target)
         if self.hparams.task == "segmentation" and self.hparams.mask_unseen_classes and not self.training:
             out = self._mask_unseen(out, graph, pixel_batch(graph))
@@ -204,6 +218,23 @@ class FusionSegModule(L.LightningModule):
             loss = loss + self.refiner.network_loss_weight * self.loss_fn(base, graph.pixel_y)
         return loss, out, graph
 
+    def regression_target(self, samples: list[Sample], graph: Batch) -> Tensor:
+        """Float per-pixel targets (sum H*W, K) of a batch; NaN = unlabelled."""
+        parts = []
+        for s in samples:
+            values = s.meta.extra.get("dense_values", s.target)
+            if values is None or not torch.as_tensor(values).is_floating_point():
+                raise ValueError(
+                    f"task='regression' needs a float target for sample {s.meta.name!r}: Sample.target (H, W) "
+                    "float (NaN = unlabelled) or meta.extra['dense_values'] (K, H, W)."
+                )
+            values = torch.as_tensor(values, dtype=torch.float32, device=self.device)
+            parts.append(values.reshape(-1, s.height * s.width).T)  # (K, H, W) or (H, W) -> (H*W, K)
+        target = torch.cat(parts)
+        if target.shape[1] != self.num_outputs:
+            raise ValueError(f"regression targets have {target.shape[1]} channels, num_outputs is {self.num_outputs}.")
+        return target
+
     def training_step(self, batch: list[Sample], batch_idx: int) -> Tensor:
         loss, _, _ = self._loss(batch)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
@@ -212,9 +243,10 @@ class FusionSegModule(L.LightningModule):
     def _eval_step(self, batch: list[Sample], batch_idx: int, stage: str) -> None:
         loss, out, graph = self._loss(batch)
         self.log(f"{stage}/loss", loss, batch_size=len(batch), prog_bar=stage == "val")
-        if self.hparams.task != "segmentation":
-            return
         metrics = self.val_metrics if stage == "val" else self.test_metrics
+        if self.hparams.task != "segmentation":
+            metrics.update(*labelled(out, self.regression_target(batch, graph)))
+            return
         metrics.update(out.argmax(-1), graph.pixel_y)
         if stage == "val" and batch_idx == 0 and self.hparams.log_phase_maps:
             self._log_phase_map(out, graph)
@@ -227,18 +259,20 @@ class FusionSegModule(L.LightningModule):
 
     def _log_metrics(self, metrics: Any, stage: str) -> None:
         values = metrics.compute()
+        if self.hparams.task != "segmentation":
+            self.log_dict({k: float(v) for k, v in values.items()}, prog_bar=stage == "val")
+            metrics.reset()
+            return
         summary = summarise(values, self.class_names)
         self.log_dict({k: v for k, v in summary.items() if k != "per_class_iou"}, prog_bar=stage == "val")
         self.log_dict({f"{stage}/iou/{name}": v for name, v in summary.get("per_class_iou", {}).items()})
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:
-        if self.hparams.task == "segmentation":
-            self._log_metrics(self.val_metrics, "val")
+        self._log_metrics(self.val_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
-        if self.hparams.task == "segmentation":
-            self._log_metrics(self.test_metrics, "test")
+        self._log_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: list[Sample], batch_idx: int) -> list[dict[str, Any]]:
         """Per sample: ``labels`` (H, W) long and ``confidence`` (H, W) max probability."""
@@ -269,6 +303,27 @@ class FusionSegModule(L.LightningModule):
             self.train(was_training)
 
     # ----------------------------------------------------------------------------- fitting
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """(metric, mode) checkpoints of this task are chosen by: ``val/miou`` max or ``val/rmse`` min."""
+        return MONITOR[self.hparams.task]
+
+    def configure_callbacks(self) -> list[Any]:
+        """Checkpoints by the task's metric when none is configured; refuse a monitor this task never logs."""
+        checkpoints = [cb for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+        metric, mode = self.monitor
+        other = {m for task, (m, _) in MONITOR.items() if task != self.hparams.task}
+        for cb in checkpoints:
+            if cb.monitor in other:
+                raise ValueError(
+                    f"ModelCheckpoint monitors {cb.monitor!r}, which task={self.hparams.task!r} never logs; set "
+                    f"its init_args to {{monitor: {metric}, mode: {mode}}} in the config's trainer.callbacks."
+                )
+        if checkpoints and all(cb.monitor is None for cb in checkpoints) and self.trainer.limit_val_batches != 0:
+            dirpath = checkpoints[0].dirpath
+            return [ModelCheckpoint(dirpath=dirpath, monitor=metric, mode=mode, save_last=True)]
+        return []
+
     def on_fit_start(self) -> None:
         """Fit data-dependent encoders (e.g. PCA) on training spectra once."""
         if self._encoder_fitted or self.trainer.datamodule is None:
@@ -319,6 +374,19 @@ class FusionSegModule(L.LightningModule):
         pred = out[: h * w].argmax(-1).view(h, w).cpu().numpy()
         target = graph.pixel_y[: h * w].view(h, w).cpu().numpy()
         log_phase_map(self.logger, pred, target, self.class_names, step=self.current_epoch)
+
+
+def encoder_kwargs(name: str, kwargs: dict[str, Any] | None, point_channels: int | None) -> dict[str, Any]:
+    """``kwargs`` plus ``in_dim=point_channels`` for encoders that take ``in_dim`` (feature width from the data)."""
+    kwargs = dict(kwargs or {})
+    if point_channels is not None and "in_dim" in inspect.signature(POINT_ENCODERS.get(name)).parameters:
+        if kwargs.setdefault("in_dim", int(point_channels)) != point_channels:
+            warnings.warn(
+                f"point_encoder_kwargs.in_dim={kwargs['in_dim']} differs from the data's {point_channels} point "
+                "channels; the configured value is used.",
+                stacklevel=3,
+            )
+    return kwargs
 
 
 def _normalise(value: Any) -> Any:
