@@ -48,7 +48,7 @@ def write_field_outputs(
         names,
         points=sample.point_coords.numpy(),
         truth=None if sample.target is None else sample.target.numpy(),
-        title=f"{stem}: {sample.num_points} spectra ({100 * sample.num_points / lab.size:.2g} % of pixels)",
+        title=f"{stem}: {sample.num_points} spectra ({100 * sample.num_points / lab.size:.3g} % of pixels)",
         area_percent={r["phase"]: r["area_percent"] for r in rows},
         pixel_size_um=pixel_size_um,
         **overlay,

@@ -157,5 +157,5 @@ def test_cli_writes_all_outputs(tmp_path: Path) -> None:
     labels = tifffile.imread(out / f"{stem}_phases.tif")
     assert labels.shape == (30, 30) and set(np.unique(labels)) <= {0, 1, 2}
     report = (out / "report.md").read_text()
-    assert "| cluster-0 |" in report and "measured spectra: 180" in report
+    assert "| cluster-0 (" in report and "measured spectra: 180" in report  # clusters named by their elements
     assert segment_main([*args, "--out", str(out)]) == 2  # refuses to overwrite without --overwrite
