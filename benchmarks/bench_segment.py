@@ -74,7 +74,7 @@ def peak_rss(sizes: list[int], max_memory: str, time_budget: float, threads: int
 
 
 def main() -> None:
-    from fusionseg.demo import field_metrics
+    from fusionseg.models.metrics import field_metrics
     from fusionseg.registry import DATA_SOURCES
     from fusionseg.segment import SegmentConfig, segment_field
 

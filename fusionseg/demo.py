@@ -5,76 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
-
+from fusionseg.export.report import write_field_outputs
 from fusionseg.export.safe_io import check_output_folder
 from fusionseg.export.writers import (
-    modal_table,
     staged_folder,
     write_json,
-    write_modal_csv,
-    write_overlay_png,
-    write_phase_tiff,
 )
-from fusionseg.models.metrics import field_metrics
-from fusionseg.sample import IGNORE_INDEX, Sample
-
-
-def write_field_outputs(
-    out: Path,
-    sample: Sample,
-    labels: torch.Tensor,
-    confidence: torch.Tensor,
-    pixel_size_um: float | None = None,
-    **overlay: Any,
-) -> dict:
-    """Phase map TIFF, overlay PNG, modal CSV (and metrics when the sample has a target).
-
-    ``pixel_size_um``: calibration (scale bar, TIFF resolution; None = uncalibrated); ``overlay``:
-    `phase_map_figure`'s ``point_labels`` and ``disagree``. The legend shows each phase's area %.
-    """
-    names = list(sample.meta.class_names)
-    stem = sample.meta.name or "field"
-    lab = labels.numpy().astype(np.int64)
-    write_phase_tiff(out / f"{stem}_phases.tif", lab, names, pixel_size_um)
-    rows = modal_table(lab, names, pixel_size_um or 1.0)
-    write_overlay_png(
-        out / f"{stem}_overlay.png",
-        sample.image[0].numpy(),
-        lab,
-        names,
-        points=sample.point_coords.numpy(),
-        truth=None if sample.target is None else sample.target.numpy(),
-        title=f"{stem}: {sample.num_points} spectra ({100 * sample.num_points / lab.size:.3g} % of pixels)",
-        area_percent={r["phase"]: r["area_percent"] for r in rows},
-        pixel_size_um=pixel_size_um,
-        **overlay,
-    )
-    write_modal_csv(out / f"{stem}_modal.csv", rows)
-    result = {"mean_confidence": float(np.nanmean(confidence.numpy()))}
-    if sample.target is not None:
-        result.update(field_metrics(labels, sample.target, len(names)))
-    if sample.target is not None and sample.point_target is not None:
-        result.update(measured_phases_bound(sample))
-    return result
-
-
-def measured_phases_bound(sample: Sample) -> dict:
-    """mIoU ceiling of a method that names phases from the field's point labels, and the phases none hit."""
-    from fusionseg.baselines import measured_phases_ceiling
-
-    truth, found = sample.target.numpy(), sample.point_target.numpy()
-    ceiling = measured_phases_ceiling(truth, found)
-    missed = sorted(set(np.unique(truth[truth != IGNORE_INDEX]).tolist()) - set(found.tolist()))
-    return {
-        "miou_ceiling_measured_phases": field_metrics(torch.from_numpy(ceiling), sample.target, sample.num_classes)[
-            "miou"
-        ],
-        "phases_without_a_point": [sample.meta.class_names[k] for k in missed],
-    }
+from fusionseg.sample import IGNORE_INDEX
 
 
 def run_demo(

@@ -21,6 +21,10 @@ USER_ERROR_EXIT = 2
 """Exit status of a command that stopped on a user error (argparse uses 2 as well)."""
 
 
+class SegmentError(FusionSegError):
+    """The field cannot be segmented as asked; the message names the problem and the fix."""
+
+
 def user_error_message(err: BaseException) -> str | None:
     """One paragraph for an error the user can fix (bad input, config or argument); None for a bug.
 

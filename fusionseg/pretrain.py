@@ -24,9 +24,9 @@ from unittest import mock
 
 import torch
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = ROOT / "weights" / "default.ckpt"
-DEFAULT_CONFIG = ROOT.parent / "configs" / "default.yaml"
+from fusionseg.paths import DEFAULT_WEIGHTS, PACKAGE_DIR  # noqa: E402 (re-exported: the weights' home)
+
+DEFAULT_CONFIG = PACKAGE_DIR.parent / "configs" / "default.yaml"
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
@@ -132,7 +132,7 @@ def pretrain(config: Path, out: Path, threads: int = 1, extra: list[str] = ()) -
 def _shown(path: Path) -> str:
     """``path`` relative to the repository root when inside it (a record that reads the same on every machine)."""
     try:
-        return str(Path(path).resolve().relative_to(ROOT.parent))
+        return str(Path(path).resolve().relative_to(PACKAGE_DIR.parent))
     except ValueError:
         return str(path)
 

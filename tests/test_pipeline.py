@@ -157,7 +157,7 @@ def test_segment_with_a_trained_checkpoint_maps_a_new_field(tmp_path, monkeypatc
 
 
 def test_field_metrics_counts_unknown_predictions_as_wrong():
-    from fusionseg.demo import field_metrics
+    from fusionseg.models.metrics import field_metrics
 
     truth = torch.tensor([[0, 0], [1, 1]])
     pred = torch.tensor([[0, -1], [1, 1]])  # one pixel left unknown
@@ -170,7 +170,7 @@ def test_measured_phases_bound_of_a_field():
     from dataclasses import replace
 
     from fusionseg.baselines import measured_phases_ceiling
-    from fusionseg.demo import measured_phases_bound
+    from fusionseg.export.report import measured_phases_bound
     from fusionseg.registry import DATA_SOURCES
     from fusionseg.sample import IGNORE_INDEX
 

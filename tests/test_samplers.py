@@ -75,7 +75,7 @@ def test_superpixel_sampler_needs_a_matching_image():
 def test_image_guided_points_label_more_of_the_field():
     """Points at superpixel interiors (one per distinct-looking region) beat random points for a Voronoi map."""
     from fusionseg.baselines import nearest_point_map
-    from fusionseg.demo import field_metrics
+    from fusionseg.models.metrics import field_metrics
 
     rocks = ["granite", "basalt", "sulfide-ore", "carbonate", "sandstone", "grain-mount"]
     miou = {}

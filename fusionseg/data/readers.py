@@ -615,7 +615,7 @@ class EDSFileSource:
     def __getitem__(self, index: int) -> Sample:
         sample = read_input(self.paths[index], **self.read_kwargs)
         if "dense_spectra" in sample.meta.extra and self.eds_fraction:
-            from fusionseg.segment import sparse_acquisition
+            from fusionseg.data.acquisition import sparse_acquisition
 
             sample = sparse_acquisition(
                 sample, fraction=self.eds_fraction, sampler=self.sampler, seed=self.seed + index

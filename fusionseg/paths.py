@@ -1,0 +1,7 @@
+"""Where the package keeps its files (a leaf module: commands and library code both read it)."""
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_WEIGHTS = PACKAGE_DIR / "weights" / "default.ckpt"
+"""The shipped default weights (package data, made by ``make pretrain``)."""
