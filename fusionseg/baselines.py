@@ -36,7 +36,8 @@ FGS_LAMBDA = 1e3
 FGS_SIGMA_COLOR = 4.0  # in 8-bit grey levels of the guide image scaled to [0, 255]
 
 
-def _point_pixels(coords: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def point_pixels(coords: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest pixel (rows, cols) of each (N, 2) sub-pixel coordinate, clipped into an (H, W) image."""
     rows = np.clip(np.rint(coords[:, 0]).astype(np.int64), 0, shape[0] - 1)
     cols = np.clip(np.rint(coords[:, 1]).astype(np.int64), 0, shape[1] - 1)
     return rows, cols
@@ -55,7 +56,7 @@ def _seeds(coords: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> tu
     keep = labels != IGNORE_INDEX
     found = np.unique(labels[keep])
     seeds = np.zeros(shape, dtype=np.int64)
-    rows, cols = _point_pixels(coords[keep], shape)
+    rows, cols = point_pixels(coords[keep], shape)
     seeds[rows, cols] = np.searchsorted(found, labels[keep]) + 1
     return found, seeds
 
@@ -68,7 +69,7 @@ def nearest_point_map(coords: np.ndarray, labels: np.ndarray, shape: tuple[int, 
     keep = labels != IGNORE_INDEX
     if not keep.any():
         return np.full(shape, IGNORE_INDEX, dtype=np.int64)
-    rows, cols = _point_pixels(coords[keep], shape)
+    rows, cols = point_pixels(coords[keep], shape)
     label_at = np.full(shape, IGNORE_INDEX, dtype=np.int64)
     label_at[rows, cols] = labels[keep]
     not_point = label_at == IGNORE_INDEX
@@ -96,7 +97,7 @@ def superpixel_vote_map(
     keep = labels != IGNORE_INDEX
     if not keep.any():
         return fallback
-    rows, cols = _point_pixels(coords[keep], (h, w))
+    rows, cols = point_pixels(coords[keep], (h, w))
     seg_of_point = segments[rows, cols]
     n_seg = int(segments.max()) + 1
     votes = np.bincount(seg_of_point * num_classes + labels[keep], minlength=n_seg * num_classes)

@@ -23,7 +23,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
-from fusionseg.baselines import geodesic_costs
+from fusionseg.baselines import geodesic_costs, point_pixels
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 GEODESIC_SCALES = ((50.0, 1.0), (3200.0, 2.0))  # (edge weight, Gaussian sigma px): soft and hard image edges
@@ -54,8 +54,7 @@ def classic_features(
     if len(found) == 0:
         return found, np.zeros((0, h * w, len(FEATURES)), dtype=np.float32)
     spacing = np.sqrt(h * w / len(labels))
-    rows = np.clip(np.rint(coords[:, 0]).astype(np.int64), 0, h - 1)
-    cols = np.clip(np.rint(coords[:, 1]).astype(np.int64), 0, w - 1)
+    rows, cols = point_pixels(coords, (h, w))
     distances = [geodesic_costs(image, coords, labels, weight, sigma)[1] for weight, sigma in geodesic_scales]
     euclid = np.empty((len(found), h, w))
     at_point = np.zeros((len(found), h, w))
