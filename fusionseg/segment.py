@@ -644,9 +644,10 @@ def confidence(text: str) -> float:
 # ----------------------------------------------------------------------------- memory
 BASE_BYTES = 450e6
 """Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
-TILE_BYTES_PER_PIXEL = 2000.0
-"""Peak bytes per pixel of one prediction tile (graph, features, activations): ``bench_segment --peak-rss``
-measured 2.84 GiB with 1024-px tiles and 1.30 GiB with 512-px tiles of a 1024² field."""
+TILE_BYTES_PER_PIXEL = 3000.0
+"""Peak bytes per pixel of one prediction tile (graph, refiner features, activations): ``bench_segment
+--peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field with the refiner default (2.84 GiB
+before the refiner, whose per-class distance maps add about 1 kB per pixel)."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
 SPECTRUM_VALUE_BYTES = 24.0

@@ -98,12 +98,13 @@ class FeatureCache:
 
     Keyed by a hash of the image, coordinates and labels, not by object identity: moving a sample to a
     device or through a data loader makes a new object of the same field. Least recently used entries
-    beyond ``max_entries`` are dropped.
+    are dropped once the cache holds more than ``max_bytes`` (the newest entry is always kept), so
+    predicting tile after tile of a large field holds one tile's features, not all of them.
     """
 
-    def __init__(self, max_entries: int = 256, **settings: Any) -> None:
+    def __init__(self, max_bytes: float = 512e6, **settings: Any) -> None:
         self.settings = settings
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._cache: OrderedDict[bytes, tuple[Tensor, Tensor]] = OrderedDict()
 
     def __call__(self, sample: Sample) -> tuple[Tensor, Tensor]:
@@ -115,11 +116,11 @@ class FeatureCache:
                               digest_size=16).digest()  # fmt: skip
         if key in self._cache:
             self._cache.move_to_end(key)
-        else:
-            found, feats = classic_features(image, coords, labels, **self.settings)
-            self._cache[key] = (torch.from_numpy(found).long(), torch.from_numpy(feats))
-            if len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
+            return self._cache[key]
+        found, feats = classic_features(image, coords, labels, **self.settings)
+        self._cache[key] = (torch.from_numpy(found).long(), torch.from_numpy(feats))
+        while len(self._cache) > 1 and sum(f.nbytes for _, f in self._cache.values()) > self.max_bytes:
+            self._cache.popitem(last=False)
         return self._cache[key]
 
 
