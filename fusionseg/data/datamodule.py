@@ -223,6 +223,10 @@ class FusionSegDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.hparams.num_workers > 0,
+            # Its own generator: creating an iterator draws the worker base seed, which from the global RNG
+            # would shift every later draw (e.g. the refiner's pixel subset) by whether Lightning created the
+            # iterator before or after `EpochSeed` reseeded, which differs between a fresh and a resumed run.
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
