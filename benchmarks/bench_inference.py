@@ -50,7 +50,7 @@ def load_model(config: str):
 
 def tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """(lo, hi, keep_lo, keep_hi) along one axis: the windows ``fusionseg segment`` predicts."""
-    from fusionseg.segment import tile_spans
+    from fusionseg.inference import tile_spans
 
     return tile_spans(size, tile, overlap)
 
@@ -61,7 +61,7 @@ def infer(model, sample, tile: int, overlap: int) -> dict[str, float]:
     from torch_geometric.data import Batch
 
     from fusionseg.graphs.schema import POINT, decode_to_pixels
-    from fusionseg.segment import _crop
+    from fusionseg.inference import crop_sample
 
     h, w = sample.height, sample.width
     t = dict.fromkeys(("encode", "build", "forward", "decode"), 0.0)
@@ -70,7 +70,7 @@ def infer(model, sample, tile: int, overlap: int) -> dict[str, float]:
     for r, r_end, r_lo, r_hi in tiles(h, tile, overlap):
         for c, c_end, c_lo, c_hi in tiles(w, tile, overlap):
             th, tw = r_end - r, c_end - c
-            part = sample if (th, tw) == (h, w) else _crop(sample, r, c, th, tw, everything, ~everything)
+            part = sample if (th, tw) == (h, w) else crop_sample(sample, r, c, th, tw, everything, ~everything)
             enc, dt = _timed(lambda p=part: model.point_encoder(p.point_features))
             t["encode"] += dt
             graph, dt = _timed(lambda p=part: Batch.from_data_list([model.graph_builder(p)]))

@@ -61,8 +61,10 @@ def probability(text: str) -> float:
     return value
 
 
-def memory_size(text: str) -> int:
+def memory_size(text: str | int) -> int:
     """Bytes from a size such as ``4GB``, ``512MB``, ``1.5GiB`` or a plain number of bytes; > 0."""
+    if isinstance(text, int) and not isinstance(text, bool):  # already converted (config parsers re-check values)
+        text = str(text)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     unit = m.group(2).upper() if m else None
     if m is None or unit not in _UNITS:

@@ -92,11 +92,32 @@ class FusionSegCLI(LightningCLI):
                 stacklevel=2,
             )
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        """``predict`` also takes ``--max_memory`` (bytes, or e.g. ``4GB``): larger fields go in tiles."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            from fusionseg.argtypes import memory_size
+
+            parser.add_argument(
+                "--max_memory", type=memory_size, default=None,
+                help="memory budget of one field, e.g. 4GB (default: the memory available now); fields "
+                "larger than fits are predicted in overlapping tiles",
+            )  # fmt: skip
+        return parser
+
     def before_predict(self) -> None:
-        """No prediction writer configured: add `FieldWriter` (each field's outputs under ``<logs>/predictions``)."""
+        """Set the memory budget (checked on every predict field now, before any is mapped); add `FieldWriter`
+        (each field's outputs under ``<logs>/predictions``) when no prediction writer is configured."""
         from lightning.pytorch.callbacks import BasePredictionWriter
 
         from fusionseg.export.prediction import FieldWriter
+        from fusionseg.inference import OVERLAP_PX, available_memory, check_memory, min_tile_px
+
+        budget = self.config.predict.get("max_memory") or available_memory()
+        if self.datamodule is not None and self.model.hparams.task == "segmentation":
+            for sample in self.datamodule.dataset("predict"):
+                check_memory(budget, sample, min_tile_px(OVERLAP_PX), flag="--max_memory")
+        self.model.predict_max_memory = budget
 
         if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
             root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir

@@ -36,6 +36,15 @@ from fusionseg.data.acquisition import measured_points, sparse_acquisition
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.errors import FusionSegError, SegmentError
 from fusionseg.identify import UNKNOWN, PointLabels, label_points
+from fusionseg.inference import (
+    OVERLAP_PX,
+    available_memory,
+    check_memory,
+    crop_sample,
+    min_tile_px,
+    predict_field,
+    tile_for_memory,
+)
 from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, odd_input_notes
 
 log = logging.getLogger(__name__)
@@ -80,7 +89,7 @@ class SegmentConfig:
     num_threads: int | None = None  # torch CPU threads (1 is fastest on a busy machine)
     time_budget_s: float = 50.0
     tile_px: int = 512
-    overlap_px: int = 32
+    overlap_px: int = OVERLAP_PX
     seed: int = 0
     progress: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -128,26 +137,6 @@ class SegmentResult:
 
 
 # ----------------------------------------------------------------------------- training data
-def _point_pixels(coords: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
-    rc = coords.round().long()
-    return rc[:, 0].clamp(0, h - 1), rc[:, 1].clamp(0, w - 1)
-
-
-def _crop(sample: Sample, r0: int, c0: int, ch: int, cw: int, context: Tensor, query: Tensor) -> Sample:
-    """A crop with ``context`` points as input and the labels of ``query`` points as the only target pixels."""
-    coords = sample.point_coords - torch.tensor([r0, c0], dtype=torch.float32)
-    inside = (coords[:, 0] > -0.5) & (coords[:, 0] < ch - 0.5) & (coords[:, 1] > -0.5) & (coords[:, 1] < cw - 0.5)
-    ctx, qry = context & inside, query & inside
-    target = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.long)
-    pt = sample.point_target
-    if pt is not None and qry.any():
-        rows, cols = _point_pixels(coords[qry], ch, cw)
-        target[rows, cols] = pt[qry]
-    return Sample(image=sample.image[:, r0 : r0 + ch, c0 : c0 + cw], point_coords=coords[ctx],
-                  point_features=sample.point_features[ctx], meta=sample.meta, target=target,
-                  point_target=None if pt is None else pt[ctx])  # fmt: skip
-
-
 class PointCropDataset(Dataset):
     """Random crops around labelled points; each hides a random ``query_fraction`` of its points.
 
@@ -172,7 +161,7 @@ class PointCropDataset(Dataset):
             0, s.width - self.cw))  # fmt: skip
         hide = torch.rand(s.num_points, generator=g) < self.qf
         labelled = s.point_target != IGNORE_INDEX
-        return _crop(s, r0, c0, self.ch, self.cw, self.usable & ~hide, self.usable & hide & labelled)
+        return crop_sample(s, r0, c0, self.ch, self.cw, self.usable & ~hide, self.usable & hide & labelled)
 
 
 def validation_crops(sample: Sample, val: Tensor, crop_px: int, max_crops: int = 8) -> list[Sample]:
@@ -180,7 +169,7 @@ def validation_crops(sample: Sample, val: Tensor, crop_px: int, max_crops: int =
     ch, cw = min(crop_px, sample.height), min(crop_px, sample.width)
     rows = sorted({min(r, sample.height - ch) for r in range(0, sample.height, ch)})
     cols = sorted({min(c, sample.width - cw) for c in range(0, sample.width, cw)})
-    crops = [_crop(sample, r, c, ch, cw, ~val, val) for r in rows for c in cols]
+    crops = [crop_sample(sample, r, c, ch, cw, ~val, val) for r in rows for c in cols]
     crops = [c for c in crops if (c.target != IGNORE_INDEX).any()]
     return crops[:max_crops]
 
@@ -306,71 +295,6 @@ def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[st
         "val_points": int(val.sum()),
     }
     return model, info
-
-
-# ----------------------------------------------------------------------------- prediction
-def min_tile_px(overlap_px: int) -> int:
-    """Smallest tile that keeps ``overlap_px`` of context on each side of a core of at least 32 px."""
-    return 2 * overlap_px + 32
-
-
-def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Windows along one axis: (lo, hi, keep_lo, keep_hi), all in pixels.
-
-    The kept cores ``[keep_lo, keep_hi)`` partition ``0..size`` exactly (every pixel predicted once);
-    each window ``[lo, hi)`` is its core plus up to ``overlap`` px of context each side, at most ``tile``
-    px long. Raises `SegmentError` when ``tile`` leaves no core (the cause of unfilled pixels).
-    """
-    if size <= tile:
-        return [(0, size, 0, size)]
-    if tile < min_tile_px(overlap):
-        raise SegmentError(
-            f"a {tile}-px tile cannot keep {overlap} px of context on each side of a 32-px core; use --tile >= "
-            f"{min_tile_px(overlap)} (or a larger --max-memory)."
-        )
-    n = 1 + -(-(size - tile) // (tile - 2 * overlap))  # windows overlap by >= 2 * overlap px
-    starts = np.linspace(0, size - tile, n).round().astype(int).tolist()
-    cuts = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:], strict=True)] + [size]
-    return [(a, a + tile, cuts[i], cuts[i + 1]) for i, a in enumerate(starts)]
-
-
-def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32) -> tuple[Tensor, Tensor]:
-    """(H, W) labels and confidence; fields larger than ``tile_px`` are predicted in overlapping tiles.
-
-    Each tile keeps only its core (`tile_spans`), so every pixel is predicted exactly once with up to
-    ``overlap_px`` of context on each side; a tile without a measured point sees the nearest points
-    outside it (the window grows until it holds one), never an empty point set.
-    """
-    from tqdm.auto import tqdm
-
-    h, w = sample.height, sample.width
-    labels = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
-    conf = torch.full((h, w), float("nan"))
-    everything = torch.ones(sample.num_points, dtype=torch.bool)
-    tiles = [(r, c) for r in tile_spans(h, tile_px, overlap_px) for c in tile_spans(w, tile_px, overlap_px)]
-    for (r0, r1, kr0, kr1), (c0, c1, kc0, kc1) in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
-        r0, r1, c0, c1 = _window_with_points(sample, r0, r1, c0, c1)
-        crop = _crop(sample, r0, c0, r1 - r0, c1 - c0, everything, ~everything)
-        crop.target = None
-        out = model.predict_samples([crop])[0]
-        labels[kr0:kr1, kc0:kc1] = out["labels"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
-        conf[kr0:kr1, kc0:kc1] = out["confidence"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
-    if torch.isnan(conf).any():  # cannot happen with tile_spans; a guard against a silent wrong map
-        raise RuntimeError(f"{int(torch.isnan(conf).sum())} pixels were not predicted; this is a fusionseg bug.")
-    return labels, conf
-
-
-def _window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int]:
-    """The window, doubled in context until it holds at least one measured point (px)."""
-    rc = sample.point_coords.round()
-    grow = max(r1 - r0, c1 - c0, 1)
-    while True:
-        inside = (rc[:, 0] >= r0) & (rc[:, 0] < r1) & (rc[:, 1] >= c0) & (rc[:, 1] < c1)
-        if bool(inside.any()) or (r0, r1, c0, c1) == (0, sample.height, 0, sample.width):
-            return r0, r1, c0, c1
-        r0, r1 = max(0, r0 - grow), min(sample.height, r1 + grow)
-        c0, c1 = max(0, c0 - grow), min(sample.width, c1 + grow)
-        grow *= 2
 
 
 def load_checkpoint_model(path: Path) -> Any:
@@ -641,55 +565,6 @@ def confidence(text: str) -> float:
     return value
 
 
-# ----------------------------------------------------------------------------- memory
-BASE_BYTES = 450e6
-"""Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
-TILE_BYTES_PER_PIXEL = 3000.0
-"""Peak bytes per pixel of one prediction tile (graph, refiner features, activations): ``bench_segment
---peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field with the refiner default (2.84 GiB
-before the refiner, whose per-class distance maps add about 1 kB per pixel)."""
-TRAIN_BYTES = 150e6
-"""Per-field training on 128-px crops, bytes; independent of the field size."""
-SPECTRUM_VALUE_BYTES = 24.0
-"""Bytes per measured spectrum channel while points are identified (float64 copies of the spectra)."""
-PIXEL_BYTES = 64.0
-"""Bytes per field pixel outside the tiles: image, labels, confidence, output pictures."""
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (psutil), the default budget."""
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def field_bytes(sample: Sample) -> float:
-    """Bytes the field needs outside the tiles: spectra (identification), per-pixel maps, an in-memory cube."""
-    cube = sample.meta.extra.get("dense_spectra")
-    cube_bytes = cube.nbytes if isinstance(cube, np.ndarray) else 0  # a lazy (dask) cube stays on disk
-    pixels = sample.height * sample.width
-    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + cube_bytes
-
-
-def tile_for_memory(budget: float, sample: Sample, overlap_px: int = SegmentConfig.overlap_px) -> int:
-    """Largest prediction tile (px, multiple of 32) whose estimated peak fits ``budget`` bytes (>= the minimum)."""
-    free = budget - BASE_BYTES - TRAIN_BYTES - field_bytes(sample)
-    side = int(np.sqrt(max(free, 0) / TILE_BYTES_PER_PIXEL)) // 32 * 32
-    return max(min_tile_px(overlap_px), min(side, max(sample.height, sample.width)))
-
-
-def check_memory(budget: float, sample: Sample, tile: int) -> None:
-    """Raise `SegmentError` now when the field and one tile cannot fit ``budget`` bytes."""
-    th, tw = min(tile, sample.height), min(tile, sample.width)
-    need = BASE_BYTES + TRAIN_BYTES + field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
-    if need > budget:
-        raise SegmentError(
-            f"this field needs about {need / 1e9:.2f} GB with {tile}-px tiles but the memory budget is "
-            f"{budget / 1e9:.2f} GB; raise --max-memory, lower --tile (>= {min_tile_px(SegmentConfig.overlap_px)}) or "
-            "crop the field."
-        )
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
     p.add_argument("input", type=Path, help="EDS file (.bcf, .spd, .hspy, ...) or folder (image + eds.npz/points.csv)")
@@ -777,8 +652,8 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     start = time.perf_counter()
     sample = read_field(path, a)
     budget = a.max_memory or available_memory()
-    tile = a.tile or tile_for_memory(budget, sample)
-    check_memory(budget, sample, tile)
+    tile = a.tile or tile_for_memory(budget, sample, training=True)  # the shipped weights may fall back to training
+    check_memory(budget, sample, tile, training=True)
     sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
     checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)
     config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
@@ -844,7 +719,6 @@ __all__ = [
     "SegmentConfig",
     "SegmentError",
     "SegmentResult",
-    "predict_field",
     "rebin_spectra",
     "segment_field",
     "segment_main",

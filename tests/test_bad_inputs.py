@@ -20,9 +20,10 @@ import torch
 from fusionseg.cli import main
 from fusionseg.errors import FusionSegError
 from fusionseg.export.safe_io import MANIFEST_NAME, atomic_write, output_folder
+from fusionseg.inference import predict_field
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
-from fusionseg.segment import SegmentConfig, SegmentError, predict_field, segment_field, segment_main
+from fusionseg.segment import SegmentConfig, SegmentError, segment_field, segment_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -412,7 +413,7 @@ def test_a_request_that_cannot_fit_the_memory_budget_fails_before_work(field, tm
 
 
 def test_memory_budget_sets_the_tile():
-    from fusionseg.segment import tile_for_memory
+    from fusionseg.inference import tile_for_memory
 
     s = Sample(image=torch.rand(1, 4096, 4096), point_coords=torch.zeros(1, 2), point_features=torch.ones(1, 2048))
     small, large = tile_for_memory(2e9, s), tile_for_memory(8e9, s)

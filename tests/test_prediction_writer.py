@@ -64,3 +64,29 @@ def test_missing_optional_reader_is_named_with_its_extra(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "needs the optional package 'numba'" in err and "pip install 'fusionseg[jeol]'" in err
     assert "corrupt" not in err and "Traceback" not in err
+
+
+def test_predict_memory_budget_tiles_large_fields_and_refuses_what_cannot_fit(tmp_path, monkeypatch, capsys):
+    """``--max_memory`` sets tiles: the tiled map of a 240² field matches the whole-field map almost everywhere;
+    a budget that cannot hold the smallest tile fails before any field is written, naming the flag."""
+    import numpy as np
+    import tifffile
+
+    from fusionseg.inference import BASE_BYTES, TILE_BYTES_PER_PIXEL
+
+    monkeypatch.chdir(tmp_path)
+    base = ["predict", "--config", str(DEFAULT_CONFIG), "--ckpt_path", str(DEFAULT_WEIGHTS), "--data.predict_fields=1",
+            "--data.source_kwargs.size=240", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    maps = {}
+    tiled = BASE_BYTES + 80e6 + TILE_BYTES_PER_PIXEL * 128**2  # 80 MB for the field's spectra and maps
+    for name, budget in (("whole", 8e9), ("tiled", tiled)):
+        assert main([*base, f"--max_memory={int(budget)}", f"--trainer.logger.init_args.save_dir={name}"]) == 0
+        (tif,) = (tmp_path / name / "predictions").glob("*/*_phases.tif")
+        maps[name] = tifffile.imread(tif)
+        assert ("predict tiles" in capsys.readouterr().err) == (name == "tiled")
+    assert maps["whole"].shape == maps["tiled"].shape == (240, 240)
+    assert np.mean(maps["whole"] == maps["tiled"]) > 0.9  # tiles see less context near their borders
+    assert main([*base, "--max_memory=300MB", "--trainer.logger.init_args.save_dir=small"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "raise --max_memory" in err and "Traceback" not in err
+    assert not (tmp_path / "small" / "predictions").exists()

@@ -22,6 +22,7 @@ from torch_geometric.data import Batch
 
 from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
+from fusionseg.inference import check_memory, predict_field, tile_for_memory
 from fusionseg.models.losses import create_loss, labelled
 from fusionseg.models.metrics import regression_metrics, segmentation_metrics, summarise
 from fusionseg.models.prior import PriorRefiner
@@ -274,8 +275,18 @@ class FusionSegModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
 
+    predict_max_memory: float | None = None
+    """Bytes a predicted field may use (``fusionseg predict --max_memory``): larger segmentation fields are
+    predicted in overlapping tiles of the size that fits (`fusionseg.inference`); None: whole fields."""
+
     def predict_step(self, batch: list[Sample], batch_idx: int) -> list[dict[str, Any]]:
-        """Per sample: ``labels`` (H, W) long and ``confidence`` (H, W) max probability."""
+        """Per sample: ``labels`` (H, W) long and ``confidence`` (H, W) max probability (segmentation), or
+        ``values`` (K, H, W) (regression); in tiles when ``predict_max_memory`` asks for them."""
+        if self.predict_max_memory is None or self.hparams.task != "segmentation":
+            return self._predict_whole(batch)
+        return [self._predict_in_tiles(s, self.predict_max_memory) for s in batch]
+
+    def _predict_whole(self, batch: list[Sample]) -> list[dict[str, Any]]:
         out, graph = self.pixel_outputs(batch)
         owner = pixel_batch(graph)
         results = []
@@ -289,6 +300,14 @@ class FusionSegModule(L.LightningModule):
             else:
                 results.append({"name": s.meta.name, "values": o.T.reshape(-1, s.height, s.width).cpu()})
         return results
+
+    def _predict_in_tiles(self, sample: Sample, budget: float) -> dict[str, Any]:
+        tile = tile_for_memory(budget, sample)
+        check_memory(budget, sample, tile, flag="--max_memory")
+        if tile >= max(sample.height, sample.width):
+            return self._predict_whole([sample])[0]
+        labels, conf = predict_field(_WholeFields(self), sample, tile)
+        return {"name": sample.meta.name, "labels": labels, "confidence": conf}
 
     @torch.no_grad()
     def predict_samples(self, samples: list[Sample], batch_size: int = 4) -> list[dict[str, Any]]:
@@ -398,3 +417,13 @@ def _normalise(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return _normalise(asdict(value))
     return value
+
+
+class _WholeFields:
+    """A module's predictions of tiles as whole fields (a tile that grew to reach a point is not re-tiled)."""
+
+    def __init__(self, module: FusionSegModule) -> None:
+        self.module = module
+
+    def predict_samples(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        return self.module._predict_whole(samples)

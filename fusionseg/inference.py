@@ -1,0 +1,159 @@
+"""Inference on fields of any size: overlapping tiles, and the tile size that fits a memory budget.
+
+Used by ``fusionseg segment`` and by ``fusionseg predict --max_memory`` (`FusionSegModule.predict_step`).
+The byte figures are measured, not derived: ``benchmarks/bench_segment.py --peak-rss`` (README, Speed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusionseg.baselines import point_pixels
+from fusionseg.errors import SegmentError
+from fusionseg.sample import IGNORE_INDEX, Sample
+
+
+def crop_sample(sample: Sample, r0: int, c0: int, ch: int, cw: int, context: Tensor, query: Tensor) -> Sample:
+    """The window [r0, r0 + ch) x [c0, c0 + cw) px of ``sample``.
+
+    Its points are the ``context`` points inside the window; its target holds only the labels of the
+    ``query`` points inside it (every other pixel is ``IGNORE_INDEX``).
+    """
+    coords = sample.point_coords - torch.tensor([r0, c0], dtype=torch.float32)
+    inside = (coords[:, 0] > -0.5) & (coords[:, 0] < ch - 0.5) & (coords[:, 1] > -0.5) & (coords[:, 1] < cw - 0.5)
+    ctx, qry = context & inside, query & inside
+    target = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.long)
+    pt = sample.point_target
+    if pt is not None and qry.any():
+        rows, cols = point_pixels(coords[qry].numpy(), (ch, cw))
+        target[torch.from_numpy(rows), torch.from_numpy(cols)] = pt[qry]
+    return Sample(image=sample.image[:, r0 : r0 + ch, c0 : c0 + cw], point_coords=coords[ctx],
+                  point_features=sample.point_features[ctx], meta=sample.meta, target=target,
+                  point_target=None if pt is None else pt[ctx])  # fmt: skip
+
+
+def min_tile_px(overlap_px: int) -> int:
+    """Smallest tile that keeps ``overlap_px`` of context on each side of a core of at least 32 px."""
+    return 2 * overlap_px + 32
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Windows along one axis: (lo, hi, keep_lo, keep_hi), all in pixels.
+
+    The kept cores ``[keep_lo, keep_hi)`` partition ``0..size`` exactly (every pixel predicted once);
+    each window ``[lo, hi)`` is its core plus up to ``overlap`` px of context each side, at most ``tile``
+    px long. Raises `SegmentError` when ``tile`` leaves no core (the cause of unfilled pixels).
+    """
+    if size <= tile:
+        return [(0, size, 0, size)]
+    if tile < min_tile_px(overlap):
+        raise SegmentError(
+            f"a {tile}-px tile cannot keep {overlap} px of context on each side of a 32-px core; use --tile >= "
+            f"{min_tile_px(overlap)} (or a larger --max-memory)."
+        )
+    n = 1 + -(-(size - tile) // (tile - 2 * overlap))  # windows overlap by >= 2 * overlap px
+    starts = np.linspace(0, size - tile, n).round().astype(int).tolist()
+    cuts = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:], strict=True)] + [size]
+    return [(a, a + tile, cuts[i], cuts[i + 1]) for i, a in enumerate(starts)]
+
+
+def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32) -> tuple[Tensor, Tensor]:
+    """(H, W) labels and confidence; fields larger than ``tile_px`` are predicted in overlapping tiles.
+
+    Each tile keeps only its core (`tile_spans`), so every pixel is predicted exactly once with up to
+    ``overlap_px`` of context on each side; a tile without a measured point sees the nearest points
+    outside it (the window grows until it holds one), never an empty point set.
+    """
+    from tqdm.auto import tqdm
+
+    h, w = sample.height, sample.width
+    labels = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
+    conf = torch.full((h, w), float("nan"))
+    everything = torch.ones(sample.num_points, dtype=torch.bool)
+    tiles = [(r, c) for r in tile_spans(h, tile_px, overlap_px) for c in tile_spans(w, tile_px, overlap_px)]
+    for (r0, r1, kr0, kr1), (c0, c1, kc0, kc1) in tqdm(tiles, desc="predict tiles", disable=len(tiles) == 1):
+        r0, r1, c0, c1 = window_with_points(sample, r0, r1, c0, c1)
+        crop = crop_sample(sample, r0, c0, r1 - r0, c1 - c0, everything, ~everything)
+        crop.target = None
+        out = model.predict_samples([crop])[0]
+        labels[kr0:kr1, kc0:kc1] = out["labels"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+        conf[kr0:kr1, kc0:kc1] = out["confidence"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+    if torch.isnan(conf).any():  # cannot happen with tile_spans; a guard against a silent wrong map
+        raise RuntimeError(f"{int(torch.isnan(conf).sum())} pixels were not predicted; this is a fusionseg bug.")
+    return labels, conf
+
+
+def window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int]:
+    """The window, doubled in context until it holds at least one measured point (px)."""
+    rc = sample.point_coords.round()
+    grow = max(r1 - r0, c1 - c0, 1)
+    while True:
+        inside = (rc[:, 0] >= r0) & (rc[:, 0] < r1) & (rc[:, 1] >= c0) & (rc[:, 1] < c1)
+        if bool(inside.any()) or (r0, r1, c0, c1) == (0, sample.height, 0, sample.width):
+            return r0, r1, c0, c1
+        r0, r1 = max(0, r0 - grow), min(sample.height, r1 + grow)
+        c0, c1 = max(0, c0 - grow), min(sample.width, c1 + grow)
+        grow *= 2
+
+
+BASE_BYTES = 450e6
+"""Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
+TILE_BYTES_PER_PIXEL = 3000.0
+"""Peak bytes per pixel of one prediction tile (graph, refiner features, activations): ``bench_segment
+--peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field with the refiner default (2.84 GiB
+before the refiner, whose per-class distance maps add about 1 kB per pixel)."""
+TRAIN_BYTES = 150e6
+"""Per-field training on 128-px crops, bytes; independent of the field size."""
+SPECTRUM_VALUE_BYTES = 24.0
+"""Bytes per measured spectrum channel while points are identified (float64 copies of the spectra)."""
+PIXEL_BYTES = 64.0
+"""Bytes per field pixel outside the tiles: image, labels, confidence, output pictures."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (psutil), the default budget."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def field_bytes(sample: Sample) -> float:
+    """Bytes the field needs outside the tiles: spectra (identification), per-pixel maps, an in-memory cube."""
+    cube = sample.meta.extra.get("dense_spectra")
+    cube_bytes = cube.nbytes if isinstance(cube, np.ndarray) else 0  # a lazy (dask) cube stays on disk
+    pixels = sample.height * sample.width
+    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + cube_bytes
+
+
+OVERLAP_PX = 32
+"""Context (px) each tile keeps on each side of the core it predicts."""
+
+
+def tile_for_memory(budget: float, sample: Sample, training: bool = False, overlap_px: int = OVERLAP_PX) -> int:
+    """Largest prediction tile (px, multiple of 32) whose estimated peak fits ``budget`` bytes (>= the minimum).
+
+    ``training``: the budget also holds a per-field training run (``fusionseg segment`` without weights).
+    """
+    free = budget - BASE_BYTES - TRAIN_BYTES * training - field_bytes(sample)
+    side = int(np.sqrt(max(free, 0) / TILE_BYTES_PER_PIXEL)) // 32 * 32
+    return max(min_tile_px(overlap_px), min(side, max(sample.height, sample.width)))
+
+
+def check_memory(budget: float, sample: Sample, tile: int, training: bool = False, flag: str = "--max-memory") -> None:
+    """Raise `SegmentError` now when the field and one ``tile``-px tile cannot fit ``budget`` bytes.
+
+    ``flag``: the command's name for the budget option, named in the message.
+    """
+    th, tw = min(tile, sample.height), min(tile, sample.width)
+    need = BASE_BYTES + TRAIN_BYTES * training + field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
+    if need > budget:
+        name = f" {sample.meta.name}" if sample.meta.name else ""
+        smaller = f", use smaller tiles (>= {min_tile_px(OVERLAP_PX)} px)" if tile > min_tile_px(OVERLAP_PX) else ""
+        raise SegmentError(
+            f"field{name} ({sample.height}x{sample.width} px) needs about {need / 1e9:.2f} GB with {tile}-px tiles "
+            f"but the memory budget is {budget / 1e9:.2f} GB; raise {flag}{smaller} or crop the field."
+        )
