@@ -175,18 +175,18 @@ def geodesic_map(
     return _labels_from(found, -dist, image.shape[1:])
 
 
-def fast_global_smoother_map(
+def fast_global_smoother_scores(
     image: np.ndarray,
     coords: np.ndarray,
     labels: np.ndarray,
-    num_classes: int,
     lam: float = FGS_LAMBDA,
     sigma_color: float = FGS_SIGMA_COLOR,
-) -> np.ndarray:
-    """(H, W) class whose one-hot point channel, diffused edge-aware along the image, is largest.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes found among the points (F,) and each one's one-hot point channel diffused edge-aware along
+    the image (F, H, W) (OpenCV's fast global smoother; classes one at a time, it filters up to 4 channels).
 
     ``lam``: smoothness weight; ``sigma_color``: edge sensitivity in grey levels of the image scaled to
-    0-255 (OpenCV's 8-bit guide). Classes are diffused one at a time (OpenCV filters up to 4 channels).
+    0-255 (OpenCV's 8-bit guide).
     """
     import cv2
 
@@ -197,7 +197,20 @@ def fast_global_smoother_map(
         cv2.ximgproc.fastGlobalSmootherFilter(guide, (seeds == i + 1).astype(np.float32), lam, sigma_color)
         for i in range(len(found))
     ]) if len(found) else np.zeros((0, h, w))  # fmt: skip
-    return _labels_from(found, score, (h, w))
+    return found, score
+
+
+def fast_global_smoother_map(
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    lam: float = FGS_LAMBDA,
+    sigma_color: float = FGS_SIGMA_COLOR,
+) -> np.ndarray:
+    """(H, W) class whose diffused point channel is largest (see `fast_global_smoother_scores`)."""
+    found, score = fast_global_smoother_scores(image, coords, labels, lam, sigma_color)
+    return _labels_from(found, score, image.shape[1:])
 
 
 def _labels_from(found: np.ndarray, score: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

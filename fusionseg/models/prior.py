@@ -3,8 +3,9 @@
 A seeded random walker or a geodesic nearest-point fill already knows what the learned model does
 not: whether an image edge separates a pixel from a measured point. `classic_features` computes,
 for every class found among a field's labelled points and every pixel, how far (along the image
-and straight) the class's nearest point is and how well the pixel's image value matches that
-class's points. `PriorRefiner` scores each (pixel, class) pair from those features plus the
+and straight) the class's nearest point is, how well the pixel's image value matches that
+class's points, and the class's share of the pixel by a seeded random walker and by an edge-aware
+smoother of the point labels. `PriorRefiner` scores each (pixel, class) pair from those features plus the
 network's own log-probability with one small MLP shared by all classes, so it is blind to class
 identity (it transfers to classes and instruments it never saw) and its floor is the classic fill.
 
@@ -15,7 +16,9 @@ values in units of the within-class spread of the image at the points.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,15 +26,16 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
-from fusionseg.baselines import geodesic_costs, point_pixels
+from fusionseg.baselines import fast_global_smoother_scores, geodesic_costs, point_pixels, random_walker_probabilities
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 GEODESIC_SCALES = ((50.0, 1.0), (3200.0, 2.0))  # (edge weight, Gaussian sigma px): soft and hard image edges
 FEATURES = (
     *(f"geodesic{i}{rel}" for i in range(len(GEODESIC_SCALES)) for rel in ("", "_rel")),
-    "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point",
+    "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point", "walker", "walker_rel", "smoother", "smoother_rel",
 )  # fmt: skip
 INFERENCE_CHUNK_PX = 1 << 16  # pixels scored at once outside training: (classes x chunk x hidden) floats
+VOTE_FLOOR = 1e-4  # a classic vote share below this is "no": its log is clipped here
 MAX_Z = 20.0  # image-value mismatch is clipped here (spread units): beyond it a class is simply unlike the pixel
 
 
@@ -53,9 +57,23 @@ def classic_features(
     found = np.unique(labels)
     if len(found) == 0:
         return found, np.zeros((0, h * w, len(FEATURES)), dtype=np.float32)
+    out = np.empty((len(found), h * w, len(FEATURES)), dtype=np.float32)  # filled feature by feature: bounded memory
+    for k, feature in enumerate(_feature_maps(image, coords, labels, found, geodesic_scales)):
+        out[:, :, k] = feature.reshape(len(found), h * w)
+    return found, out
+
+
+def _feature_maps(
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    found: np.ndarray,
+    geodesic_scales: tuple[tuple[float, float], ...],
+) -> Iterator[np.ndarray]:
+    """Each of `FEATURES` in order, as an (F, H, W) array (labelled points only)."""
+    _, h, w = image.shape
     spacing = np.sqrt(h * w / len(labels))
     rows, cols = point_pixels(coords, (h, w))
-    distances = [geodesic_costs(image, coords, labels, weight, sigma)[1] for weight, sigma in geodesic_scales]
     euclid = np.empty((len(found), h, w))
     at_point = np.zeros((len(found), h, w))
     for i, c in enumerate(found):
@@ -63,13 +81,26 @@ def classic_features(
         mask[rows[labels == c], cols[labels == c]] = False
         euclid[i] = ndimage.distance_transform_edt(mask)
         at_point[i] = ~mask
-    feats = []
-    for d in [*distances, euclid]:
+    distances = (geodesic_costs(image, coords, labels, weight, sigma)[1] for weight, sigma in geodesic_scales)
+    for d in (*distances, euclid):
         d = np.log1p(d / spacing)
-        feats += [d, d - d.min(0, keepdims=True)]
+        yield from (d, d - d.min(0, keepdims=True))
     z = _image_mismatch(image, rows, cols, labels, found) / 4.0
-    feats += [z, z - z.min(0, keepdims=True), at_point]
-    return found, np.stack(feats, axis=-1).reshape(len(found), h * w, len(FEATURES)).astype(np.float32)
+    yield from (z, z - z.min(0, keepdims=True), at_point)
+    for share in _classic_votes(image, coords, labels):
+        vote = np.log(np.clip(share, VOTE_FLOOR, 1.0))
+        yield from (vote, vote - vote.max(0, keepdims=True))
+
+
+def _classic_votes(image: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, H, W) share of each found class at every pixel by the seeded random walker and by the fast global
+    smoother (its diffused point channels normalised to sum 1): where the image is clean they beat the
+    geodesic fill (validation split at 0.2x BSE noise), so the refiner reads them too."""
+    with warnings.catch_warnings():  # cg_j's tolerance leaves probabilities a hair outside [0, 1]: clipped below
+        warnings.filterwarnings("ignore", message="The probability range is outside")
+        walker = random_walker_probabilities(image, coords, labels)[1]
+    smoother = np.clip(fast_global_smoother_scores(image, coords, labels)[1], VOTE_FLOOR, None)
+    return np.clip(walker, 0.0, 1.0), smoother / smoother.sum(0, keepdims=True)
 
 
 def _image_mismatch(
