@@ -101,3 +101,14 @@ def test_inference_benchmark_tiles_large_fields() -> None:
     assert all(r["seconds_median"]["total"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
     assert report["configs"]["default"]["growth_exponent"] is not None
     assert bench_inference.tiles(96, 64, 16) == [(0, 64, 0, 48), (32, 96, 48, 96)]
+
+
+def test_validation_scores_the_shipped_model_at_both_noise_levels() -> None:
+    import benchmarks.validate_model as validate_model
+    from fusionseg.paths import DEFAULT_WEIGHTS
+
+    report = validate_model.validate(DEFAULT_WEIGHTS, size=48, per_rock=1)
+    assert len(report["results"]) == len(validate_model.NOISE_SCALES) * len(bench_accuracy.FRACTIONS)
+    by_fraction = [report["results"][f"noise 0.2 / {f}"]["miou"] for f in bench_accuracy.FRACTIONS]
+    assert by_fraction[-1] > by_fraction[0] > 0.1  # more spectra, better maps
+    assert report["mean_miou"] == pytest.approx(np.mean([v["miou"] for v in report["results"].values()]), abs=1e-3)
