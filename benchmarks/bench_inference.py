@@ -50,7 +50,7 @@ def load_model(config: str):
 
 def tiles(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """(lo, hi, keep_lo, keep_hi) along one axis: the windows ``fusionseg segment`` predicts."""
-    from fusionseg.segment import tile_spans
+    from fusionseg.sem.segment import tile_spans
 
     return tile_spans(size, tile, overlap)
 
@@ -61,7 +61,7 @@ def infer(model, sample, tile: int, overlap: int) -> dict[str, float]:
     from torch_geometric.data import Batch
 
     from fusionseg.graphs.schema import POINT, decode_to_pixels
-    from fusionseg.segment import _crop
+    from fusionseg.sem.segment import _crop
 
     h, w = sample.height, sample.width
     t = dict.fromkeys(("encode", "build", "forward", "decode"), 0.0)

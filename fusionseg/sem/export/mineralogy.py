@@ -49,7 +49,7 @@ def unit_names(px_um: float | None) -> tuple[str, str]:
 
 def density(name: str) -> float | None:
     """Library density of a phase in g/cm³ (None for clusters, unknown names)."""
-    from fusionseg.data.synthetic.minerals import SimulationError, get_mineral
+    from fusionseg.sem.minerals import SimulationError, get_mineral
 
     try:
         return float(get_mineral(name).density)
