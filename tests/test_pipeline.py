@@ -87,7 +87,7 @@ def test_unknown_part_lists_known_names():
     from fusionseg.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="Known backbones: .*sage"):
-        FusionSegModule(class_names=("a", "b"), backbone="sagee")
+        FusionSegModule(class_names=("a", "b"), point_channels=4, backbone="sagee")
 
 
 def test_demo_writes_every_output(tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ class FusionSegModule(L.LightningModule):
         point_context: dict[str, Any] | None = None,
         image_channels: int = 1,
         point_channels: int | None = None,
-        point_encoder: str = "element-windows",
+        point_encoder: str = "identity",
         point_encoder_kwargs: dict[str, Any] | None = None,
         graph_builder: str = "grid",
         graph_builder_kwargs: dict[str, Any] | None = None,
