@@ -163,7 +163,8 @@ def split_paths(
     """The files one split of a file source serves; the splits never share a file.
 
     ``paths``: every file (sorted, shuffled once with a fixed seed, cut into consecutive blocks by
-    ``shares``, default `SPLIT_SHARES`), or a mapping split -> its own files (explicit lists). ``split``
+    ``shares``, default `SPLIT_SHARES`; every split with a share gets at least one file, the first the
+    rest), or a mapping split -> its own files (explicit lists). ``split``
     None: every file (direct use, no datamodule). At most ``num_fields`` files are kept.
     """
     if isinstance(paths, Mapping):
@@ -184,7 +185,9 @@ def split_paths(
         order = sorted(paths, key=str)
         np.random.default_rng(0).shuffle(order)  # fixed: the same partition for every split's source
         names, total = list(shares), sum(shares.values())
-        bounds = np.round(np.cumsum([0.0] + [shares[n] / total for n in names]) * len(order)).astype(int)
+        counts = [0] + [max(1, round(shares[n] / total * len(order))) if shares[n] > 0 else 0 for n in names[1:]]
+        counts[0] = max(0, len(order) - sum(counts))  # the first split (train) takes the rest
+        bounds = np.cumsum([0] + counts)
         k = names.index(split)
         chosen = order[bounds[k] : bounds[k + 1]]
     if not chosen:
