@@ -63,13 +63,7 @@ class SampleMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, what in _POSITIVE_META.items():
-            value = real_number(getattr(self, key))
-            if value is None or not math.isfinite(value) or value <= 0:
-                raise SampleError(
-                    f"meta.{key} must be a finite number > 0, got {getattr(self, key)!r}; give the {what}."
-                )
-            setattr(self, key, value)
+        check_positive(self, _POSITIVE_META, "meta")
         names = tuple(self.class_names)
         if not all(isinstance(n, str) and n.strip() for n in names):
             raise SampleError(f"meta.class_names must be non-empty strings, got {list(names)!r}.")
@@ -204,6 +198,17 @@ class Sample:
             f"({100 * self.num_points / (h * w):.2g} %), features={self.point_features.shape[1]}, "
             f"classes={self.num_classes}, target={'yes' if self.target is not None else 'no'})"
         )
+
+
+def check_positive(obj: Any, fields: dict[str, str], prefix: str) -> None:
+    """Each attribute in ``fields`` (name -> what to give) as a finite float > 0, else `SampleError` naming it."""
+    for key, what in fields.items():
+        value = real_number(getattr(obj, key))
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise SampleError(
+                f"{prefix}.{key} must be a finite number > 0, got {getattr(obj, key)!r}; give the {what}."
+            )
+        setattr(obj, key, value)
 
 
 def real_number(value: Any) -> float | None:

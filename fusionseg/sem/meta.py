@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fusionseg.registry import DOMAINS
-from fusionseg.sample import SampleError, SampleMeta, real_number
+from fusionseg.sample import SampleError, SampleMeta, check_positive, real_number
 
 if TYPE_CHECKING:
     from fusionseg.sample import Sample
@@ -79,13 +79,7 @@ class SemMeta:
     encoded: bool = False
 
     def __post_init__(self) -> None:
-        for key, what in _POSITIVE.items():
-            value = real_number(getattr(self, key))
-            if value is None or not math.isfinite(value) or value <= 0:
-                raise SampleError(
-                    f"meta.domain.{key} must be a finite number > 0, got {getattr(self, key)!r}; give the {what}."
-                )
-            setattr(self, key, value)
+        check_positive(self, _POSITIVE, "meta.domain")
         if isinstance(self.energy_axis, dict):
             self.energy_axis = EnergyAxis(**self.energy_axis)
 
