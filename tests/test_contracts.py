@@ -163,3 +163,44 @@ def test_sample_folder_trains_on_simulate_output(tmp_path) -> None:
             "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
             "--model.hidden_channels=8"]  # fmt: skip
     assert main(args) == 0
+
+
+def test_domain_metadata_round_trips_through_sample_files(tmp_path) -> None:
+    """``meta.domain`` is stored by its DOMAINS name; version-1 files (SEM fields at the top level) still load;
+    float (regression) targets stay float."""
+    import json
+
+    import numpy as np
+
+    from fusionseg.data.io import load_sample, save_sample
+    from fusionseg.sample import Sample, SampleMeta
+    from fusionseg.sem.meta import EnergyAxis, SemMeta
+
+    sem = SemMeta(EnergyAxis(16, 20.0, -100.0), beam_energy_kev=15.0, fwhm_mn_ka_ev=125.0)
+    s = Sample(torch.rand(1, 6, 6), torch.tensor([[1.0, 2.0]]), torch.ones(1, 16), SampleMeta(domain=sem))
+    back = load_sample(save_sample(s, tmp_path / "a"))
+    assert back.meta.domain == sem
+    with np.load(tmp_path / "a.npz") as z:
+        arrays = dict(z)
+    meta = json.loads(str(arrays["meta"]))
+    domain = meta.pop("domain")
+    assert domain["name"] == "sem"
+    meta |= {"version": 1, "energy_axis": domain["energy_axis"], "beam_energy_kev": 15.0, "fwhm_mn_ka_ev": 125.0}
+    np.savez(tmp_path / "v1.npz", **(arrays | {"meta": np.array(json.dumps(meta))}))
+    assert load_sample(tmp_path / "v1.npz").meta.domain == sem
+    values = torch.rand(2, 6, 6)
+    reg = load_sample(save_sample(Sample(s.image, s.point_coords, s.point_features, target=values), tmp_path / "r"))
+    assert reg.target.dtype == torch.float32 and torch.equal(reg.target, values)
+
+
+def test_checkpoints_before_point_context_are_migrated() -> None:
+    from fusionseg.models.module import migrate_hparams
+
+    old = {
+        "task": "segmentation",
+        "energy_axis": {"size": 16, "scale_ev": 20.0, "offset_ev": 0.0},
+        "beam_energy_kev": 15,
+    }
+    new = migrate_hparams(old)
+    assert new == {"task": "segmentation", "point_context": {"energy_axis": old["energy_axis"], "beam_energy_kev": 15}}
+    assert migrate_hparams(new) is new  # current hyper-parameters pass unchanged

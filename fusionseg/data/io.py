@@ -9,8 +9,9 @@ key                 dtype / shape               meaning
 ``point_coords``    float64 (N, 2)              (row, col) in pixels
 ``point_features``  uint16 or float32 (N, D)    raw spectra (uint16 when whole counts < 65536,
                                                 lossless) or encoded features
-``target``          int32 (H, W), optional      class ids, -1 = unlabelled
-``point_target``    int32 (N,), optional        class ids of the points
+``target``          int32 (H, W), optional      class ids, -1 = unlabelled (float32 (H, W) or
+                                                (K, H, W): regression values, NaN = unlabelled)
+``point_target``    int32 (N,), optional        class ids of the points (float32: values)
 ``meta``            0-d unicode string          JSON, see below
 ==================  ==========================  ==============================================
 
@@ -101,10 +102,10 @@ def save_sample(sample: Sample, path: str | Path) -> Path:
         "point_features": _compact_features(sample.point_features.detach().cpu().numpy()),
         "meta": np.array(_meta_to_json(sample.meta)),
     }
-    if sample.target is not None:
-        arrays["target"] = sample.target.cpu().numpy().astype(np.int32)
-    if sample.point_target is not None:
-        arrays["point_target"] = sample.point_target.cpu().numpy().astype(np.int32)
+    for key in ("target", "point_target"):  # class ids as int32, regression values as float32
+        value = getattr(sample, key)
+        if value is not None:
+            arrays[key] = value.cpu().numpy().astype(np.float32 if value.is_floating_point() else np.int32)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     return path
@@ -125,8 +126,8 @@ def load_sample(path: str | Path) -> Sample:
             point_coords=torch.from_numpy(z["point_coords"]),
             point_features=torch.from_numpy(z["point_features"].astype(np.float32)),
             meta=meta,
-            target=torch.from_numpy(z["target"].astype(np.int64)) if "target" in z.files else None,
-            point_target=torch.from_numpy(z["point_target"].astype(np.int64)) if "point_target" in z.files else None,
+            target=torch.from_numpy(z["target"]) if "target" in z.files else None,  # ids -> int64 in Sample
+            point_target=torch.from_numpy(z["point_target"]) if "point_target" in z.files else None,
         )
 
 
