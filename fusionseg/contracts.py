@@ -47,8 +47,10 @@ class DataSource(Protocol):
     ``train``/``val``/``test``/``predict``; ``num_fields`` is that split's field count (a generating
     source makes that many; a file source may serve fewer); ``seed`` differs per split. A source of
     files must give the splits disjoint files (`fusionseg.data.io.split_paths`). The datamodule also
-    passes its ``eds_fraction`` (share of pixels measured; as ``point_fraction`` to a source naming that)
-    and ``sampler`` (point sampler name) to sources whose constructor names them, and nothing else.
+    passes its ``eds_fraction`` (share of pixels measured; as ``point_fraction`` to a source naming that;
+    for the training split a pair ``[lo, hi]`` when ``data.train_eds_fraction`` is a range) and ``sampler``
+    (point sampler name) to sources whose constructor names them, and nothing else. Indices run over
+    ``range(len(source))`` only.
     """
 
     def __len__(self) -> int: ...

@@ -53,7 +53,8 @@ class SampleMeta:
     name:          field name (file stem, output folder).
     domain:        the domain's typed metadata (`DomainMeta`, e.g.
                    `fusionseg.sem.meta.SemMeta`: energy calibration, beam energy); None for none.
-    extra:         free-form, JSON-serialisable notes of a source (provenance, reader details).
+    extra:         free-form notes of a source (provenance, reader details); the core reads none of them,
+                   sample files store them as JSON.
     """
 
     class_names: tuple[str, ...] = ()

@@ -102,15 +102,16 @@ def test_datamodule_passes_only_the_contract_and_what_a_source_names() -> None:
             seen[split] = (num_fields, seed)
 
         def __len__(self) -> int:
-            return 0
+            return 2
 
-        def __getitem__(self, i: int):  # noqa: ANN204
-            raise IndexError(i)
+        def __getitem__(self, i: int):  # noqa: ANN204  (answers any index: never raises IndexError)
+            return toy_batch(1)[0]
 
     sys.modules[__name__].Minimal = Minimal
     dm = FusionSegDataModule(source=f"{__name__}.Minimal", train_fields=3, val_fields=2, seed=5)
     dm.dataset("train"), dm.dataset("val")
     assert seen == {"train": (3, 5), "val": (2, 1005)}
+    assert len(list(dm.dataset("train"))) == 2 and len(dm.training_spectra()) == 2 * toy_batch(1)[0].num_points
 
 
 def test_broken_parts_are_named_with_the_contract() -> None:

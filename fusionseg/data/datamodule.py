@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -47,6 +47,10 @@ class CachedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def __iter__(self) -> Iterator[Sample]:
+        """``len(self)`` samples (not "until IndexError": a generating source may answer any index)."""
+        return (self[i] for i in range(len(self)))
 
     def _make(self, index: int) -> Sample:
         sample = self.source[index]
