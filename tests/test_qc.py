@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusionseg.export.qc import agreement, honour_points, point_calls, quality_checks
 from fusionseg.sample import IGNORE_INDEX, SampleMeta
+from fusionseg.sem.export.qc import agreement, honour_points, point_calls, quality_checks
 
 NAMES = ("quartz", "albite", "unknown")
 

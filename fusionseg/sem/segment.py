@@ -125,7 +125,7 @@ class SegmentResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     model_labels: Tensor | None = None  # the model's map before honouring the points (QC)
-    qc: dict[str, Any] = field(default_factory=dict)  # `fusionseg.export.qc.quality_checks`
+    qc: dict[str, Any] = field(default_factory=dict)  # `fusionseg.sem.export.qc.quality_checks`
 
 
 # ----------------------------------------------------------------------------- training data
@@ -529,11 +529,11 @@ def withheld_points(sample: Sample, share: float, seed: int) -> Tensor:
 def finish_result(
     result: SegmentResult, model: Any, config: SegmentConfig, withheld: Tensor, how: str
 ) -> SegmentResult:
-    """Coverage, the held-out check, honouring the measured points and the QC figures (`fusionseg.export.qc`).
+    """Coverage, the held-out check, honouring the measured points and the QC figures (`fusionseg.sem.export.qc`).
 
     ``model``: a `FusionSegModule`, or a callable ``Sample -> (H, W) labels`` (a classic method).
     """
-    from fusionseg.export.qc import held_out_agreement, honour_points, point_calls, quality_checks
+    from fusionseg.sem.export.qc import held_out_agreement, honour_points, point_calls, quality_checks
     from fusionseg.sem.identify import void_points
 
     s, names = result.sample, tuple(result.class_names)
@@ -769,8 +769,8 @@ def read_field(path: Path, a: argparse.Namespace) -> Sample:
 
 def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
-    from fusionseg.export.qc import qc_lines
     from fusionseg.export.safe_io import output_folder
+    from fusionseg.sem.export.qc import qc_lines
     from fusionseg.sem.export.report import write_segment_outputs
 
     start = time.perf_counter()

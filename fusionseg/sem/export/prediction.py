@@ -65,8 +65,8 @@ class FieldWriter(BasePredictionWriter):
         """Outputs of one predicted field (skipped when already written); returns its folder."""
         from dataclasses import replace
 
-        from fusionseg.export.qc import qc_lines
         from fusionseg.export.writers import staged_folder
+        from fusionseg.sem.export.qc import qc_lines
         from fusionseg.sem.export.report import write_segment_outputs
         from fusionseg.sem.segment import SegmentConfig, SegmentResult, finish_result, withheld_points
 

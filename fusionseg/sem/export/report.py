@@ -139,8 +139,8 @@ def report_facts(summary: dict[str, Any]) -> list[str]:
 
 def markdown_report(summary: dict[str, Any], files: dict[str, str]) -> str:
     """Markdown report: inputs, QC, the pictures and the automated-mineralogy tables."""
-    from fusionseg.export.html import markdown_tables
-    from fusionseg.export.qc import qc_lines
+    from fusionseg.sem.export.html import markdown_tables
+    from fusionseg.sem.export.qc import qc_lines
 
     lines = [f"# Phase map of `{summary['field']}`", ""] + [f"- {f}" for f in report_facts(summary)]
     if summary.get("qc"):
@@ -180,9 +180,9 @@ def write_mineralogy(out: Path, stem: str, stats: dict[str, Any], files: dict[st
 
 def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -> dict[str, str]:
     """Write every output of a `SegmentResult` into ``out`` (a staging folder); returns name -> file."""
-    from fusionseg.export.html import html_report
-    from fusionseg.export.qc import UNKNOWN_NAMES, qc_lines
+    from fusionseg.sem.export.html import html_report
     from fusionseg.sem.export.mineralogy import mineralogy, pixel_size_um
+    from fusionseg.sem.export.qc import UNKNOWN_NAMES, qc_lines
 
     sample, names = result.sample, tuple(result.class_names)
     stem = sample.meta.name or "field"
