@@ -145,6 +145,8 @@ def check_checkpoint(path: str | Path) -> None:
 def migrated_checkpoint(path: str | Path) -> Path | None:
     """A temporary copy of an older checkpoint with today's hyper-parameters (`migrate_hparams`), or None when
     ``path`` needs none."""
+    import atexit
+    import shutil
     import tempfile
 
     import torch
@@ -154,7 +156,9 @@ def migrated_checkpoint(path: str | Path) -> Path | None:
     new = migrate_hparams(hparams)
     if new == hparams:
         return None
-    out = Path(tempfile.mkdtemp(prefix="fusionseg-ckpt-")) / Path(path).name
+    folder = tempfile.mkdtemp(prefix="fusionseg-ckpt-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = Path(folder) / Path(path).name
     torch.save({**ckpt, "hyper_parameters": new}, out)
     return out
 
