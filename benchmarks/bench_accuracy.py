@@ -116,7 +116,7 @@ def repka_mapping() -> tuple[dict[int, str], float]:
     import tifffile
     from skimage import io
 
-    from fusionseg.data.synthetic.minerals import library
+    from fusionseg.sem.minerals import library
 
     bse = io.imread(REPKA / "bse.png").astype(np.float64) / 65535
     phases = tifffile.imread(REPKA / "phases.tiff")
@@ -157,10 +157,11 @@ def repka_samples(fractions: tuple[float, ...], draws: int = 1) -> tuple[dict, l
     import tifffile
     from skimage import io
 
-    from fusionseg.data.synthetic.minerals import class_index, class_names
-    from fusionseg.data.synthetic.physics import SpectrumModel
     from fusionseg.registry import SAMPLERS
-    from fusionseg.sample import EnergyAxis, Sample, SampleMeta
+    from fusionseg.sample import Sample, SampleMeta
+    from fusionseg.sem.meta import EnergyAxis, SemMeta
+    from fusionseg.sem.minerals import class_index, class_names
+    from fusionseg.sem.physics import SpectrumModel
 
     mapping, gain = repka_mapping()
     bse = io.imread(REPKA / "bse.png").astype(np.float32) / 65535
@@ -172,8 +173,8 @@ def repka_samples(fractions: tuple[float, ...], draws: int = 1) -> tuple[dict, l
     spectra = SpectrumModel(class_names(), EnergyAxis(), 20.0, 130.0, 1000.0)
     h, w = truth.shape
     samples = {}
-    meta = SampleMeta(class_names=class_names(), energy_axis=spectra.axis, beam_energy_kev=20.0,
-                      fwhm_mn_ka_ev=130.0, pixel_size_um=1.0, name="repka2025")  # fmt: skip
+    meta = SampleMeta(class_names=class_names(), domain=SemMeta(spectra.axis, 20.0, 130.0), pixel_size_um=1.0,
+                      name="repka2025")  # fmt: skip
     for f in fractions:
         samples[f] = []
         for draw in range(draws):
@@ -198,9 +199,11 @@ def baseline_map(method: str, sample, labels: np.ndarray) -> np.ndarray:
 
 def oracle_map(dense: np.ndarray, sample) -> np.ndarray:
     """Identify the spectrum at every pixel (dense cube (H, W, C)) against the library; pores by their counts."""
-    from fusionseg.identify import identify_spectra, library_references, mark_voids
+    from fusionseg.sem.identify import identify_spectra, library_references, mark_voids
 
-    refs, usable = library_references(sample.meta.class_names, sample.meta.energy_axis, sample.meta.beam_energy_kev)
+    refs, usable = library_references(
+        sample.meta.class_names, sample.meta.domain.energy_axis, sample.meta.domain.beam_energy_kev
+    )
     h, w, c = dense.shape
     flat = torch.from_numpy(dense.reshape(-1, c))
     labels = torch.cat(
@@ -214,7 +217,7 @@ def per_field_map(sample, budget_s: float) -> np.ndarray | str:
 
     Returns the (H, W) map in library ids, or the error message when the field has too few points.
     """
-    from fusionseg.segment import SegmentConfig, SegmentError, segment_field
+    from fusionseg.sem.segment import SegmentConfig, SegmentError, segment_field
 
     found, compact = torch.unique(sample.point_target, return_inverse=True)
     names = tuple(sample.meta.class_names[k] for k in found.tolist())
@@ -279,9 +282,9 @@ def predict_map(model, sample) -> np.ndarray:
 # ----------------------------------------------------------------------------- the run
 def evaluate(protocol: Protocol, methods: list[str], workdir: Path) -> dict:
     from fusionseg.baselines import measured_phases_ceiling
-    from fusionseg.data.datamodule import with_identified_point_labels
-    from fusionseg.data.synthetic.minerals import class_names
     from fusionseg.models.metrics import Scores
+    from fusionseg.sem.identify import with_identified_point_labels
+    from fusionseg.sem.minerals import class_names
 
     names = class_names()
     k = len(names)

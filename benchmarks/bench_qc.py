@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks.bench_accuracy import FULL, test_samples
     from fusionseg.pretrain import DEFAULT_WEIGHTS
-    from fusionseg.segment import SegmentConfig, segment_field
+    from fusionseg.sem.segment import SegmentConfig, segment_field
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fraction", type=float, default=0.01)

@@ -37,9 +37,9 @@ def write_field(size: int, folder: Path, eds_fraction: float = 0.01) -> None:
     s = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=size, rocks=["granite"], eds_fraction=eds_fraction)[0]
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "bse.tif", (s.image[0].numpy() * 65535).astype(np.uint16))
-    ax = s.meta.energy_axis
+    ax = s.meta.domain.energy_axis
     np.savez(folder / "eds.npz", coords=s.point_coords.numpy(), spectra=s.point_features.numpy().astype(np.uint16),
-             offset_ev=ax.offset_ev, scale_ev=ax.scale_ev, beam_energy_kev=s.meta.beam_energy_kev)  # fmt: skip
+             offset_ev=ax.offset_ev, scale_ev=ax.scale_ev, beam_energy_kev=s.meta.domain.beam_energy_kev)  # fmt: skip
 
 
 def peak_rss(sizes: list[int], max_memory: str, time_budget: float, threads: int, eds_fraction: float) -> list[dict]:
@@ -76,7 +76,7 @@ def peak_rss(sizes: list[int], max_memory: str, time_budget: float, threads: int
 def main() -> None:
     from fusionseg.models.metrics import field_metrics
     from fusionseg.registry import DATA_SOURCES
-    from fusionseg.segment import SegmentConfig, segment_field
+    from fusionseg.sem.segment import SegmentConfig, segment_field
 
     p = argparse.ArgumentParser()
     p.add_argument("--size", type=int, default=1024)

@@ -21,7 +21,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fusionseg.data.synthetic import SyntheticSEMSource  # noqa: E402
+from fusionseg.sem.data.synthetic import SyntheticSEMSource  # noqa: E402
 
 
 def main() -> None:

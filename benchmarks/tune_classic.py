@@ -34,8 +34,8 @@ GRIDS: dict[str, dict[str, list[float]]] = {
 
 
 def validation_fields(size: int, per_rock: int, fraction: float) -> list:
-    from fusionseg.data.datamodule import with_identified_point_labels
     from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sem.identify import with_identified_point_labels
 
     source = DATA_SOURCES.create("sem-synthetic", num_fields=per_rock * len(ROCKS), size=size, rocks=ROCKS,
                                  eds_fraction=fraction, seed=VAL_SEED)  # fmt: skip
@@ -44,7 +44,7 @@ def validation_fields(size: int, per_rock: int, fraction: float) -> list:
 
 def main(argv: list[str] | None = None) -> dict:
     from fusionseg.baselines import classic_map
-    from fusionseg.data.synthetic.minerals import class_names
+    from fusionseg.sem.minerals import class_names
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="64 px fields, one per rock")

@@ -26,11 +26,11 @@ NOISE_SCALES = (1.0, 0.2)  # x the simulator's BSE noise
 
 
 def validate(ckpt: Path, size: int = 128, per_rock: int = 2) -> dict:
-    from fusionseg.data.datamodule import with_identified_point_labels
-    from fusionseg.data.synthetic.minerals import class_names
     from fusionseg.models.metrics import Scores
     from fusionseg.models.module import FusionSegModule
     from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sem.identify import with_identified_point_labels
+    from fusionseg.sem.minerals import class_names
 
     names = class_names()
     model = FusionSegModule.load_from_checkpoint(ckpt, map_location="cpu").eval()

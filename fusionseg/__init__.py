@@ -1,6 +1,6 @@
 """fusionseg: segment a dense image from sparse point measurements with graph neural networks."""
 
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, SampleError, SampleMeta
+from fusionseg.sample import IGNORE_INDEX, Sample, SampleError, SampleMeta
 
 __version__ = "0.1.0"
-__all__ = ["IGNORE_INDEX", "EnergyAxis", "Sample", "SampleError", "SampleMeta", "__version__"]
+__all__ = ["IGNORE_INDEX", "Sample", "SampleError", "SampleMeta", "__version__"]

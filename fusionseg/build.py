@@ -26,7 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from fusionseg.data.datamodule import FusionSegDataModule
 from fusionseg.errors import FusionSegError
-from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule
+from fusionseg.models.module import ARCHITECTURE_KEYS, FusionSegModule, migrate_hparams
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -48,10 +48,10 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 class FusionSegCLI(LightningCLI):
-    """LightningCLI whose model takes class names and calibration from the data."""
+    """LightningCLI whose model takes class names, widths and the domain's encoder context from the data."""
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-        for attr in ("class_names", "energy_axis", "beam_energy_kev", "image_channels", "point_channels"):
+        for attr in ("class_names", "point_context", "image_channels", "point_channels"):
             parser.link_arguments(f"data.{attr}", f"model.{attr}", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 (jsonargparse parser and args)
@@ -77,6 +77,9 @@ class FusionSegCLI(LightningCLI):
         ckpt = section.get("ckpt_path") if section is not None else None
         if ckpt not in (None, "last", "best", "hpc", "registry"):
             check_checkpoint(ckpt)
+            migrated = migrated_checkpoint(ckpt)
+            if migrated is not None:  # a checkpoint of an older version: read (and loaded) in today's terms
+                section["ckpt_path"] = str(migrated)
         super()._parse_ckpt_path()
         after = _model_config(self.config, sub)
         diffs = [
@@ -106,22 +109,29 @@ class FusionSegCLI(LightningCLI):
         return parser
 
     def before_predict(self) -> None:
-        """Set the memory budget (checked on every predict field now, before any is mapped); add `FieldWriter`
-        (each field's outputs under ``<logs>/predictions``) when no prediction writer is configured."""
+        """Set the memory budget (checked on every predict field now, before any is mapped); when no prediction
+        writer is configured, add the one registered for the data's domain (`PREDICTION_WRITERS`; SEM: each
+        field's maps and reports under ``<logs>/predictions``), if there is one."""
         from lightning.pytorch.callbacks import BasePredictionWriter
 
-        from fusionseg.export.prediction import FieldWriter
         from fusionseg.inference import OVERLAP_PX, available_memory, check_memory, min_tile_px
+        from fusionseg.registry import PREDICTION_WRITERS
 
         budget = self.config.predict.get("max_memory") or available_memory()
-        if self.datamodule is not None and self.model.hparams.task == "segmentation":
+        if hasattr(self.datamodule, "dataset") and self.model.hparams.task == "segmentation":
             for sample in self.datamodule.dataset("predict"):
                 check_memory(budget, sample, min_tile_px(OVERLAP_PX), flag="--max_memory")
         self.model.predict_max_memory = budget
 
-        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+        if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            return
+        predict = self.datamodule.dataset("predict") if hasattr(self.datamodule, "dataset") else []
+        domain = predict[0].meta.domain if len(predict) else None
+        if domain is not None and domain.domain in PREDICTION_WRITERS:
             root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir
-            self.trainer.callbacks.append(FieldWriter(Path(root) / "predictions"))
+            self.trainer.callbacks.append(
+                PREDICTION_WRITERS.create(domain.domain, output_dir=Path(root) / "predictions")
+            )
 
     def after_predict(self) -> None:
         for writer in self.trainer.callbacks:
@@ -151,6 +161,27 @@ def check_checkpoint(path: str | Path) -> None:
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise FusionSegError(f"--ckpt_path {path} holds no model state_dict; give a .ckpt written by `fusionseg fit`.")
+
+
+def migrated_checkpoint(path: str | Path) -> Path | None:
+    """A temporary copy of an older checkpoint with today's hyper-parameters (`migrate_hparams`), or None when
+    ``path`` needs none."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = ckpt.get("hyper_parameters", {})
+    new = migrate_hparams(hparams)
+    if new == hparams:
+        return None
+    folder = tempfile.mkdtemp(prefix="fusionseg-ckpt-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = Path(folder) / Path(path).name
+    torch.save({**ckpt, "hyper_parameters": new}, out)
+    return out
 
 
 class BuildError(FusionSegError):

@@ -109,7 +109,8 @@ before the refiner, whose per-class distance maps add about 1 kB per pixel)."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
 SPECTRUM_VALUE_BYTES = 24.0
-"""Bytes per measured spectrum channel while points are identified (float64 copies of the spectra)."""
+"""Bytes per point-feature value while points are labelled (SEM: float64 copies of the spectra during
+identification)."""
 PIXEL_BYTES = 64.0
 """Bytes per field pixel outside the tiles: image, labels, confidence, output pictures."""
 
@@ -122,11 +123,11 @@ def available_memory() -> int:
 
 
 def field_bytes(sample: Sample) -> float:
-    """Bytes the field needs outside the tiles: spectra (identification), per-pixel maps, an in-memory cube."""
-    cube = sample.meta.extra.get("dense_spectra")
-    cube_bytes = cube.nbytes if isinstance(cube, np.ndarray) else 0  # a lazy (dask) cube stays on disk
+    """Bytes the field needs outside the tiles: point features (while labelled), per-pixel maps and any
+    array a reader keeps in ``meta.extra`` (e.g. an in-memory dense spectrum cube; a lazy one stays on disk)."""
+    held = sum(v.nbytes for v in sample.meta.extra.values() if isinstance(v, np.ndarray))
     pixels = sample.height * sample.width
-    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + cube_bytes
+    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + held
 
 
 OVERLAP_PX = 32

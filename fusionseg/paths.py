@@ -5,3 +5,6 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = PACKAGE_DIR / "weights" / "default.ckpt"
 """The shipped default weights (package data, made by ``make pretrain``)."""
+CONFIG_DIR = PACKAGE_DIR / "configs"
+"""Shipped configs (package data); ``configs/`` at the repository root holds the same files for users to copy."""
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"

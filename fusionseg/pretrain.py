@@ -24,9 +24,8 @@ from unittest import mock
 
 import torch
 
-from fusionseg.paths import DEFAULT_WEIGHTS, PACKAGE_DIR  # noqa: E402 (re-exported: the weights' home)
+from fusionseg.paths import DEFAULT_CONFIG, DEFAULT_WEIGHTS, PACKAGE_DIR  # noqa: E402, F401 (re-exported)
 
-DEFAULT_CONFIG = PACKAGE_DIR.parent / "configs" / "default.yaml"
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 

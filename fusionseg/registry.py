@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 _plugins_loaded = False
 # Modules whose import registers the built-in parts; imported on first registry query.
-_BUILTIN_MODULES = ("fusionseg.data", "fusionseg.encoders", "fusionseg.graphs", "fusionseg.models")
+# The SEM domain is a built-in plugin: registered through the same registries as a third-party one.
+_BUILTIN_MODULES = ("fusionseg.data", "fusionseg.encoders", "fusionseg.graphs", "fusionseg.models", "fusionseg.sem")
 
 
 class UnknownNameError(FusionSegError, KeyError):
@@ -64,6 +65,18 @@ def load_plugins(force: bool = False) -> list[str]:
             obj()  # a plugin may expose a register() function instead of a module
         loaded.append(ep.name)
     return loaded
+
+
+def import_class_path(path: str, kind: str) -> Callable[..., Any]:
+    """``package.module.Name`` imported, or `UnknownNameError` saying what is missing."""
+    module, _, attr = path.strip().rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise UnknownNameError(
+            f"{kind} class_path {path!r} cannot be imported ({err}); give a registry name or an importable "
+            "'package.module.Class'."
+        ) from err
 
 
 class Registry(Generic[T]):
@@ -103,9 +116,16 @@ class Registry(Generic[T]):
             )
         return self._entries[key]
 
+    def resolve(self, name: str) -> Callable[..., T]:
+        """The constructor named by a registry name, or by a ``class_path`` (``package.module.Class``)."""
+        if "." in name and name.strip().lower().replace("_", "-") not in self._entries:
+            return import_class_path(name, self.kind)
+        return self.get(name)
+
     def create(self, name: str, /, **kwargs: Any) -> T:
-        """Build the entry ``name`` with keyword arguments; keywords it does not take raise `RegistryArgumentError`."""
-        cls = self.get(name)
+        """Build the entry ``name`` (or ``class_path``) with keyword arguments; keywords it does not take raise
+        `RegistryArgumentError`."""
+        cls = self.resolve(name)
         try:
             signature = inspect.signature(cls)
         except (TypeError, ValueError):  # builtins without a signature: let the call decide
@@ -143,3 +163,8 @@ BACKBONES: Registry = Registry("backbone")
 FUSIONS: Registry = Registry("fusion module")
 HEADS: Registry = Registry("head")
 LOSSES: Registry = Registry("loss")
+# Domain hooks (see fusionseg.contracts): metadata classes, evaluation-time point labels, extra commands.
+DOMAINS: Registry = Registry("domain")
+POINT_LABELLERS: Registry = Registry("point labeller")
+COMMANDS: Registry = Registry("command")
+PREDICTION_WRITERS: Registry = Registry("prediction writer")  # by domain name: fusionseg predict's default writer

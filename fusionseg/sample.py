@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -20,63 +20,51 @@ class SampleError(FusionSegError):
     """A `Sample` field is malformed; the message names the field and the fix."""
 
 
-@dataclass(frozen=True)
-class EnergyAxis:
-    """Calibration of spectrum channels: energy(channel i) = offset_ev + i * scale_ev (eV)."""
-
-    size: int = 2048
-    scale_ev: float = 10.0
-    offset_ev: float = -470.0
-
-    def __post_init__(self) -> None:
-        size, scale, offset = self.size, _real(self.scale_ev), _real(self.offset_ev)
-        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0:
-            raise SampleError(f"EnergyAxis.size must be a whole number of channels > 0, got {size!r}.")
-        if scale is None or not math.isfinite(scale) or scale <= 0:
-            raise SampleError(
-                f"EnergyAxis.scale_ev must be a finite channel width > 0 in eV, got {self.scale_ev!r}; take it from "
-                "the spectrum file's calibration (e.g. 10 eV per channel)."
-            )
-        if offset is None or not math.isfinite(offset):
-            raise SampleError(f"EnergyAxis.offset_ev must be a finite energy in eV, got {self.offset_ev!r}.")
-        object.__setattr__(self, "size", int(size))
-
-    def energies_ev(self) -> Tensor:
-        """Channel centre energies in eV, shape (size,)."""
-        return self.offset_ev + self.scale_ev * torch.arange(self.size, dtype=torch.float64)
-
-    def channel(self, energy_ev: float) -> float:
-        """Fractional channel index of an energy in eV."""
-        return (energy_ev - self.offset_ev) / self.scale_ev
+_POSITIVE_META = {"pixel_size_um": "pixel size in µm (e.g. 1.0)"}
 
 
-_POSITIVE_META = {
-    "beam_energy_kev": "beam energy in keV (e.g. 20)",
-    "fwhm_mn_ka_ev": "detector resolution at Mn Ka in eV (e.g. 130)",
-    "pixel_size_um": "pixel size in µm (e.g. 1.0)",
-}
+@runtime_checkable
+class DomainMeta(Protocol):
+    """Domain-specific acquisition metadata: the typed slot ``Sample.meta.domain`` (a dataclass of the domain).
+
+    ``domain`` names the `DOMAINS` entry (the class itself) that restores it with ``from_dict``.
+    ``validate(sample)`` raises `fusionseg.sample.SampleError` for point features the domain cannot
+    accept (e.g. negative X-ray counts); ``encoder_context()`` is what point encoders are built with
+    (linked from the data into ``model.point_context``); ``to_dict()`` is JSON-ready. A domain may
+    register a Lightning ``BasePredictionWriter`` (``output_dir`` argument) under its name in
+    ``PREDICTION_WRITERS``: ``fusionseg predict`` adds it when none is configured.
+    """
+
+    domain: ClassVar[str]
+
+    def validate(self, sample: Sample) -> None: ...
+
+    def encoder_context(self) -> dict[str, Any]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass
 class SampleMeta:
-    """Acquisition metadata. Units: keV, eV, micrometres."""
+    """Metadata of a field, the same for every domain.
+
+    class_names:   output classes (segmentation), one id per name.
+    pixel_size_um: pixel size in micrometres.
+    name:          field name (file stem, output folder).
+    domain:        the domain's typed metadata (`DomainMeta`, e.g.
+                   `fusionseg.sem.meta.SemMeta`: energy calibration, beam energy); None for none.
+    extra:         free-form notes of a source (provenance, reader details); the core reads none of them,
+                   sample files store them as JSON.
+    """
 
     class_names: tuple[str, ...] = ()
-    energy_axis: EnergyAxis | None = None
-    beam_energy_kev: float = 20.0
-    fwhm_mn_ka_ev: float = 130.0
     pixel_size_um: float = 1.0
     name: str = ""
+    domain: DomainMeta | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, what in _POSITIVE_META.items():
-            value = _real(getattr(self, key))
-            if value is None or not math.isfinite(value) or value <= 0:
-                raise SampleError(
-                    f"meta.{key} must be a finite number > 0, got {getattr(self, key)!r}; give the {what}."
-                )
-            setattr(self, key, value)
+        check_positive(self, _POSITIVE_META, "meta")
         names = tuple(self.class_names)
         if not all(isinstance(n, str) and n.strip() for n in names):
             raise SampleError(f"meta.class_names must be non-empty strings, got {list(names)!r}.")
@@ -84,6 +72,11 @@ class SampleMeta:
         if dupes:
             raise SampleError(f"meta.class_names repeats {dupes}; every class needs its own name (one id per name).")
         self.class_names = names
+        if self.domain is not None and not callable(getattr(self.domain, "validate", None)):
+            raise SampleError(
+                f"meta.domain must be a domain's metadata object (fusionseg.contracts.DomainMeta: validate, "
+                f"encoder_context, to_dict), got {type(self.domain).__name__}."
+            )
 
 
 @dataclass
@@ -94,9 +87,9 @@ class Sample:
     point_coords:   (N, 2) float pixel coordinates (row, col); sub-pixel allowed.
     point_features: (N, D) float, raw spectra (counts per channel) or encoded features.
     target:         optional (H, W): int64 class ids (``IGNORE_INDEX`` = unlabelled), or float values
-                    for regression (NaN = unlabelled; kept float).
+                    for regression (NaN = unlabelled; kept float), (K, H, W) for K regression channels.
     point_target:   optional (N,): int64 class ids of the measured points, or float values.
-    meta:           `SampleMeta` (class names, energy calibration, beam energy, pixel size).
+    meta:           `SampleMeta` (class names, pixel size, name, the domain's typed metadata).
     """
 
     image: Tensor
@@ -162,30 +155,20 @@ class Sample:
                     f"{name} of {int(bad.sum())} points contain NaN or inf (first: point {int(bad.nonzero()[0])}); "
                     "drop or re-measure those points."
                 )
-        raw = self.meta.energy_axis is not None and self.meta.extra.get("encoded") is not True
-        if raw and len(feats) and (feats < 0).any():
-            i = int((feats < 0).any(1).nonzero()[0])
-            raise SampleError(
-                f"point_features hold negative X-ray counts ({int((feats < 0).any(1).sum())} spectra, first: point "
-                f"{i}, min {float(feats.min()):g}); raw spectra are counts >= 0. Export raw counts (not "
-                "background-subtracted), or set meta.extra['encoded']=True for features that are not counts."
-            )
         h, w = self.height, self.width
         if len(pts) and ((pts < -0.5).any() or (pts[:, 0] > h - 0.5).any() or (pts[:, 1] > w - 0.5).any()):
             raise SampleError(
                 f"point_coords fall outside the {h}x{w} image (valid rows -0.5..{h - 0.5}, cols -0.5..{w - 0.5}); "
                 "coordinates are (row, col) in pixels, not (x, y) or micrometres."
             )
-        if self.meta.energy_axis is not None and feats.shape[1] != self.meta.energy_axis.size:
-            if feats.shape[1] > 0 and self.meta.extra.get("encoded") is not True:
-                raise SampleError(
-                    f"point_features have {feats.shape[1]} channels but meta.energy_axis.size is "
-                    f"{self.meta.energy_axis.size}; fix the calibration or set meta.extra['encoded']=True."
-                )
+        if self.meta.domain is not None:
+            self.meta.domain.validate(self)
         n_cls = self.num_classes
         for name, tgt, shape in (("target", self.target, (h, w)), ("point_target", self.point_target, (len(pts),))):
             if tgt is None:
                 continue
+            if name == "target" and tgt.is_floating_point() and tgt.dim() == 3 and tuple(tgt.shape[1:]) == shape:
+                continue  # K regression channels (K, H, W)
             if tuple(tgt.shape) != shape:
                 raise SampleError(f"{name} must have shape {shape}, got {tuple(tgt.shape)}.")
             if tgt.is_floating_point():  # regression values: any real, NaN = unlabelled
@@ -218,7 +201,18 @@ class Sample:
         )
 
 
-def _real(value: Any) -> float | None:
+def check_positive(obj: Any, fields: dict[str, str], prefix: str) -> None:
+    """Each attribute in ``fields`` (name -> what to give) as a finite float > 0, else `SampleError` naming it."""
+    for key, what in fields.items():
+        value = real_number(getattr(obj, key))
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise SampleError(
+                f"{prefix}.{key} must be a finite number > 0, got {getattr(obj, key)!r}; give the {what}."
+            )
+        setattr(obj, key, value)
+
+
+def real_number(value: Any) -> float | None:
     """``value`` as a float, None when it is not a real number (strings, complex, None, bool)."""
     if isinstance(value, bool | str | bytes) or value is None:
         return None
@@ -299,4 +293,13 @@ def point_fraction(sample: Sample) -> float:
     return sample.num_points / max(1, sample.height * sample.width)
 
 
-__all__ = ["IGNORE_INDEX", "EnergyAxis", "Sample", "SampleError", "SampleMeta", "odd_input_notes", "point_fraction"]
+__all__ = [
+    "IGNORE_INDEX",
+    "DomainMeta",
+    "Sample",
+    "SampleError",
+    "SampleMeta",
+    "odd_input_notes",
+    "point_fraction",
+    "real_number",
+]

@@ -22,8 +22,9 @@ from fusionseg.errors import FusionSegError
 from fusionseg.export.safe_io import MANIFEST_NAME, atomic_write, output_folder
 from fusionseg.inference import predict_field
 from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
-from fusionseg.segment import SegmentConfig, SegmentError, segment_field, segment_main
+from fusionseg.sample import Sample, SampleError, SampleMeta
+from fusionseg.sem.meta import EnergyAxis, SemMeta
+from fusionseg.sem.segment import SegmentConfig, SegmentError, segment_field, segment_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def make(**overrides):
         image=torch.rand(1, 12, 10),
         point_coords=torch.tensor([[0.0, 0.0], [7.0, 9.0]]),
         point_features=torch.rand(2, 16) * 10,
-        meta=SampleMeta(class_names=("a", "b"), energy_axis=EnergyAxis(size=16)),
+        meta=SampleMeta(class_names=("a", "b"), domain=SemMeta(energy_axis=EnergyAxis(size=16))),
         point_target=torch.tensor([0, 1]),
     )
     kwargs.update(overrides)
@@ -73,9 +74,9 @@ META_ERRORS = {
     "offset_ev inf": (lambda: EnergyAxis(16, offset_ev=float("inf")), "offset_ev"),
     "size 0": (lambda: EnergyAxis(0), "size"),
     "size 2.5": (lambda: EnergyAxis(2.5), "size"),
-    "beam energy negative": (lambda: SampleMeta(beam_energy_kev=-20.0), "beam_energy_kev"),
-    "beam energy NaN": (lambda: SampleMeta(beam_energy_kev=float("nan")), "beam_energy_kev"),
-    "beam energy text": (lambda: SampleMeta(beam_energy_kev="20 kV"), "beam_energy_kev"),
+    "beam energy negative": (lambda: SemMeta(beam_energy_kev=-20.0), "beam_energy_kev"),
+    "beam energy NaN": (lambda: SemMeta(beam_energy_kev=float("nan")), "beam_energy_kev"),
+    "beam energy text": (lambda: SemMeta(beam_energy_kev="20 kV"), "beam_energy_kev"),
     "pixel size NaN": (lambda: SampleMeta(pixel_size_um=float("nan")), "pixel_size_um"),
     "pixel size 0": (lambda: SampleMeta(pixel_size_um=0.0), "pixel_size_um"),
     "duplicate class names": (lambda: SampleMeta(class_names=("quartz", "albite", "quartz")), "repeats ['quartz']"),
@@ -106,9 +107,11 @@ def test_sample_accepts_documented_cases():
     s = make(image=torch.full((1, 12, 10), 255, dtype=torch.uint8))
     assert s.image.dtype == torch.float32 and float(s.image.max()) == 1.0
     assert make(point_target=torch.tensor([0.0, 1.0])).point_target.dtype == torch.int64
-    reg = make(meta=SampleMeta(energy_axis=EnergyAxis(size=16)), target=torch.rand(12, 10), point_target=None)
+    reg = make(
+        meta=SampleMeta(domain=SemMeta(energy_axis=EnergyAxis(size=16))), target=torch.rand(12, 10), point_target=None
+    )
     assert reg.target.dtype == torch.float32
-    enc = make(point_features=_feats(-3.0), meta=SampleMeta(class_names=("a", "b"), extra={"encoded": True}))
+    enc = make(point_features=_feats(-3.0), meta=SampleMeta(class_names=("a", "b"), domain=SemMeta(encoded=True)))
     assert enc.point_features.min() < 0  # encoded features are not counts: negatives allowed
 
 
@@ -121,7 +124,7 @@ def field() -> Sample:
 def write_npz_folder(folder: Path, field: Sample, **changes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "bse.tif", (field.image[0].numpy() * 65535).astype(np.uint16))
-    ax = field.meta.energy_axis
+    ax = field.meta.domain.energy_axis
     arrays = {"coords": field.point_coords.numpy(), "spectra": field.point_features.numpy(),
               "offset_ev": ax.offset_ev, "scale_ev": ax.scale_ev, "beam_energy_kev": 20.0}  # fmt: skip
     arrays.update(changes)
@@ -197,7 +200,7 @@ def test_image_errors_and_rgb(tmp_path, field, capsys):
     tifffile.imwrite(folder / "bse.tif", np.ones((32, 32), np.complex64))
     assert segment_main([str(folder), "--out", str(tmp_path / "o")]) == 2
     assert "real-valued" in capsys.readouterr().err
-    from fusionseg.data.readers import normalise_image
+    from fusionseg.sem.data.readers import normalise_image
 
     rgb = np.zeros((32, 32, 3), np.uint8)
     rgb[..., 0] = 255

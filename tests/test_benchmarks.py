@@ -74,7 +74,7 @@ def test_repka_phases_get_minerals_in_the_real_bse_order() -> None:
     import tifffile
     from skimage import io
 
-    from fusionseg.data.synthetic.minerals import get_mineral
+    from fusionseg.sem.minerals import get_mineral
 
     mapping, gain = bench_accuracy.repka_mapping()
     bse = io.imread(bench_accuracy.REPKA / "bse.png").astype(np.float64) / 65535

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusionseg.encoders import DEFAULT_ELEMENTS, EncoderError, detector_fwhm_ev
 from fusionseg.registry import POINT_ENCODERS
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.encoders import DEFAULT_ELEMENTS, EncoderError, detector_fwhm_ev
+from fusionseg.sem.meta import EnergyAxis
 
 BRUKER = EnergyAxis(2048, 10.0, -470.0)
 OTHER = EnergyAxis(1024, 20.0, 0.0)
@@ -177,9 +177,14 @@ def test_learned_encoder_trains_and_round_trips() -> None:
 
 
 def test_identity_encoder() -> None:
-    enc = POINT_ENCODERS.create("identity", energy_axis=None, in_dim=7)
+    from fusionseg.contracts import ContractError
+
+    enc = POINT_ENCODERS.create("identity", in_dim=7)
     x = torch.randn(5, 7)
     assert enc.out_dim == 7 and torch.equal(enc(x), x)
-    assert POINT_ENCODERS.create("raw", energy_axis=BRUKER).out_dim == 2048
-    with pytest.raises(EncoderError, match="7"):
+    total = POINT_ENCODERS.create("raw", in_dim=3, normalise="total")(torch.tensor([[1.0, 1.0, 2.0]]))
+    assert torch.allclose(total, torch.tensor([[0.25, 0.25, 0.5]]))
+    with pytest.raises(ContractError, match="7"):
         enc(torch.randn(5, 6))
+    with pytest.raises(ContractError, match="in_dim"):
+        POINT_ENCODERS.create("identity", in_dim=0)

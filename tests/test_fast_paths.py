@@ -55,7 +55,7 @@ def test_dense_and_scatter_attention_agree(monkeypatch):
 
 def test_library_posterior_identifies_simulated_minerals(samples):
     s = samples[1]
-    enc = POINT_ENCODERS.create("library-posterior", energy_axis=s.meta.energy_axis)
+    enc = POINT_ENCODERS.create("library-posterior", energy_axis=s.meta.domain.energy_axis)
     feats = enc(s.point_features)
     assert feats.shape == (s.num_points, len(s.meta.class_names) + 2)
     posterior = feats[:, :-2]

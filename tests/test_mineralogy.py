@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fusionseg.export.mineralogy import (
+from fusionseg.sample import IGNORE_INDEX, SampleMeta
+from fusionseg.sem.export.mineralogy import (
     association_matrix,
     grain_statistics,
     is_grain_mount,
@@ -17,7 +18,6 @@ from fusionseg.export.mineralogy import (
     particle_statistics,
     pixel_size_um,
 )
-from fusionseg.sample import IGNORE_INDEX, SampleMeta
 
 NAMES = ("quartz", "galena", "epoxy", "unknown")
 
@@ -70,10 +70,10 @@ def test_particles_in_epoxy_get_a_liberation_class():
 
 
 def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
-    from fusionseg.export.report import write_segment_outputs
     from fusionseg.pretrain import DEFAULT_WEIGHTS
     from fusionseg.registry import DATA_SOURCES
-    from fusionseg.segment import SegmentConfig, segment_field
+    from fusionseg.sem.export.report import write_segment_outputs
+    from fusionseg.sem.segment import SegmentConfig, segment_field
 
     src = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=64, rocks=["grain-mount"], eds_fraction=0.03, seed=3)
     s = replace(src[0], point_target=None, target=None)
@@ -107,15 +107,15 @@ def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
     (spectra,) = file_reader(str(tmp_path / files["spectra_hspy"]))
     assert spectra["metadata"]["Signal"]["signal_type"] == "EDS_SEM"
     energy = spectra["axes"][-1]
-    assert energy["units"] == "keV" and energy["scale"] == pytest.approx(s.meta.energy_axis.scale_ev / 1000)
-    assert spectra["data"].shape == (len(spectra["metadata"]["Sample"]["phases"]), s.meta.energy_axis.size)
+    assert energy["units"] == "keV" and energy["scale"] == pytest.approx(s.meta.domain.energy_axis.scale_ev / 1000)
+    assert spectra["data"].shape == (len(spectra["metadata"]["Sample"]["phases"]), s.meta.domain.energy_axis.size)
 
 
 def test_dominant_elements_name_a_phase_by_its_composition():
-    from fusionseg.data.synthetic.minerals import get_mineral
-    from fusionseg.data.synthetic.physics import reference_spectra
-    from fusionseg.export.spectra import dominant_elements
-    from fusionseg.sample import EnergyAxis
+    from fusionseg.sem.export.spectra import dominant_elements
+    from fusionseg.sem.meta import EnergyAxis
+    from fusionseg.sem.minerals import get_mineral
+    from fusionseg.sem.physics import reference_spectra
 
     axis = EnergyAxis()
     quartz, galena, ortho = reference_spectra([get_mineral(n) for n in ("quartz", "galena", "orthoclase")], axis, 20.0)

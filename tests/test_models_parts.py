@@ -13,7 +13,7 @@ import fusionseg.graphs
 from fusionseg.graphs.schema import NEAR, PIXEL, POINT, REGION, TO, SegGraph, image_node_type
 from fusionseg.models import BackboneError, FusionError
 from fusionseg.registry import BACKBONES, FUSIONS, HEADS, POINT_ENCODERS
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.meta import EnergyAxis
 
 AXIS = EnergyAxis(256, 40.0, 0.0)
 BACKBONE_NAMES = ["gcn", "sage", "gin", "gat", "gatv2", "transformer"]

@@ -87,12 +87,12 @@ def test_unknown_part_lists_known_names():
     from fusionseg.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="Known backbones: .*sage"):
-        FusionSegModule(class_names=("a", "b"), backbone="sagee")
+        FusionSegModule(class_names=("a", "b"), point_channels=4, backbone="sagee")
 
 
 def test_demo_writes_every_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from fusionseg.demo import run_demo
+    from fusionseg.sem.demo import run_demo
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text((CONFIG_DIR / "default.yaml").read_text())
@@ -129,7 +129,7 @@ def test_simulate_subcommand(tmp_path):
 
 
 def test_missing_config_names_the_path(tmp_path):
-    from fusionseg.demo import run_demo
+    from fusionseg.sem.demo import run_demo
 
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         run_demo(Path(tmp_path / "nope.yaml"), tmp_path / "out")
@@ -140,15 +140,19 @@ def test_segment_with_a_trained_checkpoint_maps_a_new_field(tmp_path, monkeypatc
     from dataclasses import replace
 
     from fusionseg.registry import DATA_SOURCES
-    from fusionseg.sample import EnergyAxis
-    from fusionseg.segment import rebin_spectra, segment_field
+    from fusionseg.sem.meta import EnergyAxis
+    from fusionseg.sem.segment import rebin_spectra, segment_field
 
     monkeypatch.chdir(tmp_path)
     _, ckpt = _trained_checkpoint(tmp_path)
     field = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=40, rocks=["basalt"], eds_fraction=0.02, seed=5)[0]
     other_axis = EnergyAxis(size=1024, scale_ev=20.0, offset_ev=0.0)  # a different detector calibration
-    spectra = rebin_spectra(field.point_features, field.meta.energy_axis, other_axis)
-    moved = replace(field, point_features=spectra, meta=replace(field.meta, energy_axis=other_axis))
+    spectra = rebin_spectra(field.point_features, field.meta.domain.energy_axis, other_axis)
+    moved = replace(
+        field,
+        point_features=spectra,
+        meta=replace(field.meta, domain=replace(field.meta.domain, energy_axis=other_axis)),
+    )
     result = segment_field(moved, checkpoint=ckpt)
     assert result.labels.shape == (40, 40)
     assert result.mode == "checkpoint"
@@ -170,9 +174,9 @@ def test_measured_phases_bound_of_a_field():
     from dataclasses import replace
 
     from fusionseg.baselines import measured_phases_ceiling
-    from fusionseg.export.report import measured_phases_bound
     from fusionseg.registry import DATA_SOURCES
     from fusionseg.sample import IGNORE_INDEX
+    from fusionseg.sem.export.report import measured_phases_bound
 
     truth = np.array([[0, 0, 1, 1], [2, 2, 1, 1]])
     expected = np.array([[0, 0, 1, 1], [IGNORE_INDEX, IGNORE_INDEX, 1, 1]])

@@ -12,7 +12,8 @@ from hypothesis.extra import numpy as hnp
 
 from fusionseg.errors import FusionSegError
 from fusionseg.registry import GRAPH_BUILDERS, SAMPLERS, load_plugins
-from fusionseg.sample import EnergyAxis, Sample, SampleMeta
+from fusionseg.sample import Sample, SampleMeta
+from fusionseg.sem.meta import EnergyAxis, SemMeta
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 load_plugins()
@@ -41,7 +42,7 @@ def _ok_or_ours(fn, *args, **kwargs):
 @FAST
 @given(image=arrays(), coords=arrays(3), feats=arrays(3), target=st.none() | arrays(3), names=st.integers(0, 3))
 def test_sample_from_anything(image, coords, feats, target, names):
-    meta = SampleMeta(class_names=tuple(f"c{i}" for i in range(names)), energy_axis=None)
+    meta = SampleMeta(class_names=tuple(f"c{i}" for i in range(names)))
     s = _ok_or_ours(Sample, image, coords, feats, meta=meta, target=target)
     if s is not None:
         assert s.image.dim() == 3 and torch.isfinite(s.image).all()
@@ -62,7 +63,9 @@ def valid_samples(draw, min_side: int = 1):
         coords[:] = coords[0]  # every point at one place
     image = draw(hnp.arrays(np.float32, (c, h, w), elements=st.floats(0, 1, width=32)))
     feats = draw(hnp.arrays(np.float32, (n, 4), elements=st.floats(0, 50, width=32)))
-    return Sample(image, coords, feats, meta=SampleMeta(class_names=("a", "b"), energy_axis=EnergyAxis(size=4)))
+    return Sample(
+        image, coords, feats, meta=SampleMeta(class_names=("a", "b"), domain=SemMeta(energy_axis=EnergyAxis(size=4)))
+    )
 
 
 @pytest.mark.parametrize("name", ["grid", "knn", "superpixel"])
@@ -102,7 +105,7 @@ CELLS = st.one_of(
     rows=st.lists(st.lists(CELLS, max_size=7), max_size=4),
 )
 def test_points_csv_layouts(tmp_path_factory, header, rows):
-    from fusionseg.data.readers import read_input
+    from fusionseg.sem.data.readers import read_input
 
     folder = tmp_path_factory.mktemp("csv")
     np.save(folder / "unused.npy", np.zeros(1))
@@ -126,7 +129,7 @@ def test_points_csv_layouts(tmp_path_factory, header, rows):
 def test_eds_npz_layouts(tmp_path_factory, coords, spectra, scale, beam):
     import tifffile
 
-    from fusionseg.data.readers import read_input
+    from fusionseg.sem.data.readers import read_input
 
     folder = tmp_path_factory.mktemp("npz")
     tifffile.imwrite(folder / "bse.tif", np.arange(25, dtype=np.uint16).reshape(5, 5))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusionseg.export.qc import agreement, honour_points, point_calls, quality_checks
 from fusionseg.sample import IGNORE_INDEX, SampleMeta
+from fusionseg.sem.export.qc import agreement, honour_points, point_calls, quality_checks
 
 NAMES = ("quartz", "albite", "unknown")
 
@@ -54,7 +54,7 @@ def field():
 
 def test_shipped_weights_map_honours_points_and_reports_qc(field):
     from fusionseg.pretrain import DEFAULT_WEIGHTS
-    from fusionseg.segment import SegmentConfig, segment_field
+    from fusionseg.sem.segment import SegmentConfig, segment_field
 
     s = replace(field, point_target=None, target=None)
     r = segment_field(s, DEFAULT_WEIGHTS, SegmentConfig(progress=False))
@@ -71,17 +71,17 @@ def test_shipped_weights_map_honours_points_and_reports_qc(field):
 
 
 def test_pixels_outside_the_eds_area_are_not_measured(field):
-    from fusionseg.data.readers import dense_sample
     from fusionseg.pretrain import DEFAULT_WEIGHTS
     from fusionseg.registry import DATA_SOURCES
-    from fusionseg.segment import SegmentConfig, prepare_points, segment_field
+    from fusionseg.sem.data.readers import dense_sample
+    from fusionseg.sem.segment import SegmentConfig, prepare_points, segment_field
 
     full = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=32, rocks=["granite"], eds_fraction=1.0, seed=5)[0]
     rc = full.point_coords.round().long().numpy()
     cube = np.zeros((32, 32, full.point_features.shape[1]), np.float32)
     cube[rc[:, 0], rc[:, 1]] = full.point_features.numpy()
     cube[:, 20:] = 0  # EDS acquired over the left 20 columns only
-    meta = SampleMeta(energy_axis=full.meta.energy_axis, beam_energy_kev=full.meta.beam_energy_kev, name="partial")
+    meta = SampleMeta(domain=full.meta.domain, name="partial")
     s = prepare_points(dense_sample(full.image[0].numpy(), cube, meta), 0.2, None, "random", 0)
     r = segment_field(s, DEFAULT_WEIGHTS, SegmentConfig(progress=False))
     labels = r.labels.numpy()
@@ -102,8 +102,8 @@ BCF30 = (
 def test_phase_hspy_carries_the_input_original_metadata(tmp_path):
     from rsciio.hspy import file_reader
 
-    from fusionseg.data.readers import read_input
     from fusionseg.export.writers import write_hspy_phase_map
+    from fusionseg.sem.data.readers import read_input
 
     s = read_input(BCF30)
     original = s.meta.extra["original_metadata"]

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 import torch
 
-from fusionseg.data.readers import ReaderError, read_input
 from fusionseg.registry import DATA_SOURCES
+from fusionseg.sem.data.readers import ReaderError, read_input
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 BCF30 = REAL / "bruker" / "30x30_instructively_packed_16bit_compressed.bcf"
@@ -23,11 +23,11 @@ needs_repka = pytest.mark.skipif(not (REPKA / "bse.png").is_file(), reason=f"Rep
 @needs_bruker
 def test_bruker_30x30_reads_with_calibration() -> None:
     s = read_input(BCF30)
-    axis = s.meta.energy_axis
+    axis = s.meta.domain.energy_axis
     assert axis.size == 2048
     assert axis.scale_ev == pytest.approx(10.0, abs=0.01)
     assert axis.offset_ev == pytest.approx(-472.25, abs=0.1)
-    assert s.meta.beam_energy_kev == pytest.approx(20.0)
+    assert s.meta.domain.beam_energy_kev == pytest.approx(20.0)
     assert s.meta.pixel_size_um == pytest.approx(1.667, abs=1e-3)
     assert s.image.shape == (1, 30, 30) and 0 <= float(s.image.min()) < float(s.image.max()) <= 1
     cube = s.meta.extra["dense_spectra"]
@@ -77,7 +77,7 @@ def test_folder_points_csv_and_zero_count_points(tmp_path: Path) -> None:
     s = read_input(folder)
     assert s.num_points == 2  # the zero-count spectrum was not measured
     np.testing.assert_allclose(s.point_coords.numpy(), [[2, 1], [11, 3]])
-    assert s.meta.energy_axis.scale_ev == 20.0 and s.meta.beam_energy_kev == 15.0
+    assert s.meta.domain.energy_axis.scale_ev == 20.0 and s.meta.domain.beam_energy_kev == 15.0
 
 
 def test_folder_points_as_emsa_files(tmp_path: Path) -> None:
@@ -95,7 +95,9 @@ def test_folder_points_as_emsa_files(tmp_path: Path) -> None:
     assert s.num_points == 2 and s.point_features.shape == (2, 256)
     np.testing.assert_allclose(s.point_coords.numpy(), [[2, 1], [6, 5]])
     np.testing.assert_allclose(s.point_features[:, 0].numpy(), [3.0, 7.0])
-    assert s.meta.energy_axis.scale_ev == pytest.approx(20.0) and s.meta.energy_axis.offset_ev == pytest.approx(-200.0)
+    assert s.meta.domain.energy_axis.scale_ev == pytest.approx(
+        20.0
+    ) and s.meta.domain.energy_axis.offset_ev == pytest.approx(-200.0)
 
 
 def test_folder_dense_npz(tmp_path: Path) -> None:
@@ -148,8 +150,8 @@ def test_corrupt_and_unsupported_files(tmp_path: Path) -> None:
 
 def test_large_cubes_are_read_lazily(monkeypatch):
     """Above LAZY_MIN_BYTES the cube stays a dask array; sparse acquisition reads the same spectra."""
-    import fusionseg.data.readers as readers
-    from fusionseg.segment import sparse_acquisition
+    import fusionseg.sem.data.readers as readers
+    from fusionseg.sem.segment import sparse_acquisition
 
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "bruker"
     path = path / "30x30_instructively_packed_16bit_compressed.bcf"

@@ -45,7 +45,7 @@ def test_builtin_registries_are_populated():
 
 
 def test_entry_point_plugin_adds_parts(tmp_path):
-    """An installed third-party package registers a builder and a backbone without touching fusionseg."""
+    """An installed third-party package registers its parts without touching fusionseg (test_contracts runs them)."""
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
@@ -57,11 +57,11 @@ def test_entry_point_plugin_adds_parts(tmp_path):
         import sys
         sys.path.insert(0, {str(target)!r})
         from fusionseg.registry import BACKBONES, GRAPH_BUILDERS
-        assert "toy-builder" in GRAPH_BUILDERS.names(), GRAPH_BUILDERS.names()
-        assert GRAPH_BUILDERS.create("toy-builder", scale=3.0).scale == 3.0
+        assert "toy-rows" in GRAPH_BUILDERS.names(), GRAPH_BUILDERS.names()
+        assert GRAPH_BUILDERS.create("toy-rows", cross_k=2).cross_k == 2
         net = BACKBONES.create("toy-mlp", in_channels=3, hidden_channels=5)
         import torch
-        assert net(torch.zeros(2, 3), None).shape == (2, 5)
+        assert net(torch.zeros(2, 3), torch.tensor([[0], [1]])).shape == (2, 5)
         print("ok")
         """
     )

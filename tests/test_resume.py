@@ -107,7 +107,7 @@ def test_same_seed_same_data_graphs_and_order():
     from fusionseg.registry import GRAPH_BUILDERS
 
     def build(seed: int):
-        dm = FusionSegDataModule(source_kwargs={"size": 24}, train_fields=3, val_fields=1, seed=seed)
+        dm = FusionSegDataModule("sem-synthetic", source_kwargs={"size": 24}, train_fields=3, val_fields=1, seed=seed)
         sample = dm.dataset("train")[2]
         graph = GRAPH_BUILDERS.create("superpixel", cross_k=4)(sample)
         return sample, graph

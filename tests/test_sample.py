@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fusionseg import EnergyAxis, Sample, SampleError, SampleMeta
+from fusionseg import Sample, SampleError, SampleMeta
+from fusionseg.sem.meta import EnergyAxis, SemMeta
 
 
 def make(**overrides):
@@ -9,7 +10,7 @@ def make(**overrides):
         image=torch.rand(1, 8, 10),
         point_coords=torch.tensor([[0.0, 0.0], [7.0, 9.0]]),
         point_features=torch.rand(2, 16),
-        meta=SampleMeta(class_names=("a", "b"), energy_axis=EnergyAxis(size=16)),
+        meta=SampleMeta(class_names=("a", "b"), domain=SemMeta(energy_axis=EnergyAxis(size=16))),
         target=torch.zeros(8, 10, dtype=torch.long),
         point_target=torch.tensor([0, 1]),
     )
@@ -37,7 +38,7 @@ def test_energy_axis_channels():
         (dict(point_coords=torch.tensor([[0.0, 0.0], [8.0, 0.0]])), "outside the 8x10 image"),
         (dict(point_coords=torch.zeros(2, 3)), "(N, 2)"),
         (dict(point_features=torch.rand(3, 16)), "N = 2 rows"),
-        (dict(point_features=torch.rand(2, 15)), "meta.energy_axis.size"),
+        (dict(point_features=torch.rand(2, 15)), "meta.domain.energy_axis.size"),
         (dict(target=torch.zeros(8, 9, dtype=torch.long)), "target must have shape"),
         (dict(point_target=torch.tensor([0, 5])), "outside 0..1"),
     ],

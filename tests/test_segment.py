@@ -11,10 +11,10 @@ import tifffile
 import torch
 
 from fusionseg.baselines import nearest_point_map
-from fusionseg.export.report import adjusted_rand_index
-from fusionseg.identify import cluster_spectra, label_points, library_references, void_class, void_points
-from fusionseg.sample import EnergyAxis
-from fusionseg.segment import (
+from fusionseg.sem.export.report import adjusted_rand_index
+from fusionseg.sem.identify import cluster_spectra, label_points, library_references, void_class, void_points
+from fusionseg.sem.meta import EnergyAxis
+from fusionseg.sem.segment import (
     SegmentConfig,
     SegmentError,
     rebin_spectra,
@@ -30,7 +30,7 @@ needs_bruker = pytest.mark.skipif(not BCF30.is_file(), reason=f"real Bruker test
 
 @pytest.fixture(scope="module")
 def bruker():
-    from fusionseg.data.readers import read_input
+    from fusionseg.sem.data.readers import read_input
 
     return read_input(BCF30)
 
@@ -97,7 +97,7 @@ def test_points_without_x_rays_are_pores() -> None:
 @needs_bruker
 def test_real_spectra_fall_back_to_clusters(bruker) -> None:
     s = sparse_acquisition(bruker, fraction=0.2, seed=0)
-    pl = label_points(s.point_features, s.meta.energy_axis, s.meta.beam_energy_kev, n_clusters=3)
+    pl = label_points(s.point_features, s.meta.domain.energy_axis, s.meta.domain.beam_energy_kev, n_clusters=3)
     assert pl.mode == "clusters" and pl.names == ("cluster-0", "cluster-1", "cluster-2")
 
 

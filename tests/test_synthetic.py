@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fusionseg.data.io import load_sample, save_sample, write_dataset
-from fusionseg.data.synthetic import (
+from fusionseg.registry import DATA_SOURCES
+from fusionseg.sem.data.synthetic import (
     SimulationError,
     SpectrumModel,
     add_minerals,
@@ -18,10 +19,9 @@ from fusionseg.data.synthetic import (
     simulate_field,
     simulate_to_folder,
 )
-from fusionseg.data.synthetic.microstructure import power_diagram
-from fusionseg.data.synthetic.rocks import ROCKS
-from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.data.synthetic.microstructure import power_diagram
+from fusionseg.sem.data.synthetic.rocks import ROCKS
+from fusionseg.sem.meta import EnergyAxis
 
 warnings.filterwarnings("ignore", message="Elam tables")
 
@@ -144,7 +144,7 @@ def test_source_contract_and_determinism():
     assert s.image.shape == (1, 64, 64) and s.image.dtype == torch.float32
     assert s.point_coords.shape == (41, 2) and s.point_features.shape == (41, 2048)
     assert s.target.dtype == torch.long and s.meta.class_names == class_names()
-    assert s.meta.extra["rock"] == "carbonate" and s.meta.energy_axis == EnergyAxis()
+    assert s.meta.extra["rock"] == "carbonate" and s.meta.domain.energy_axis == EnergyAxis()
     rc = s.point_coords.long()
     assert torch.equal(s.point_target, s.target[rc[:, 0], rc[:, 1]])
     again = DATA_SOURCES.create(
@@ -172,33 +172,39 @@ def test_datamodule_trains_on_a_fraction_range_and_tests_at_one_fraction():
     from fusionseg.data.datamodule import FusionSegDataModule
 
     dm = FusionSegDataModule(
-        source_kwargs={"size": 100}, train_fields=6, test_fields=2, eds_fraction=0.01, train_eds_fraction=[0.001, 0.05]
+        "sem-synthetic",
+        source_kwargs={"size": 100},
+        train_fields=6,
+        test_fields=2,
+        eds_fraction=0.01,
+        train_eds_fraction=[0.001, 0.05],
     )
     assert len({s.num_points for s in dm.dataset("train")}) > 1
     assert {s.num_points for s in dm.dataset("test")} == {100}
     with pytest.raises(ValueError, match="train_eds_fraction"):
-        FusionSegDataModule(train_eds_fraction=[0.05, 0.001])
+        FusionSegDataModule("sem-synthetic", train_eds_fraction=[0.05, 0.001])
 
 
 def test_evaluation_splits_use_identified_point_labels_not_the_simulators():
     from dataclasses import replace
 
-    from fusionseg.data.datamodule import FusionSegDataModule, with_identified_point_labels
-    from fusionseg.identify import best_library_labels
+    from fusionseg.data.datamodule import FusionSegDataModule
+    from fusionseg.sem.identify import best_library_labels, with_identified_point_labels
 
     kwargs = {"source_kwargs": {"size": 64, "rocks": ["granite", "grain-mount"]}, "train_fields": 1, "test_fields": 4}
-    identified, given = FusionSegDataModule(**kwargs), FusionSegDataModule(**kwargs, point_labels="given")
+    kwargs["source"] = "sem-synthetic"
+    identified, given = FusionSegDataModule(**kwargs, point_labels="identified"), FusionSegDataModule(**kwargs)
     truth = [s.point_target for s in given.dataset("test")]
     labels = [s.point_target for s in identified.dataset("test")]
     for s, y in zip(identified.dataset("test"), labels, strict=True):
         meta = s.meta
-        assert torch.equal(y, best_library_labels(s.point_features, meta.class_names, meta.energy_axis))
+        assert torch.equal(y, best_library_labels(s.point_features, meta.class_names, meta.domain.energy_axis))
     agree = torch.cat(labels) == torch.cat(truth)
     assert 0.9 < agree.float().mean() <= 1.0  # an instrument's labels: mostly, not by construction, the truth
     assert torch.equal(identified.dataset("train")[0].point_target, given.dataset("train")[0].point_target)
     with pytest.raises(ValueError, match="point_labels"):
-        FusionSegDataModule(point_labels="true")
-    bare = replace(given.dataset("test")[0], meta=replace(given.dataset("test")[0].meta, energy_axis=None))
+        FusionSegDataModule("sem-synthetic", point_labels="true")
+    bare = replace(given.dataset("test")[0], meta=replace(given.dataset("test")[0].meta, domain=None))
     with pytest.raises(ValueError, match="point_labels=given"):
         with_identified_point_labels(bare)
 
@@ -242,7 +248,7 @@ def test_disk_roundtrip_and_folder_source(tmp_path):
     t = load_sample(p)
     assert torch.equal(t.image, s.image) and torch.equal(t.point_features, s.point_features)
     assert torch.equal(t.target, s.target) and torch.equal(t.point_target, s.point_target)
-    assert t.meta.class_names == s.meta.class_names and t.meta.energy_axis == s.meta.energy_axis
+    assert t.meta.class_names == s.meta.class_names and t.meta.domain.energy_axis == s.meta.domain.energy_axis
     assert t.meta.extra["rock"] == "basalt" and t.meta.name == s.meta.name
     files = write_dataset([src[0], src[1]], tmp_path / "ds")
     folder = DATA_SOURCES.create("sample-folder", root=tmp_path / "ds")

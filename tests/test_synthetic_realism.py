@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from fusionseg.data.synthetic import class_index, reference_spectra, simulate_field
-from fusionseg.data.synthetic.field import render_bse
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.data.synthetic import class_index, reference_spectra, simulate_field
+from fusionseg.sem.data.synthetic.field import render_bse
+from fusionseg.sem.meta import EnergyAxis
 
 warnings.filterwarnings("ignore", message="Elam tables")
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -13,37 +12,27 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fusionseg.errors import FusionSegError
-from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import EnergyAxis, Sample
+from fusionseg.registry import DATA_SOURCES, POINT_LABELLERS
+from fusionseg.sample import Sample
 from fusionseg.training import epoch_seed
 
 SPLITS = ("train", "val", "test", "predict")
 
 
+def create_source(name: str, kwargs: dict[str, Any]) -> Any:
+    """The source ``name`` (registry name or class_path) built with ``kwargs``, checked against the contract."""
+    source = DATA_SOURCES.create(name, **kwargs)
+    if not callable(getattr(source, "__len__", None)) or not callable(getattr(source, "__getitem__", None)):
+        raise FusionSegError(
+            f"data source {name!r} built a {type(source).__name__}, which is not a sequence of Samples; a source "
+            "defines __len__ and __getitem__ (fusionseg.contracts.DataSource)."
+        )
+    return source
+
+
 def collate_samples(samples: list[Sample]) -> list[Sample]:
     """Batches stay lists of `Sample`; the model builds and batches the graphs."""
     return list(samples)
-
-
-POINT_LABELS = ("identified", "given")
-
-
-def with_identified_point_labels(sample: Sample) -> Sample:
-    """``sample`` whose point labels are the library identification of its spectra, not the source's labels.
-
-    What a model sees on a real instrument: evaluation with the simulator's true point labels would
-    let "only minerals found among the points" use knowledge no user has.
-    """
-    from fusionseg.identify import best_library_labels
-
-    meta = sample.meta
-    if meta.energy_axis is None or meta.extra.get("encoded"):
-        raise FusionSegError(
-            f"data.point_labels='identified' needs raw spectra with an energy axis, but field {meta.name!r} has "
-            "none; set data.point_labels=given when the source's point labels are measured (another domain)."
-        )
-    labels = best_library_labels(sample.point_features, meta.class_names, meta.energy_axis, meta.beam_energy_kev)
-    return replace(sample, point_target=labels)
 
 
 class CachedDataset(Dataset):
@@ -58,6 +47,10 @@ class CachedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def __iter__(self) -> Iterator[Sample]:
+        """``len(self)`` samples (not "until IndexError": a generating source may answer any index)."""
+        return (self[i] for i in range(len(self)))
 
     def _make(self, index: int) -> Sample:
         sample = self.source[index]
@@ -93,15 +86,15 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 class FusionSegDataModule(L.LightningDataModule):
-    """Samples for each split from one registered data source.
+    """Samples for each split from one data source (contract: `fusionseg.contracts.DataSource`).
 
-    For a generating source (the simulator, anything taking ``num_fields`` and ``seed``), each
-    split is a separate source with its own field count and seed, so splits never share fields.
-    A source whose constructor takes ``split`` is told which split it serves (``train``, ``val``,
-    ``test``, ``predict``), e.g. to train on its own points and test on ground truth.
+    Each split is a separate source built with ``split`` (``train``, ``val``, ``test``, ``predict``),
+    ``num_fields`` (the split's count) and ``seed`` (per split), plus ``source_kwargs``: a generating
+    source makes different fields per split, a file source serves disjoint files. ``eds_fraction`` and
+    ``sampler`` reach only sources whose constructor names them (``eds_fraction`` or ``point_fraction``).
 
     Args:
-        source: registry name of the data source (``fusionseg.registry.DATA_SOURCES``).
+        source: registry name of the data source (``fusionseg.registry.DATA_SOURCES``) or its ``class_path``.
         source_kwargs: passed to every split's source (e.g. ``size``, ``rocks``).
         train_source_kwargs: merged over ``source_kwargs`` for the training split only (augmentation, e.g.
             the simulator's ``bse_noise_scale: [0.2, 1.0]``); the evaluation splits stay as the source makes them.
@@ -110,10 +103,11 @@ class FusionSegDataModule(L.LightningDataModule):
         train_eds_fraction: the training split's fraction, or a pair (lo, hi) drawn log-uniformly per
             field so one model serves any EDS budget; None = ``eds_fraction``.
         sampler: point sampler name (``random``, ``grid``, ``stratified``, ``superpixel``: image-guided).
-        point_labels: where the val/test/predict splits' point labels come from: ``identified`` (best
-            library match of each spectrum, as on an instrument; default) or ``given`` (the source's own
-            labels: the simulator's truth, or measured labels in another domain). Models use them to
-            restrict predictions to the classes found among a field's points. Training keeps the source's.
+        point_labels: where the val/test/predict splits' point labels come from: ``given`` (the source's own
+            labels; default) or a registered point labeller (``fusionseg.registry.POINT_LABELLERS``), e.g. the
+            SEM domain's ``identified`` (best library match of each spectrum, what an instrument knows). Models
+            use them to restrict predictions to the classes found among a field's points. Training keeps the
+            source's.
         batch_size: fields per batch.
         seed: base seed; split k uses ``seed + 1000 * k``.
     """
@@ -130,7 +124,7 @@ class FusionSegDataModule(L.LightningDataModule):
         eds_fraction: float = 0.01,
         train_eds_fraction: float | list[float] | None = None,
         sampler: str = "random",
-        point_labels: str = "identified",
+        point_labels: str = "given",
         batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 0,
@@ -151,8 +145,11 @@ class FusionSegDataModule(L.LightningDataModule):
                                 ("test_fields", test_fields, 0), ("predict_fields", predict_fields, 0)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise FusionSegError(f"data.{key} must be an integer >= {low}, got {value!r}.")
-        if point_labels not in POINT_LABELS:
-            raise FusionSegError(f"point_labels must be one of {POINT_LABELS}, got {point_labels!r}.")
+        if point_labels != "given" and point_labels not in POINT_LABELLERS:
+            raise FusionSegError(
+                f"point_labels must be 'given' or a registered point labeller {POINT_LABELLERS.names()}, "
+                f"got {point_labels!r}."
+            )
         self.save_hyperparameters()
         self.counts = dict(zip(SPLITS, (train_fields, val_fields, test_fields, predict_fields), strict=True))
         self._datasets: dict[str, CachedDataset] = {}
@@ -164,18 +161,21 @@ class FusionSegDataModule(L.LightningDataModule):
             kwargs = dict(hp.source_kwargs or {})
             if split == "train":
                 kwargs |= hp.train_source_kwargs or {}
-            train_fraction = hp.train_eds_fraction if hp.train_eds_fraction is not None else hp.eds_fraction
-            kwargs.setdefault("eds_fraction", train_fraction if split == "train" else hp.eds_fraction)
-            kwargs.setdefault("sampler", hp.sampler)
+            kwargs.setdefault("split", split)
             kwargs.setdefault("num_fields", self.counts[split])
             kwargs.setdefault("seed", hp.seed + 1000 * SPLITS.index(split))
-            if "split" in inspect.signature(DATA_SOURCES.get(hp.source)).parameters:
-                kwargs.setdefault("split", split)  # a source may serve splits differently (e.g. self-supervised)
-            relabel = split != "train" and hp.point_labels == "identified"
+            named = inspect.signature(DATA_SOURCES.resolve(hp.source)).parameters
+            train_fraction = hp.train_eds_fraction if hp.train_eds_fraction is not None else hp.eds_fraction
+            for key in ("eds_fraction", "point_fraction"):
+                if key in named:
+                    kwargs.setdefault(key, train_fraction if split == "train" else hp.eds_fraction)
+            if "sampler" in named:
+                kwargs.setdefault("sampler", hp.sampler)
+            relabel = split != "train" and hp.point_labels != "given"
             self._datasets[split] = CachedDataset(
-                DATA_SOURCES.create(hp.source, **kwargs),
+                create_source(hp.source, kwargs),
                 cache=hp.cache,
-                transform=with_identified_point_labels if relabel else None,
+                transform=POINT_LABELLERS.get(hp.point_labels) if relabel else None,
             )
         return self._datasets[split]
 
@@ -188,12 +188,10 @@ class FusionSegDataModule(L.LightningDataModule):
         return list(self._first().meta.class_names)
 
     @property
-    def energy_axis(self) -> EnergyAxis:
-        return self._first().meta.energy_axis or EnergyAxis()
-
-    @property
-    def beam_energy_kev(self) -> float:
-        return float(self._first().meta.beam_energy_kev)
+    def point_context(self) -> dict[str, Any]:
+        """What the data's domain tells point encoders (`DomainMeta.encoder_context`); {} without a domain."""
+        domain = self._first().meta.domain
+        return domain.encoder_context() if domain is not None else {}
 
     @property
     def image_channels(self) -> int:
@@ -205,7 +203,7 @@ class FusionSegDataModule(L.LightningDataModule):
         return int(self._first().point_features.shape[1])
 
     def training_spectra(self, max_spectra: int = 20000) -> Tensor:
-        """Raw spectra of the training fields (for fitting encoders such as PCA)."""
+        """Raw point features of the training fields (for fitting encoders such as PCA), (N, D)."""
         feats, total = [], 0
         for sample in self.dataset("train"):
             feats.append(sample.point_features)

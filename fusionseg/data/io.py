@@ -9,14 +9,16 @@ key                 dtype / shape               meaning
 ``point_coords``    float64 (N, 2)              (row, col) in pixels
 ``point_features``  uint16 or float32 (N, D)    raw spectra (uint16 when whole counts < 65536,
                                                 lossless) or encoded features
-``target``          int32 (H, W), optional      class ids, -1 = unlabelled
-``point_target``    int32 (N,), optional        class ids of the points
+``target``          int32 (H, W), optional      class ids, -1 = unlabelled (float32 (H, W) or
+                                                (K, H, W): regression values, NaN = unlabelled)
+``point_target``    int32 (N,), optional        class ids of the points (float32: values)
 ``meta``            0-d unicode string          JSON, see below
 ==================  ==========================  ==============================================
 
-``meta`` JSON: ``{"format": "fusionseg-sample", "version": 1, "class_names": [...],
-"energy_axis": {"size", "scale_ev", "offset_ev"} | null, "beam_energy_kev", "fwhm_mn_ka_ev",
-"pixel_size_um", "name", "extra": {...}}`` (energies in eV/keV, pixel size in µm).
+``meta`` JSON: ``{"format": "fusionseg-sample", "version": 2, "class_names": [...], "pixel_size_um",
+"name", "domain": {"name": <DOMAINS entry>, ...its to_dict()} | null, "extra": {...}}`` (pixel size in
+µm). Version 1 files (SEM fields: ``energy_axis``, ``beam_energy_kev``, ``fwhm_mn_ka_ev`` at the top
+level) are read as the ``sem`` domain.
 
 A dataset folder holds the sample files plus ``index.json`` (``{"format": "fusionseg-dataset",
 "version": 1, "files": [...], "class_names": [...]}``). Files are written atomically
@@ -26,7 +28,7 @@ A dataset folder holds the sample files plus ``index.json`` (``{"format": "fusio
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,10 @@ import numpy as np
 import torch
 
 from fusionseg.export.safe_io import atomic_path
-from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import EnergyAxis, Sample, SampleError, SampleMeta
+from fusionseg.registry import DATA_SOURCES, DOMAINS
+from fusionseg.sample import Sample, SampleError, SampleMeta
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _json_default(obj: Any) -> Any:
@@ -51,17 +53,13 @@ def _json_default(obj: Any) -> Any:
 
 
 def _meta_to_json(meta: SampleMeta) -> str:
-    ax = meta.energy_axis
+    domain = None if meta.domain is None else {"name": meta.domain.domain, **meta.domain.to_dict()}
     return json.dumps(
         {
             "format": "fusionseg-sample",
             "version": FORMAT_VERSION,
             "class_names": list(meta.class_names),
-            "energy_axis": None
-            if ax is None
-            else {"size": ax.size, "scale_ev": ax.scale_ev, "offset_ev": ax.offset_ev},
-            "beam_energy_kev": meta.beam_energy_kev,
-            "fwhm_mn_ka_ev": meta.fwhm_mn_ka_ev,
+            "domain": domain,
             "pixel_size_um": meta.pixel_size_um,
             "name": meta.name,
             "extra": meta.extra,
@@ -74,12 +72,12 @@ def _meta_from_json(text: str, path: Path) -> SampleMeta:
     d = json.loads(text)
     if d.get("format") != "fusionseg-sample" or int(d.get("version", 0)) > FORMAT_VERSION:
         raise SampleError(f"{path} is not a fusionseg sample file of version <= {FORMAT_VERSION}.")
-    ax = d.get("energy_axis")
+    domain = d.get("domain")
+    if int(d.get("version", 0)) < 2 and "beam_energy_kev" in d:  # version 1: SEM fields at the top level
+        domain = {"name": "sem", **{k: d.get(k) for k in ("energy_axis", "beam_energy_kev", "fwhm_mn_ka_ev")}}
     return SampleMeta(
         class_names=tuple(d.get("class_names", ())),
-        energy_axis=None if ax is None else EnergyAxis(int(ax["size"]), float(ax["scale_ev"]), float(ax["offset_ev"])),
-        beam_energy_kev=float(d["beam_energy_kev"]),
-        fwhm_mn_ka_ev=float(d["fwhm_mn_ka_ev"]),
+        domain=None if domain is None else DOMAINS.get(domain.pop("name")).from_dict(domain),
         pixel_size_um=float(d["pixel_size_um"]),
         name=str(d.get("name", "")),
         extra=dict(d.get("extra", {})),
@@ -104,10 +102,10 @@ def save_sample(sample: Sample, path: str | Path) -> Path:
         "point_features": _compact_features(sample.point_features.detach().cpu().numpy()),
         "meta": np.array(_meta_to_json(sample.meta)),
     }
-    if sample.target is not None:
-        arrays["target"] = sample.target.cpu().numpy().astype(np.int32)
-    if sample.point_target is not None:
-        arrays["point_target"] = sample.point_target.cpu().numpy().astype(np.int32)
+    for key in ("target", "point_target"):  # class ids as int32, regression values as float32
+        value = getattr(sample, key)
+        if value is not None:
+            arrays[key] = value.cpu().numpy().astype(np.float32 if value.is_floating_point() else np.int32)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     return path
@@ -128,8 +126,8 @@ def load_sample(path: str | Path) -> Sample:
             point_coords=torch.from_numpy(z["point_coords"]),
             point_features=torch.from_numpy(z["point_features"].astype(np.float32)),
             meta=meta,
-            target=torch.from_numpy(z["target"].astype(np.int64)) if "target" in z.files else None,
-            point_target=torch.from_numpy(z["point_target"].astype(np.int64)) if "point_target" in z.files else None,
+            target=torch.from_numpy(z["target"]) if "target" in z.files else None,  # ids -> int64 in Sample
+            point_target=torch.from_numpy(z["point_target"]) if "point_target" in z.files else None,
         )
 
 
@@ -153,11 +151,69 @@ def write_dataset(samples: Iterable[Sample], folder: str | Path) -> list[Path]:
     return paths
 
 
+SPLIT_SHARES = {"train": 0.6, "val": 0.1, "test": 0.2, "predict": 0.1}
+"""Default share of a file source's files per split (disjoint blocks of one fixed shuffle)."""
+
+
+def split_paths(
+    paths: Sequence[Path] | Mapping[str, Sequence[str | Path]],
+    split: str | None,
+    num_fields: int | None = None,
+    shares: Mapping[str, float] | None = None,
+) -> list[Path]:
+    """The files one split of a file source serves; the splits never share a file.
+
+    ``paths``: every file (sorted, shuffled once with a fixed seed, cut into consecutive blocks by
+    ``shares``, default `SPLIT_SHARES`; every split with a share gets at least one file, the first the
+    rest), or a mapping split -> its own files (explicit lists). ``split``
+    None: every file (direct use, no datamodule). At most ``num_fields`` files are kept.
+    """
+    if isinstance(paths, Mapping):
+        chosen = (
+            [Path(p) for p in paths.get(split, [])]
+            if split is not None
+            else [Path(p) for v in paths.values() for p in v]
+        )
+    elif split is None:
+        chosen = list(paths)
+    else:
+        shares = dict(shares or SPLIT_SHARES)
+        if split not in shares or any(v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
+            raise SampleError(
+                f"split_shares {shares} must give every split ({', '.join(SPLIT_SHARES)}) a share >= 0, "
+                f"including {split!r}."
+            )
+        order = sorted(paths, key=str)
+        np.random.default_rng(0).shuffle(order)  # fixed: the same partition for every split's source
+        names, total = list(shares), sum(shares.values())
+        counts = [0] + [max(1, round(shares[n] / total * len(order))) if shares[n] > 0 else 0 for n in names[1:]]
+        counts[0] = max(0, len(order) - sum(counts))  # the first split (train) takes the rest
+        bounds = np.cumsum([0] + counts)
+        k = names.index(split)
+        chosen = order[bounds[k] : bounds[k + 1]]
+    if not chosen:
+        raise SampleError(
+            f"the {split} split has no files (of {len(paths)}); give more files, other split_shares, or explicit "
+            "lists per split (paths: {train: [...], val: [...], test: [...]})."
+        )
+    return chosen[:num_fields] if num_fields is not None else chosen
+
+
 @DATA_SOURCES.register("sample-folder")
 class SampleFolder:
-    """Random access to a folder of sample files (``index.json`` order, else sorted ``*.npz``)."""
+    """Random access to a folder of sample files (``index.json`` order, else sorted ``*.npz``), e.g. what
+    ``fusionseg simulate`` writes. Given a ``split`` (the datamodule does), it serves that split's share of
+    the files (`split_paths`; ``split_shares`` overrides `SPLIT_SHARES`)."""
 
-    def __init__(self, root: str | Path, pattern: str = "*.npz") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        pattern: str = "*.npz",
+        split: str | None = None,
+        num_fields: int | None = None,
+        seed: int = 0,
+        split_shares: dict[str, float] | None = None,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise SampleError(f"Sample folder {self.root} does not exist; write one with `fusionseg simulate`.")
@@ -168,6 +224,7 @@ class SampleFolder:
             self.files = sorted(self.root.glob(pattern))
         if not self.files:
             raise SampleError(f"No sample files matching {pattern!r} in {self.root}.")
+        self.files = split_paths(self.files, split, num_fields, split_shares)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -1,18 +1,8 @@
-"""Point encoders: raw spectra (N, C) counts -> features (N, out_dim); registered in `POINT_ENCODERS`."""
+"""Domain-free point encoders (registered in `POINT_ENCODERS`); the contract is `fusionseg.contracts.PointEncoder`.
 
-from fusionseg.encoders.base import EncoderError, SpectrumEncoder, detector_fwhm_ev
-from fusionseg.encoders.learned import LearnedEncoder
-from fusionseg.encoders.library import LibraryPosterior
-from fusionseg.encoders.spectral import DEFAULT_ELEMENTS, ElementWindows, IdentityEncoder, PCAEncoder
+Spectrum encoders live with their domain: `fusionseg.sem.encoders`.
+"""
 
-__all__ = [
-    "DEFAULT_ELEMENTS",
-    "ElementWindows",
-    "EncoderError",
-    "IdentityEncoder",
-    "LearnedEncoder",
-    "LibraryPosterior",
-    "PCAEncoder",
-    "SpectrumEncoder",
-    "detector_fwhm_ev",
-]
+from fusionseg.encoders.identity import IdentityEncoder
+
+__all__ = ["IdentityEncoder"]

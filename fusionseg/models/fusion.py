@@ -5,7 +5,7 @@
 in pixels (edge_attr column 0, or computed from ``pos`` where an edge type has no edge_attr).
 
 - ``early``:  the paper's scheme, one zero-padded homogeneous graph (`fusionseg.graphs.to_homogeneous`).
-- ``hetero``: typed message passing (HeteroConv) over the four schema edge types.
+- ``hetero``: typed message passing over the four schema edge types, one backbone per edge type.
 - ``cross-attention``: image backbone, then each image node attends over its nearest points.
 - ``late``:   image backbone and point MLP, mixed per node by a learned gate.
 - ``image-only``: the image backbone alone (the BSE-only baseline).
@@ -18,21 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import (
-    GATConv,
-    GATv2Conv,
-    GINConv,
-    GraphConv,
-    HeteroConv,
-    SAGEConv,
-    TransformerConv,
-)
 from torch_geometric.utils import scatter, softmax
 
 import fusionseg.graphs
+from fusionseg.contracts import ContractError
 from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import NEAR, PIXEL, POINT, REGION, TO, edge_types
-from fusionseg.models.backbones import Backbone, distance_weight, edge_features
+from fusionseg.models.backbones import Backbone
 from fusionseg.registry import BACKBONES, FUSIONS
 
 
@@ -122,8 +114,17 @@ class Fusion(nn.Module):
         self.out_dim = hidden_channels
 
     def make_backbone(self, in_channels: int, **override: Any) -> Backbone:
+        """A ``BACKBONES`` entry (or class_path) built with the one signature of `fusionseg.contracts.Backbone`."""
         kwargs = {"edge_dim": 1, **self.backbone_kwargs, **override}
-        return BACKBONES.create(self.backbone_name, in_channels=in_channels, hidden_channels=self.hidden, **kwargs)
+        net = BACKBONES.create(self.backbone_name, in_channels=in_channels, hidden_channels=self.hidden, **kwargs)
+        width = getattr(net, "out_channels", None)
+        if not isinstance(width, int) or not callable(net):
+            raise ContractError(
+                f"backbone {self.backbone_name!r} built a {type(net).__name__} without an int out_channels attribute "
+                "(its output width) or not callable as backbone(x, edge_index, edge_attr); see "
+                "fusionseg.contracts.Backbone."
+            )
+        return net
 
     def check(self, graph: HeteroData) -> None:
         """Raise `FusionError` if node types or feature widths do not match the module."""
@@ -148,7 +149,8 @@ class Fusion(nn.Module):
             return backbone.forward_grid(x, graph)
         if et not in graph.edge_types:
             raise FusionError(f"The graph has no {et} edges; the image branch needs them.")
-        return backbone(x, graph[et].edge_index, edge_distance(graph, et)[:, None])
+        edge_attr = edge_distance(graph, et)[:, None] if getattr(backbone, "supports_edge_attr", True) else None
+        return backbone(x, graph[et].edge_index, edge_attr)
 
 
 @FUSIONS.register("early")
@@ -158,6 +160,7 @@ class EarlyFusion(Fusion):
     def __init__(self, image_dim: int, point_dim: int, hidden_channels: int, **kwargs: Any) -> None:
         super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
         self.backbone = self.make_backbone(image_dim + point_dim)
+        require_graph_backbone(self.backbone, self.backbone_name, "early")
         self.out_dim = self.backbone.out_channels
 
     def forward(self, graph: HeteroData) -> Tensor:
@@ -167,58 +170,37 @@ class EarlyFusion(Fusion):
             raise FusionError("fusionseg.graphs.to_homogeneous is missing; early fusion needs it.")
         homo = to_homogeneous(graph)
         edge_attr = homo.edge_attr[:, :1] if getattr(homo, "edge_attr", None) is not None else None
+        if not getattr(self.backbone, "supports_edge_attr", True):
+            edge_attr = None
         out = self.backbone(homo.x, homo.edge_index, edge_attr)
         return out[: int(homo.num_image_nodes)]
 
 
-def _hetero_layer(kind: str, hidden: int, heads: int, dropout: float) -> tuple[nn.Module, str | None]:
-    """One bipartite-capable conv for ``kind`` and the edge keyword it takes (edge_attr, edge_weight, None)."""
-    if kind in ("gat", "gatv2", "transformer") and hidden % heads:
-        raise FusionError(f"hidden_channels={hidden} must be divisible by heads={heads} for {kind!r}.")
-    width = hidden // heads
-    if kind in ("sage", "graphsage"):
-        return SAGEConv((hidden, hidden), hidden), None
-    if kind == "gcn":  # GCNConv is not bipartite; GraphConv with mean aggregation and distance weights is
-        return GraphConv((hidden, hidden), hidden, aggr="mean"), "edge_weight"
-    if kind == "gin":
-        mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
-        return GINConv(mlp), None
-    if kind in ("gat", "gatv2"):
-        conv = GATConv if kind == "gat" else GATv2Conv
-        return conv(
-            (hidden, hidden), width, heads=heads, add_self_loops=False, edge_dim=1, dropout=dropout
-        ), "edge_attr"
-    if kind == "transformer":
-        return TransformerConv((hidden, hidden), width, heads=heads, edge_dim=1, dropout=dropout), "edge_attr"
-    raise FusionError(f"hetero fusion has no layer for backbone {kind!r}; use one of {sorted(HETERO_KINDS)}.")
-
-
-HETERO_KINDS = {"sage", "graphsage", "gcn", "gin", "gat", "gatv2", "transformer"}
-
-
 @FUSIONS.register("hetero")
 class HeteroFusion(Fusion):
-    """Per-type input Linear to hidden, then ``num_layers`` HeteroConv layers over all four edge types.
+    """Per-type input Linear to hidden, then ``num_layers`` rounds of typed message passing over the four edge types.
 
-    Each layer: x <- LayerNorm(x + dropout(relu(sum over incoming edge types of conv))). Point -> image
-    messages run over each image node's k nearest points (`point_to_image_edges`), so every node hears one.
-    ``backbone`` picks the per-edge-type conv (see `HETERO_KINDS`); ``heads``/``dropout`` come
-    from ``backbone_kwargs``.
+    Each round runs one single-layer ``backbone`` (from ``BACKBONES``, the one signature every fusion uses) per
+    edge type on that edge type's graph: for edges between two node types, source and destination nodes are
+    stacked into one node set and the destination rows kept. Then x <- LayerNorm(x + dropout(relu(sum over
+    incoming edge types))). Point -> image messages run over each image node's k nearest points
+    (`point_to_image_edges`), so every node hears one. ``backbone_kwargs`` (``heads``, ``dropout``, ...) go
+    to every per-type backbone; ``dropout`` is also applied after each round.
     """
 
     def __init__(self, image_dim: int, point_dim: int, hidden_channels: int, **kwargs: Any) -> None:
         super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
-        heads = int(self.backbone_kwargs.get("heads", 1))
         p = float(self.backbone_kwargs.get("dropout", 0.0))
         self.edge_types = list(edge_types(self.img).values())
         self.lin_in = nn.ModuleDict(
             {self.img: nn.Linear(image_dim, self.hidden), POINT: nn.Linear(point_dim, self.hidden)}
         )
-        self.convs = nn.ModuleList()
-        for _ in range(self.num_layers):
-            layers = {et: _hetero_layer(self.backbone_name, self.hidden, heads, p) for et in self.edge_types}
-            self.convs.append(HeteroConv({et: conv for et, (conv, _) in layers.items()}, aggr="sum"))
-        self.edge_kw = _hetero_layer(self.backbone_name, self.hidden, heads, p)[1]
+        self.convs = nn.ModuleList(
+            nn.ModuleDict({"__".join(et): self.make_backbone(self.hidden, num_layers=1) for et in self.edge_types})
+            for _ in range(self.num_layers)
+        )
+        for conv in self.convs[0].values():
+            require_graph_backbone(conv, self.backbone_name, "hetero")
         self.norms = nn.ModuleList(
             nn.ModuleDict({nt: nn.LayerNorm(self.hidden) for nt in (self.img, POINT)}) for _ in range(self.num_layers)
         )
@@ -228,19 +210,38 @@ class HeteroFusion(Fusion):
         self.check(graph)
         x = {nt: lin(graph[nt].x) for nt, lin in self.lin_in.items()}
         present = [et for et in self.edge_types if et in graph.edge_types]
-        edge_index = {et: graph[et].edge_index for et in present}
-        dist = {et: edge_distance(graph, et)[:, None] for et in present}
+        edges = {et: (graph[et].edge_index, edge_distance(graph, et)[:, None]) for et in present}
         if (POINT, TO, self.img) in present:  # every image node hears its k nearest points, not only k per point
-            edge_index[POINT, TO, self.img], d = point_to_image_edges(graph, self.img)
-            dist[POINT, TO, self.img] = d[:, None]
-        kwargs = {}
-        if self.edge_kw is not None:
-            make = edge_features if self.edge_kw == "edge_attr" else distance_weight
-            kwargs[f"{self.edge_kw}_dict"] = {et: make(d) for et, d in dist.items()}
-        for conv, norms in zip(self.convs, self.norms, strict=True):
-            out = conv(x, edge_index, **kwargs)
+            edge_index, d = point_to_image_edges(graph, self.img)
+            edges[POINT, TO, self.img] = (edge_index, d[:, None])
+        for convs, norms in zip(self.convs, self.norms, strict=True):
+            out: dict[str, Tensor] = {}
+            for (src, rel, dst), (edge_index, dist) in edges.items():
+                h = typed_messages(convs["__".join((src, rel, dst))], x[src], x[dst], edge_index, dist, src == dst)
+                out[dst] = out[dst] + h if dst in out else h
             x = {nt: norms[nt](h + self.dropout(torch.relu(out[nt]))) if nt in out else h for nt, h in x.items()}
         return x[self.img]
+
+
+def typed_messages(
+    backbone: nn.Module, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, dist: Tensor, same: bool
+) -> Tensor:
+    """A homogeneous ``backbone`` over one edge type: (M_dst, out). Two node types are stacked (sources first)."""
+    edge_attr = dist if getattr(backbone, "supports_edge_attr", True) else None
+    if same:
+        return backbone(x_dst, edge_index, edge_attr)
+    shifted = torch.stack([edge_index[0], edge_index[1] + len(x_src)])
+    return backbone(torch.cat([x_src, x_dst]), shifted, edge_attr)[len(x_src) :]
+
+
+def require_graph_backbone(backbone: nn.Module, name: str, fusion: str) -> None:
+    """A backbone running only on the pixel lattice (``grid_native``) cannot pass messages on an edge list."""
+    if getattr(backbone, "grid_native", False):
+        raise FusionError(
+            f"backbone {name!r} runs on the pixel lattice only (grid_native) and cannot serve the {fusion!r} fusion, "
+            "which passes messages along graph edges; use a GNN backbone (sage, gcn, gat, ...) or another fusion "
+            "(cross-attention, late, image-only)."
+        )
 
 
 class PointAttention(nn.Module):

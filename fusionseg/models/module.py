@@ -27,7 +27,7 @@ from fusionseg.models.losses import create_loss, labelled
 from fusionseg.models.metrics import regression_metrics, segmentation_metrics, summarise
 from fusionseg.models.prior import PriorRefiner
 from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample
+from fusionseg.sample import IGNORE_INDEX, Sample
 
 # Hyper-parameters that change tensor shapes or meaning; a checkpoint must agree on them.
 # Metric each task's checkpoints are chosen by, and whether higher is better.
@@ -35,7 +35,7 @@ MONITOR = {"segmentation": ("val/miou", "max"), "regression": ("val/rmse", "min"
 DEFAULT_LOSS = {"segmentation": "ce", "regression": "l2"}
 
 ARCHITECTURE_KEYS = (
-    "class_names", "num_outputs", "task", "energy_axis", "image_channels", "point_channels", "hidden_channels",
+    "class_names", "num_outputs", "task", "point_context", "image_channels", "point_channels", "hidden_channels",
     "point_encoder", "point_encoder_kwargs", "graph_builder", "graph_builder_kwargs",
     "fusion", "fusion_kwargs", "backbone", "backbone_kwargs", "head", "head_kwargs", "prior_refiner",
 )  # fmt: skip
@@ -51,11 +51,13 @@ class FusionSegModule(L.LightningModule):
     Args:
         class_names: output classes (segmentation); linked from the DataModule by the CLI.
         task: ``"segmentation"`` (per-pixel classes) or ``"regression"`` (per-pixel values,
-            ``num_outputs`` channels; target: the float ``Sample.target`` (H, W) for one channel,
-            NaN = unlabelled, or ``Sample.meta.extra["dense_values"]`` (K, H, W)). Regression logs
+            ``num_outputs`` channels; target: the float ``Sample.target``, (H, W) for one channel or
+            (K, H, W), NaN = unlabelled). Regression logs
             ``rmse``, ``mae`` and ``bad{t}`` per ``error_thresholds`` and keeps checkpoints by
             ``val/rmse`` (`MONITOR`); segmentation by ``val/miou``.
-        energy_axis: spectrum calibration the point encoder is built for.
+        point_context: what the data's domain tells point encoders (`fusionseg.contracts.DomainMeta.encoder_context`,
+            e.g. SEM's ``energy_axis`` and ``beam_energy_kev``); linked from the DataModule by the CLI. An
+            encoder receives the keys its constructor names.
         point_encoder / graph_builder / fusion / backbone / head: registry names; the matching
             ``*_kwargs`` dicts are passed to their constructors.
         image_channels / point_channels: widths of ``Sample.image`` and ``Sample.point_features``
@@ -78,11 +80,10 @@ class FusionSegModule(L.LightningModule):
         class_names: list[str] | tuple[str, ...] = (),
         task: str = "segmentation",
         num_outputs: int | None = None,
-        energy_axis: EnergyAxis | dict | None = None,
-        beam_energy_kev: float = 20.0,
+        point_context: dict[str, Any] | None = None,
         image_channels: int = 1,
         point_channels: int | None = None,
-        point_encoder: str = "element-windows",
+        point_encoder: str = "identity",
         point_encoder_kwargs: dict[str, Any] | None = None,
         graph_builder: str = "grid",
         graph_builder_kwargs: dict[str, Any] | None = None,
@@ -111,19 +112,14 @@ class FusionSegModule(L.LightningModule):
             raise ValueError("class_names is empty: give the class names (the CLI links them from the data).")
         if task == "regression" and not num_outputs:
             raise ValueError("task='regression' needs num_outputs (channels of the dense target).")
-        if isinstance(energy_axis, dict):  # as stored in a checkpoint's hyper-parameters
-            energy_axis = EnergyAxis(**energy_axis)
-        self.energy_axis = energy_axis or EnergyAxis()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.hparams["energy_axis"] = asdict(self.energy_axis)
         self.class_names = class_names
         self.num_outputs = len(class_names) if task == "segmentation" else int(num_outputs)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
         self.point_encoder = POINT_ENCODERS.create(
-            point_encoder, energy_axis=self.energy_axis, beam_energy_kev=beam_energy_kev,
-            **encoder_kwargs(point_encoder, point_encoder_kwargs, point_channels),
-        )  # fmt: skip
+            point_encoder, **encoder_kwargs(point_encoder, point_encoder_kwargs, point_channels, point_context)
+        )
         self.graph_builder = GRAPH_BUILDERS.create(graph_builder, **(graph_builder_kwargs or {}))
         self.fusion = FUSIONS.create(
             fusion,
@@ -223,11 +219,11 @@ class FusionSegModule(L.LightningModule):
         """Float per-pixel targets (sum H*W, K) of a batch; NaN = unlabelled."""
         parts = []
         for s in samples:
-            values = s.meta.extra.get("dense_values", s.target)
-            if values is None or not torch.as_tensor(values).is_floating_point():
+            values = s.target
+            if values is None or not values.is_floating_point():
                 raise ValueError(
-                    f"task='regression' needs a float target for sample {s.meta.name!r}: Sample.target (H, W) "
-                    "float (NaN = unlabelled) or meta.extra['dense_values'] (K, H, W)."
+                    f"task='regression' needs a float target for sample {s.meta.name!r}: Sample.target (H, W) or "
+                    "(K, H, W) float (NaN = unlabelled)."
                 )
             values = torch.as_tensor(values, dtype=torch.float32, device=self.device)
             parts.append(values.reshape(-1, s.height * s.width).T)  # (K, H, W) or (H, W) -> (H*W, K)
@@ -359,6 +355,20 @@ class FusionSegModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
     # ----------------------------------------------------------------------------- checkpoints
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> FusionSegModule:  # type: ignore[override]
+        """Lightning's loader, with an older checkpoint's hyper-parameters migrated first (`migrate_hparams`)."""
+        import io
+
+        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        hparams = ckpt.get("hyper_parameters", {})
+        if migrate_hparams(hparams) != hparams:
+            buffer = io.BytesIO()
+            torch.save({**ckpt, "hyper_parameters": migrate_hparams(hparams)}, buffer)
+            buffer.seek(0)
+            checkpoint_path = buffer
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fusionseg_encoder_fitted"] = self._encoder_fitted
 
@@ -395,10 +405,28 @@ class FusionSegModule(L.LightningModule):
         log_phase_map(self.logger, pred, target, self.class_names, step=self.current_epoch)
 
 
-def encoder_kwargs(name: str, kwargs: dict[str, Any] | None, point_channels: int | None) -> dict[str, Any]:
-    """``kwargs`` plus ``in_dim=point_channels`` for encoders that take ``in_dim`` (feature width from the data)."""
-    kwargs = dict(kwargs or {})
-    if point_channels is not None and "in_dim" in inspect.signature(POINT_ENCODERS.get(name)).parameters:
+LEGACY_CONTEXT_KEYS = ("energy_axis", "beam_energy_kev")
+"""Hyper-parameters of checkpoints written before ``point_context`` existed (the SEM encoder context), moved into it."""
+
+
+def migrate_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyper-parameters in today's terms (a copy; unchanged when already current)."""
+    if not any(key in hparams for key in LEGACY_CONTEXT_KEYS):
+        return hparams
+    new = {k: v for k, v in hparams.items() if k not in LEGACY_CONTEXT_KEYS}
+    legacy = {k: hparams[k] for k in LEGACY_CONTEXT_KEYS if hparams.get(k) is not None}
+    new["point_context"] = {**legacy, **(hparams.get("point_context") or {})}
+    return new
+
+
+def encoder_kwargs(
+    name: str, kwargs: dict[str, Any] | None, point_channels: int | None, context: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``kwargs`` plus, for an encoder whose constructor names them, ``in_dim=point_channels`` (feature width
+    from the data) and the keys of the domain's ``context``; the config's own kwargs win over the context."""
+    params = inspect.signature(POINT_ENCODERS.resolve(name)).parameters
+    kwargs = {k: v for k, v in (context or {}).items() if k in params} | dict(kwargs or {})
+    if point_channels is not None and "in_dim" in params:
         if kwargs.setdefault("in_dim", int(point_channels)) != point_channels:
             warnings.warn(
                 f"point_encoder_kwargs.in_dim={kwargs['in_dim']} differs from the data's {point_channels} point "

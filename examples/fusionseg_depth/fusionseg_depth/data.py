@@ -183,7 +183,7 @@ def depth_sample(
         point_features=torch.from_numpy((values / scale).astype(np.float32)[:, None]),
         point_target=torch.from_numpy(values.astype(np.float32)),
         target=None if target is None else torch.from_numpy(target.astype(np.float32)),
-        meta=SampleMeta(name=name, extra={"encoded": True, "disparity_scale": scale}),
+        meta=SampleMeta(name=name, extra={"disparity_scale": scale}),
     )
 
 

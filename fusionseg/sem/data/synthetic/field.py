@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from fusionseg.data.synthetic.microstructure import phase_map, smooth_noise
-from fusionseg.data.synthetic.minerals import SimulationError, class_names, eta_table
-from fusionseg.data.synthetic.physics import SpectrumModel
-from fusionseg.data.synthetic.rocks import RockType, get_rock
 from fusionseg.sample import Sample, SampleMeta
+from fusionseg.sem.data.synthetic.microstructure import phase_map, smooth_noise
+from fusionseg.sem.data.synthetic.rocks import RockType, get_rock
+from fusionseg.sem.meta import SemMeta
+from fusionseg.sem.minerals import SimulationError, class_names, eta_table
+from fusionseg.sem.physics import SpectrumModel
 
 # Per-field BSE parameter ranges (image units: 1 = full scale).
 BSE_RANGES = {
@@ -129,9 +130,7 @@ class SyntheticField:
         s = self.spectra
         meta = SampleMeta(
             class_names=class_names(),
-            energy_axis=s.axis,
-            beam_energy_kev=s.beam_energy_kev,
-            fwhm_mn_ka_ev=s.fwhm_mn_ka_ev,
+            domain=SemMeta(energy_axis=s.axis, beam_energy_kev=s.beam_energy_kev, fwhm_mn_ka_ev=s.fwhm_mn_ka_ev),
             pixel_size_um=self.pixel_size_um,
             name=name,
             extra={"rock": self.rock, "seed": self.seed, "counts_per_spectrum": s.counts, "bse": self.bse_params},

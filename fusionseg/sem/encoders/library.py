@@ -2,7 +2,7 @@
 
 Reference spectra of the mineral library are simulated at the encoder's calibration, beam
 energy and detector resolution; each spectrum is scored by its Poisson log-likelihood under
-every reference (`fusionseg.identify`), the same identification an instrument performs. The
+every reference (`fusionseg.sem.identify`), the same identification an instrument performs. The
 features are the posterior probabilities, the fit quality of the best match and the total
 counts, so a network only has to learn where a phase extends, not what a spectrum means.
 """
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from fusionseg.encoders.base import EncoderError, SpectrumEncoder
-from fusionseg.identify import deviance_per_count, library_references, poisson_log_likelihood
 from fusionseg.registry import POINT_ENCODERS
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.encoders.base import EncoderError, SpectrumEncoder
+from fusionseg.sem.identify import deviance_per_count, library_references, poisson_log_likelihood
+from fusionseg.sem.meta import EnergyAxis
 
 
 @POINT_ENCODERS.register("library-posterior", "library")
@@ -33,18 +33,16 @@ class LibraryPosterior(SpectrumEncoder):
 
     def __init__(
         self,
-        energy_axis: EnergyAxis | None,
+        energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         minerals: Sequence[str] | None = None,
         fwhm_mn_ka_ev: float = 130.0,
         temperature: float = 1.0,
     ) -> None:
-        if energy_axis is None:
-            raise EncoderError("library-posterior needs the spectra's energy_axis to simulate references.")
         if temperature <= 0:
             raise EncoderError(f"temperature must be > 0, got {temperature}.")
         if minerals is None:
-            from fusionseg.data.synthetic.minerals import class_names
+            from fusionseg.sem.minerals import class_names
 
             minerals = class_names()
         self.minerals = tuple(minerals)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from fusionseg.export.qc import NOT_MEASURED, UNCLASSIFIED, UNKNOWN_NAMES
 from fusionseg.sample import IGNORE_INDEX, SampleMeta
+from fusionseg.sem.export.qc import NOT_MEASURED, UNCLASSIFIED, UNKNOWN_NAMES
 
 LENGTH_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 MOUNT = ("epoxy",)  # mounting medium: not part of the sample's modal mineralogy
@@ -49,7 +49,7 @@ def unit_names(px_um: float | None) -> tuple[str, str]:
 
 def density(name: str) -> float | None:
     """Library density of a phase in g/cm³ (None for clusters, unknown names)."""
-    from fusionseg.data.synthetic.minerals import SimulationError, get_mineral
+    from fusionseg.sem.minerals import SimulationError, get_mineral
 
     try:
         return float(get_mineral(name).density)

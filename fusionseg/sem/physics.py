@@ -25,8 +25,8 @@ import numpy as np
 import xraydb
 from scipy.special import erf
 
-from fusionseg.data.synthetic.minerals import Mineral, SimulationError, get_mineral
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.meta import EnergyAxis
+from fusionseg.sem.minerals import Mineral, SimulationError, get_mineral
 
 MN_KA_EV = 5895.0
 LOW_ENERGY_CUT_EV = 100.0  # detector noise threshold: nothing recorded below

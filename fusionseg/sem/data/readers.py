@@ -6,7 +6,7 @@ Every reader returns a `Sample` with the BSE image normalised to [0, 1], the cal
 * measured points (``point_coords`` (N, 2) (row, col) pixels, ``point_features`` (N, C) counts), or
 * a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) counts: numpy, or a lazy
   dask array above `LAZY_MIN_BYTES` when the RosettaSciIO reader takes ``lazy=True``) with no points
-  yet: `fusionseg.segment.sparse_acquisition` simulates a sparse acquisition from it.
+  yet: `fusionseg.sem.segment.sparse_acquisition` simulates a sparse acquisition from it.
 
 ``meta.extra`` also holds ``"measured_mask"`` ((H, W) bool, pixels with a non-zero spectrum),
 ``"axes"`` (the navigation axes as RosettaSciIO dicts) and ``"source_path"``.
@@ -30,16 +30,17 @@ import importlib
 import inspect
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fusionseg.data.io import split_paths
 from fusionseg.errors import FusionSegError
 from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, SampleError, SampleMeta
+from fusionseg.sample import IGNORE_INDEX, Sample, SampleError, SampleMeta
+from fusionseg.sem.meta import EnergyAxis, SemMeta
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +242,7 @@ def sample_from_signals(
         beam = DEFAULT_BEAM_KEV
     nav_axes = [a for a in eds_signal["axes"][:-1]]
     meta = SampleMeta(
-        energy_axis=axis,
-        beam_energy_kev=float(beam),
+        domain=SemMeta(energy_axis=axis, beam_energy_kev=float(beam)),
         pixel_size_um=pixel_size_from(nav_axes),
         name=name,
         extra={
@@ -548,10 +548,9 @@ def read_folder(
         empty = np.zeros((0, 2), np.float32)
         return Sample(image=img[None], point_coords=empty, point_features=empty[:, :0], meta=meta, target=target)
     meta.extra["has_eds"] = True
-    meta.energy_axis = _calibration(values, spectra.shape[-1], energy_axis)
-    meta.beam_energy_kev = beam_energy_kev or (_scalar(values, "beam_energy_kev") if "beam_energy_kev" in values
-                                               else DEFAULT_BEAM_KEV)  # fmt: skip
-    meta = replace(meta)  # re-validates the calibration (SampleMeta checks beam energy > 0)
+    beam = beam_energy_kev or (_scalar(values, "beam_energy_kev") if "beam_energy_kev" in values
+                               else DEFAULT_BEAM_KEV)  # fmt: skip
+    meta.domain = SemMeta(_calibration(values, spectra.shape[-1], energy_axis), beam)  # checks beam energy > 0
     if coords is None:
         return dense_sample(img, spectra, meta, target)
     return points_sample(img, coords, spectra.astype(np.float64), meta, target)
@@ -590,22 +589,26 @@ class EDSFileSource:
     """Registered data source over real files: ``DATA_SOURCES.create("eds-file", paths=[...])[i] -> Sample``.
 
     Extra keyword arguments (``image``, ``bse_title``, ``energy_axis``, ``beam_energy_kev``) go to
-    `read_input`; unknown DataModule kwargs (``eds_fraction``, ``sampler``, ``seed``, ``num_fields``)
-    are accepted so the source plugs into `FusionSegDataModule`; dense files are subsampled with them.
+    `read_input`. Through `FusionSegDataModule` (``split``, ``num_fields``, ``seed``) each split serves
+    its own files (`fusionseg.data.io.split_paths`: disjoint shares, ``split_shares``, or ``paths`` as a
+    mapping split -> files); dense files are subsampled at ``eds_fraction`` by ``sampler``.
     """
 
     def __init__(
         self,
-        paths: str | Path | Sequence[str | Path],
+        paths: str | Path | Sequence[str | Path] | Mapping[str, Sequence[str | Path]],
         eds_fraction: float | None = None,
         sampler: str = "random",
         seed: int = 0,
         num_fields: int | None = None,
+        split: str | None = None,
+        split_shares: dict[str, float] | None = None,
         **read_kwargs: Any,
     ) -> None:
-        self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-        if num_fields is not None:
-            self.paths = self.paths[:num_fields]
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        listed = paths if isinstance(paths, Mapping) else [Path(p) for p in paths]
+        self.paths = split_paths(listed, split, num_fields, split_shares)
         self.eds_fraction, self.sampler, self.seed = eds_fraction, sampler, seed
         self.read_kwargs = read_kwargs
 
@@ -615,7 +618,7 @@ class EDSFileSource:
     def __getitem__(self, index: int) -> Sample:
         sample = read_input(self.paths[index], **self.read_kwargs)
         if "dense_spectra" in sample.meta.extra and self.eds_fraction:
-            from fusionseg.data.acquisition import sparse_acquisition
+            from fusionseg.sem.data.acquisition import sparse_acquisition
 
             sample = sparse_acquisition(
                 sample, fraction=self.eds_fraction, sampler=self.sampler, seed=self.seed + index

@@ -12,10 +12,11 @@ import math
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from fusionseg.contracts import PointEncoder
 from fusionseg.errors import FusionSegError
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.meta import EnergyAxis, as_energy_axis
 
 Normalise = Literal["none", "total", "sqrt", "hellinger"]
 NORMALISATIONS = ("none", "total", "sqrt", "hellinger")
@@ -71,7 +72,7 @@ def check_normalise(mode: str) -> str:
     return mode
 
 
-class SpectrumEncoder(nn.Module):
+class SpectrumEncoder(PointEncoder):
     """Base class: validates spectra against the energy axis and computes total counts.
 
     Subclasses set ``out_dim`` in ``__init__`` and implement `encode` on validated float spectra.
@@ -81,7 +82,7 @@ class SpectrumEncoder(nn.Module):
 
     def __init__(
         self,
-        energy_axis: EnergyAxis | None,
+        energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         normalise: Normalise = "total",
         min_energy_ev: float = 100.0,
@@ -92,9 +93,7 @@ class SpectrumEncoder(nn.Module):
         self.beam_energy_kev = float(beam_energy_kev)
         self.normalise = check_normalise(normalise)
         self.min_energy_ev = float(min_energy_ev)
-        self.energy_axis = energy_axis
-        if energy_axis is not None:
-            self.set_energy_axis(energy_axis)
+        self.set_energy_axis(as_energy_axis(energy_axis))
 
     def set_energy_axis(self, energy_axis: EnergyAxis) -> None:
         """Rebuild the calibration-dependent (non-persistent) buffers for another channel calibration."""
@@ -115,7 +114,7 @@ class SpectrumEncoder(nn.Module):
         if size is not None and spectra.shape[1] != size:
             raise EncoderError(
                 f"spectra have {spectra.shape[1]} channels but the encoder's energy axis has {size}; "
-                "call encoder.set_energy_axis(sample.meta.energy_axis) for a different calibration."
+                "call encoder.set_energy_axis(sample.meta.domain.energy_axis) for a different calibration."
             )
         return spectra.float()
 
@@ -145,7 +144,7 @@ class Rebinned(SpectrumEncoder):
 
     def __init__(
         self,
-        energy_axis: EnergyAxis,
+        energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         normalise: Normalise = "hellinger",
         min_energy_ev: float = 100.0,
@@ -153,8 +152,6 @@ class Rebinned(SpectrumEncoder):
     ) -> None:
         if bin_ev <= 0:
             raise EncoderError(f"bin_ev must be > 0 eV, got {bin_ev}.")
-        if energy_axis is None:
-            raise EncoderError("This encoder needs energy_axis (the spectra's channel calibration).")
         self.bin_ev = float(bin_ev)
         self.num_bins = max(1, math.floor((beam_energy_kev * 1000.0 - min_energy_ev) / bin_ev))
         super().__init__(energy_axis, beam_energy_kev, normalise, min_energy_ev)

@@ -1,7 +1,9 @@
 """Built-in SEM simulator: mineral library, rock textures, BSE and EDS physics (see DESIGN.md)."""
 
-from fusionseg.data.synthetic.field import SyntheticField, render_bse, simulate_field
-from fusionseg.data.synthetic.minerals import (
+from fusionseg.sem.data.synthetic.field import SyntheticField, render_bse, simulate_field
+from fusionseg.sem.data.synthetic.rocks import ROCKS, RockType, get_rock, register_rock, rock_names
+from fusionseg.sem.data.synthetic.source import SyntheticSEMSource, save_preview, simulate_to_folder
+from fusionseg.sem.minerals import (
     Mineral,
     SimulationError,
     add_minerals,
@@ -10,9 +12,7 @@ from fusionseg.data.synthetic.minerals import (
     get_mineral,
     library,
 )
-from fusionseg.data.synthetic.physics import SpectrumModel, characteristic_lines, fwhm_ev, reference_spectra
-from fusionseg.data.synthetic.rocks import ROCKS, RockType, get_rock, register_rock, rock_names
-from fusionseg.data.synthetic.source import SyntheticSEMSource, save_preview, simulate_to_folder
+from fusionseg.sem.physics import SpectrumModel, characteristic_lines, fwhm_ev, reference_spectra
 
 __all__ = [
     "ROCKS",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fusionseg.data.synthetic.minerals import SimulationError, get_mineral
+from fusionseg.sem.minerals import SimulationError, get_mineral
 
 
 @dataclass(frozen=True)

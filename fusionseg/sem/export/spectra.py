@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis
+from fusionseg.sample import IGNORE_INDEX
+from fusionseg.sem.meta import EnergyAxis
 
 
 def principal_line_ev(element: str, beam_energy_kev: float) -> float:
@@ -46,8 +47,8 @@ def dominant_elements(
     """
     from scipy.ndimage import median_filter
 
-    from fusionseg.data.synthetic.physics import fwhm_ev
-    from fusionseg.encoders.spectral import DEFAULT_ELEMENTS
+    from fusionseg.sem.encoders.spectral import DEFAULT_ELEMENTS
+    from fusionseg.sem.physics import fwhm_ev
 
     x = np.asarray(spectrum, dtype=np.float64)
     net = np.clip(x - median_filter(x, size=61, mode="nearest"), 0, None)

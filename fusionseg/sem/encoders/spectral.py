@@ -1,4 +1,4 @@
-"""Fixed and fitted spectrum encoders: element windows (xraydb lines), PCA, identity."""
+"""Fixed and fitted spectrum encoders: element windows (xraydb lines), PCA."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 import xraydb
 from torch import Tensor
 
-from fusionseg.encoders.base import (
+from fusionseg.registry import POINT_ENCODERS
+from fusionseg.sem.encoders.base import (
     EncoderError,
     Normalise,
     Rebinned,
@@ -17,8 +18,7 @@ from fusionseg.encoders.base import (
     normalise_counts,
     overlap_matrix,
 )
-from fusionseg.registry import POINT_ENCODERS
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.meta import EnergyAxis
 
 DEFAULT_ELEMENTS: tuple[str, ...] = (
     "C", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca",
@@ -77,7 +77,7 @@ class ElementWindows(SpectrumEncoder):
 
     def __init__(
         self,
-        energy_axis: EnergyAxis,
+        energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         elements: Sequence[str] = DEFAULT_ELEMENTS,
         normalise: Normalise = "total",
@@ -88,8 +88,6 @@ class ElementWindows(SpectrumEncoder):
         min_energy_ev: float = 100.0,
         standardise: bool = True,
     ) -> None:
-        if energy_axis is None:
-            raise EncoderError("element-windows needs energy_axis (the spectra's channel calibration).")
         if isinstance(elements, str) or len(elements) == 0:
             raise EncoderError(f"elements must be a non-empty list of symbols like ['Si', 'Fe'], got {elements!r}.")
         if len(set(elements)) != len(elements):
@@ -151,7 +149,7 @@ class PCAEncoder(Rebinned):
 
     def __init__(
         self,
-        energy_axis: EnergyAxis,
+        energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         n_components: int = 16,
         normalise: Normalise = "hellinger",
@@ -191,32 +189,3 @@ class PCAEncoder(Rebinned):
         if not bool(self.fitted):
             raise EncoderError("PCA encoder is not fitted; call encoder.fit(training_spectra) first.")
         return (self.rebinned(spectra) - self.mean) @ self.components.T / self.scale
-
-
-@POINT_ENCODERS.register("identity", "raw")
-class IdentityEncoder(SpectrumEncoder):
-    """Pass already-encoded features through (optionally normalised); ``out_dim = in_dim``."""
-
-    def __init__(
-        self,
-        energy_axis: EnergyAxis | None = None,
-        beam_energy_kev: float = 20.0,
-        in_dim: int | None = None,
-        normalise: Normalise = "none",
-    ) -> None:
-        if in_dim is None:
-            if energy_axis is None:
-                raise EncoderError("identity encoder needs in_dim (feature width) or energy_axis.")
-            in_dim = energy_axis.size
-        if in_dim <= 0:
-            raise EncoderError(f"in_dim must be > 0, got {in_dim}.")
-        self.out_dim = int(in_dim)
-        super().__init__(None, beam_energy_kev, normalise)
-
-    def check(self, spectra: Tensor) -> Tensor:
-        if spectra.dim() != 2 or spectra.shape[1] != self.out_dim:
-            raise EncoderError(f"identity encoder expects (N, {self.out_dim}) features, got {tuple(spectra.shape)}.")
-        return spectra.float()
-
-    def encode(self, spectra: Tensor) -> Tensor:
-        return normalise_counts(spectra, spectra.sum(1, keepdim=True), self.normalise)

@@ -6,13 +6,13 @@ import json
 import time
 from pathlib import Path
 
-from fusionseg.export.report import write_field_outputs
 from fusionseg.export.safe_io import check_output_folder
 from fusionseg.export.writers import (
     staged_folder,
     write_json,
 )
 from fusionseg.sample import IGNORE_INDEX
+from fusionseg.sem.export.report import write_field_outputs
 
 
 def run_demo(

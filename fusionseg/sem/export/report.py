@@ -37,6 +37,7 @@ from fusionseg.export.writers import (
 )
 from fusionseg.models.metrics import field_metrics
 from fusionseg.sample import IGNORE_INDEX, Sample
+from fusionseg.sem.meta import sem_meta
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,8 @@ def report_facts(summary: dict[str, Any]) -> list[str]:
 
 def markdown_report(summary: dict[str, Any], files: dict[str, str]) -> str:
     """Markdown report: inputs, QC, the pictures and the automated-mineralogy tables."""
-    from fusionseg.export.html import markdown_tables
-    from fusionseg.export.qc import qc_lines
+    from fusionseg.sem.export.html import markdown_tables
+    from fusionseg.sem.export.qc import qc_lines
 
     lines = [f"# Phase map of `{summary['field']}`", ""] + [f"- {f}" for f in report_facts(summary)]
     if summary.get("qc"):
@@ -162,7 +163,7 @@ def write_rows_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def write_mineralogy(out: Path, stem: str, stats: dict[str, Any], files: dict[str, str]) -> None:
-    """Modal, grain, association (and particle) CSVs of `fusionseg.export.mineralogy.mineralogy`."""
+    """Modal, grain, association (and particle) CSVs of `fusionseg.sem.export.mineralogy.mineralogy`."""
     files["modal_csv"] = f"{stem}_modal.csv"
     write_rows_csv(out / files["modal_csv"], stats["modal"])
     files["grains_csv"] = f"{stem}_grains.csv"
@@ -179,9 +180,9 @@ def write_mineralogy(out: Path, stem: str, stats: dict[str, Any], files: dict[st
 
 def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -> dict[str, str]:
     """Write every output of a `SegmentResult` into ``out`` (a staging folder); returns name -> file."""
-    from fusionseg.export.html import html_report
-    from fusionseg.export.mineralogy import mineralogy, pixel_size_um
-    from fusionseg.export.qc import UNKNOWN_NAMES, qc_lines
+    from fusionseg.sem.export.html import html_report
+    from fusionseg.sem.export.mineralogy import mineralogy, pixel_size_um
+    from fusionseg.sem.export.qc import UNKNOWN_NAMES, qc_lines
 
     sample, names = result.sample, tuple(result.class_names)
     stem = sample.meta.name or "field"
@@ -227,16 +228,21 @@ def _write_hspy_files(
     out: Path, stem: str, result: Any, labels: np.ndarray, uncertainty: np.ndarray, files: dict[str, str]
 ) -> None:
     """Phase map + uncertainty (``<stem>_phases.hspy``), and each phase's mean spectrum (``<stem>_spectra.hspy``)."""
-    from fusionseg.export.spectra import write_mean_spectra_hspy
+    from fusionseg.sem.export.spectra import write_mean_spectra_hspy
 
     s, names = result.sample, tuple(result.class_names)
     files["hspy"] = f"{stem}_phases.hspy"
     write_hspy_phase_map(out / files["hspy"], labels, names, s.meta.extra.get("axes"), f"{stem} phases", uncertainty,
                          s.meta.extra.get("original_metadata"))  # fmt: skip
-    if s.meta.energy_axis is not None and s.point_target is not None and (s.point_target != IGNORE_INDEX).any():
+    if (
+        sem_meta(s.meta).energy_axis is not None
+        and s.point_target is not None
+        and (s.point_target != IGNORE_INDEX).any()
+    ):
         files["spectra_hspy"] = f"{stem}_spectra.hspy"
+        sem = sem_meta(s.meta)
         write_mean_spectra_hspy(out / files["spectra_hspy"], s.point_features.numpy(), s.point_target.numpy(), names,
-                                s.meta.energy_axis, s.meta.beam_energy_kev, f"{stem} mean spectra")  # fmt: skip
+                                sem.energy_axis, sem.beam_energy_kev, f"{stem} mean spectra")  # fmt: skip
 
 
 def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
@@ -251,8 +257,8 @@ def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.n
         "timings": result.timings,
         "mean_uncertainty": float(np.nanmean(uncertainty)),
         "qc": result.qc,
-        "energy_axis": None if s.meta.energy_axis is None else vars(s.meta.energy_axis),
-        "beam_energy_kev": s.meta.beam_energy_kev,
+        "energy_axis": None if sem_meta(s.meta).energy_axis is None else vars(sem_meta(s.meta).energy_axis),
+        "beam_energy_kev": sem_meta(s.meta).beam_energy_kev,
         "training": {k: v for k, v in result.info.items() if k != "notes"},
         "notes": notes,
     }

@@ -157,7 +157,7 @@ def get_mineral(name: str) -> Mineral:
     if key not in _LIBRARY:
         raise SimulationError(
             f"Unknown mineral {name!r}. Known minerals: {', '.join(_LIBRARY)}. "
-            "Add your own with fusionseg.data.synthetic.add_minerals('file.yaml' or 'file.csv')."
+            "Add your own with fusionseg.sem.data.synthetic.add_minerals('file.yaml' or 'file.csv')."
         )
     return _LIBRARY[key]
 

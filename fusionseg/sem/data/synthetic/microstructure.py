@@ -11,8 +11,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from fusionseg.data.synthetic.minerals import class_index
-from fusionseg.data.synthetic.rocks import RockType
+from fusionseg.sem.data.synthetic.rocks import RockType
+from fusionseg.sem.minerals import class_index
 
 
 def smooth_noise(shape: tuple[int, int], length_px: float, rng: np.random.Generator) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fusionseg.encoders.base import EncoderError, Normalise, Rebinned
 from fusionseg.registry import POINT_ENCODERS
-from fusionseg.sample import EnergyAxis
+from fusionseg.sem.encoders.base import EncoderError, Normalise, Rebinned
+from fusionseg.sem.meta import EnergyAxis
 
 
 @POINT_ENCODERS.register("learned", "cnn")
@@ -21,7 +21,7 @@ class LearnedEncoder(Rebinned):
 
     def __init__(
         self,
-        energy_axis: EnergyAxis,
+        energy_axis: EnergyAxis | dict | None = None,
         beam_energy_kev: float = 20.0,
         out_dim: int = 16,
         channels: tuple[int, ...] = (8, 16, 16),

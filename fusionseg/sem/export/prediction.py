@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from fusionseg.registry import PREDICTION_WRITERS
+
 
 def field_folder(output_dir: Path, name: str, index: int) -> Path:
     """``output_dir/<name>`` (``field-<index>`` for unnamed fields; path separators replaced)."""
@@ -26,6 +28,7 @@ def is_written(folder: Path) -> bool:
     return (folder / "summary.json").is_file()
 
 
+@PREDICTION_WRITERS.register("sem")
 class FieldWriter(BasePredictionWriter):
     """Write each field's outputs when its batch is predicted (``write_interval="batch"``).
 
@@ -62,10 +65,10 @@ class FieldWriter(BasePredictionWriter):
         """Outputs of one predicted field (skipped when already written); returns its folder."""
         from dataclasses import replace
 
-        from fusionseg.export.qc import qc_lines
-        from fusionseg.export.report import write_segment_outputs
         from fusionseg.export.writers import staged_folder
-        from fusionseg.segment import SegmentConfig, SegmentResult, finish_result, withheld_points
+        from fusionseg.sem.export.qc import qc_lines
+        from fusionseg.sem.export.report import write_segment_outputs
+        from fusionseg.sem.segment import SegmentConfig, SegmentResult, finish_result, withheld_points
 
         folder = field_folder(self.output_dir, sample.meta.name, index)
         if is_written(folder):

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from fusionseg.data.samplers import draw_points
-from fusionseg.data.synthetic.field import SyntheticField, simulate_field
-from fusionseg.data.synthetic.minerals import SimulationError, class_names
-from fusionseg.data.synthetic.physics import SpectrumModel, element_peaks
-from fusionseg.data.synthetic.rocks import get_rock
 from fusionseg.registry import DATA_SOURCES, SAMPLERS
-from fusionseg.sample import EnergyAxis, Sample
+from fusionseg.sample import Sample
+from fusionseg.sem.data.synthetic.field import SyntheticField, simulate_field
+from fusionseg.sem.data.synthetic.rocks import get_rock
+from fusionseg.sem.meta import EnergyAxis, sem_meta
+from fusionseg.sem.minerals import SimulationError, class_names
+from fusionseg.sem.physics import SpectrumModel, element_peaks
 
 
 def n_points_for(height: int, width: int, eds_fraction: float) -> int:
@@ -62,7 +63,9 @@ class SyntheticSEMSource:
         height: int | None = None,
         width: int | None = None,
         bse_noise_scale: float | Sequence[float] = 1.0,
+        split: str | None = None,
     ) -> None:
+        """``split`` is accepted for the source contract; splits differ by ``seed`` (the datamodule's per split)."""
         self.height, self.width = int(height or size), int(width or size)
         if int(num_fields) < 1:
             raise SimulationError(f"num_fields must be >= 1 (got {num_fields}).")
@@ -200,7 +203,7 @@ def save_preview(sample: Sample, path: Path, n_spectra: int = 3) -> Path:
 
 
 def _plot_spectra(ax, sample: Sample, n_spectra: int) -> None:
-    axis = sample.meta.energy_axis
+    axis, beam_kev = sem_meta(sample.meta).energy_axis, sem_meta(sample.meta).beam_energy_kev
     e_kev = axis.energies_ev().numpy() / 1000.0
     pt = sample.point_target.numpy()
     classes, first = np.unique(pt, return_index=True)
@@ -212,7 +215,7 @@ def _plot_spectra(ax, sample: Sample, n_spectra: int) -> None:
         ax.plot(e_kev, spec, lw=0.8, label=name)
         if name == "pore":
             continue
-        for label, energy in element_peaks(name, sample.meta.beam_energy_kev):
+        for label, energy in element_peaks(name, beam_kev):
             ch = int(round(axis.channel(energy)))
             if 0 <= ch < len(spec):
                 ax.annotate(
@@ -222,7 +225,7 @@ def _plot_spectra(ax, sample: Sample, n_spectra: int) -> None:
                     ha="center",
                     va="bottom",
                 )
-    ax.set_xlim(0, min(e_kev[-1], sample.meta.beam_energy_kev))
+    ax.set_xlim(0, min(e_kev[-1], beam_kev))
     ax.set_xlabel("energy (keV)")
     ax.set_ylabel("counts")
     ax.set_title("EDS spectra at points")

@@ -9,13 +9,15 @@ badly (deviance per count above ``max_deviance``) is labelled unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from fusionseg.errors import FusionSegError
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis
+from fusionseg.registry import POINT_LABELLERS
+from fusionseg.sample import IGNORE_INDEX, Sample
+from fusionseg.sem.meta import EnergyAxis, SemMeta
 
 UNKNOWN = IGNORE_INDEX
 
@@ -106,7 +108,7 @@ def mark_voids(labels: Tensor, spectra: Tensor, class_names: tuple[str, ...] | l
 
 def void_class(class_names: tuple[str, ...] | list[str]) -> int | None:
     """Index of the first void entry (a pore) among ``class_names`` of the mineral library, or None."""
-    from fusionseg.data.synthetic.minerals import SimulationError, get_mineral
+    from fusionseg.sem.minerals import SimulationError, get_mineral
 
     for k, name in enumerate(class_names):
         try:
@@ -127,8 +129,8 @@ def library_references(
 
     Void classes (pores) have no spectrum of their own and cannot be identified from one.
     """
-    from fusionseg.data.synthetic.minerals import get_mineral
-    from fusionseg.data.synthetic.physics import reference_spectra
+    from fusionseg.sem.minerals import get_mineral
+    from fusionseg.sem.physics import reference_spectra
 
     minerals = [get_mineral(name) for name in class_names]
     usable = torch.tensor([not m.is_void for m in minerals])
@@ -294,7 +296,7 @@ def _library_labels(
     max_deviance_ratio: float,
 ) -> PointLabels:
     """Library identification with the confidence and fit-quality thresholds; names = minerals found."""
-    from fusionseg.data.synthetic.minerals import class_names as library_names
+    from fusionseg.sem.minerals import class_names as library_names
 
     names = tuple(class_names or library_names())
     refs, usable = library_references(names, energy_axis, beam_energy_kev)
@@ -308,3 +310,21 @@ def _library_labels(
     remap[found] = torch.arange(len(found))
     compact = torch.where(labels == UNKNOWN, labels, remap[labels.clamp(min=0)])
     return PointLabels(compact, tuple(names[i] for i in found.tolist()), ident.confidence, "library")
+
+
+@POINT_LABELLERS.register("identified")
+def with_identified_point_labels(sample: Sample) -> Sample:
+    """``sample`` whose point labels are the library identification of its spectra, not the source's labels.
+
+    What a model sees on a real instrument: evaluation with the simulator's true point labels would
+    let "only minerals found among the points" use knowledge no user has. The ``identified`` point
+    labeller (``data.point_labels: identified``).
+    """
+    sem = sample.meta.domain
+    if not isinstance(sem, SemMeta) or sem.energy_axis is None or sem.encoded:
+        raise FusionSegError(
+            f"data.point_labels='identified' needs raw spectra with an energy axis, but field {sample.meta.name!r} "
+            "has none; set data.point_labels=given when the source's point labels are measured (another domain)."
+        )
+    labels = best_library_labels(sample.point_features, sample.meta.class_names, sem.energy_axis, sem.beam_energy_kev)
+    return replace(sample, point_target=labels)

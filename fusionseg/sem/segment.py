@@ -32,10 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from fusionseg.argtypes import fraction, int_at_least, memory_size, positive_float
 from fusionseg.baselines import CLASSIC_METHODS, classic_map
-from fusionseg.data.acquisition import measured_points, sparse_acquisition
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.errors import FusionSegError, SegmentError
-from fusionseg.identify import UNKNOWN, PointLabels, label_points
 from fusionseg.inference import (
     OVERLAP_PX,
     available_memory,
@@ -45,7 +43,10 @@ from fusionseg.inference import (
     predict_field,
     tile_for_memory,
 )
-from fusionseg.sample import IGNORE_INDEX, EnergyAxis, Sample, odd_input_notes
+from fusionseg.sample import IGNORE_INDEX, Sample, odd_input_notes
+from fusionseg.sem.data.acquisition import measured_points, sparse_acquisition
+from fusionseg.sem.identify import UNKNOWN, PointLabels, label_points
+from fusionseg.sem.meta import EnergyAxis, model_meta, sem_meta
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class SegmentResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     model_labels: Tensor | None = None  # the model's map before honouring the points (QC)
-    qc: dict[str, Any] = field(default_factory=dict)  # `fusionseg.export.qc.quality_checks`
+    qc: dict[str, Any] = field(default_factory=dict)  # `fusionseg.sem.export.qc.quality_checks`
 
 
 # ----------------------------------------------------------------------------- training data
@@ -216,8 +217,7 @@ def build_field_model(sample: Sample, config: SegmentConfig) -> Any:
 
     kwargs: dict[str, Any] = dict(
         class_names=sample.meta.class_names,
-        energy_axis=sample.meta.energy_axis,
-        beam_energy_kev=sample.meta.beam_energy_kev,
+        point_context=sem_meta(sample.meta).encoder_context(),
         image_channels=sample.image.shape[0],
         point_encoder="pca",
         point_encoder_kwargs={"n_components": min(config.pca_components, max(1, sample.num_points - 1))},
@@ -312,23 +312,22 @@ def load_checkpoint_model(path: Path) -> Any:
 
 def adapt_to_checkpoint(sample: Sample, model: Any) -> tuple[Sample, list[str]]:
     """Rebin spectra onto the checkpoint's energy axis and label points in its classes; returns notes."""
-    notes = []
-    axis: EnergyAxis = model.energy_axis
+    notes, sem = [], sem_meta(sample.meta)
+    axis: EnergyAxis = model_meta(model).energy_axis
     feats = sample.point_features
-    if sample.meta.energy_axis is not None and sample.meta.energy_axis != axis:
-        feats = rebin_spectra(feats, sample.meta.energy_axis, axis)
+    if sem.energy_axis is not None and sem.energy_axis != axis:
+        feats = rebin_spectra(feats, sem.energy_axis, axis)
+        notes.append(f"spectra rebinned from the file's energy axis {sem.energy_axis} to the checkpoint's {axis}")
+    if abs(sem.beam_energy_kev - model_meta(model).beam_energy_kev) > 0.5:
         notes.append(
-            f"spectra rebinned from the file's energy axis {sample.meta.energy_axis} to the checkpoint's {axis}"
+            f"beam energy {sem.beam_energy_kev} keV differs from the checkpoint's "
+            f"{model_meta(model).beam_energy_kev} keV: line intensities differ, expect lower accuracy"
         )
-    if abs(sample.meta.beam_energy_kev - model.hparams.beam_energy_kev) > 0.5:
-        notes.append(
-            f"beam energy {sample.meta.beam_energy_kev} keV differs from the checkpoint's "
-            f"{model.hparams.beam_energy_kev} keV: line intensities differ, expect lower accuracy"
-        )
-    meta = replace(sample.meta, energy_axis=axis, class_names=tuple(model.class_names))
+    meta = replace(sample.meta, domain=replace(sem, energy_axis=axis),
+                   class_names=tuple(model.class_names))  # fmt: skip
     point_target = None
     try:
-        pl = label_points(sample.point_features, sample.meta.energy_axis, sample.meta.beam_energy_kev, mode="library",
+        pl = label_points(sample.point_features, sem.energy_axis, sem.beam_energy_kev, mode="library",
                           class_names=model.class_names)  # fmt: skip
         index = {n: i for i, n in enumerate(model.class_names)}
         point_target = torch.tensor([index[pl.names[k]] if k != UNKNOWN else IGNORE_INDEX for k in pl.labels.tolist()])
@@ -401,10 +400,10 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
     if sample.point_target is None:
         points = identify_points(sample, config)
         if points.mode == "clusters":  # name clusters by composition: "cluster-0 (Si-Al-K)"
-            from fusionseg.export.spectra import cluster_names
+            from fusionseg.sem.export.spectra import cluster_names
 
             named = cluster_names(sample.point_features.numpy(), points.labels.numpy(), points.names,
-                                  sample.meta.energy_axis, sample.meta.beam_energy_kev)  # fmt: skip
+                                  sem_meta(sample.meta).energy_axis, sem_meta(sample.meta).beam_energy_kev)  # fmt: skip
             points = replace(points, names=named)
         sample = with_point_labels(sample, points)
     timings["identify_s"] = round(time.perf_counter() - start, 2)
@@ -454,12 +453,12 @@ def withheld_points(sample: Sample, share: float, seed: int) -> Tensor:
 def finish_result(
     result: SegmentResult, model: Any, config: SegmentConfig, withheld: Tensor, how: str
 ) -> SegmentResult:
-    """Coverage, the held-out check, honouring the measured points and the QC figures (`fusionseg.export.qc`).
+    """Coverage, the held-out check, honouring the measured points and the QC figures (`fusionseg.sem.export.qc`).
 
     ``model``: a `FusionSegModule`, or a callable ``Sample -> (H, W) labels`` (a classic method).
     """
-    from fusionseg.export.qc import held_out_agreement, honour_points, point_calls, quality_checks
-    from fusionseg.identify import void_points
+    from fusionseg.sem.export.qc import held_out_agreement, honour_points, point_calls, quality_checks
+    from fusionseg.sem.identify import void_points
 
     s, names = result.sample, tuple(result.class_names)
     labels, conf = result.labels.numpy().copy(), result.confidence.numpy().copy()
@@ -519,8 +518,8 @@ def identify_points(sample: Sample, config: SegmentConfig) -> PointLabels:
     """Library/cluster labels of the measured spectra (a single spectrum is identified against the library)."""
     spectra = sample.point_features
     single = len(spectra) == 1
-    points = label_points(spectra.repeat(2, 1) if single else spectra, sample.meta.energy_axis,
-                          sample.meta.beam_energy_kev, mode="library" if single else config.mode,
+    points = label_points(spectra.repeat(2, 1) if single else spectra, sem_meta(sample.meta).energy_axis,
+                          sem_meta(sample.meta).beam_energy_kev, mode="library" if single else config.mode,
                           min_confidence=config.min_confidence, n_clusters=config.n_clusters,
                           seed=config.seed)  # fmt: skip
     return replace(points, labels=points.labels[:1]) if single else points
@@ -629,7 +628,7 @@ def input_paths(spec: Path) -> list[Path]:
 def read_field(path: Path, a: argparse.Namespace) -> Sample:
     """A field from a vendor file/folder (`read_input`) or a ``.npz`` sample (``fusionseg simulate``): its phase
     map is kept only to score the result (ARI in the report), its point labels are identified again."""
-    from fusionseg.data.readers import read_input
+    from fusionseg.sem.data.readers import read_input
 
     if path.suffix.lower() == ".npz" and path.name != "eds.npz":
         from fusionseg.data.io import load_sample
@@ -645,9 +644,9 @@ def read_field(path: Path, a: argparse.Namespace) -> Sample:
 
 def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
-    from fusionseg.export.qc import qc_lines
-    from fusionseg.export.report import write_segment_outputs
     from fusionseg.export.safe_io import output_folder
+    from fusionseg.sem.export.qc import qc_lines
+    from fusionseg.sem.export.report import write_segment_outputs
 
     start = time.perf_counter()
     sample = read_field(path, a)
