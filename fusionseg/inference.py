@@ -123,9 +123,9 @@ def available_memory() -> int:
 
 
 def field_bytes(sample: Sample) -> float:
-    """Bytes the field needs outside the tiles: point features (while labelled), per-pixel maps and any
-    array a reader keeps in ``meta.extra`` (e.g. an in-memory dense spectrum cube; a lazy one stays on disk)."""
-    held = sum(v.nbytes for v in sample.meta.extra.values() if isinstance(v, np.ndarray))
+    """Bytes the field needs outside the tiles: point features (while labelled), per-pixel maps and the
+    metadata's in-memory arrays (`SampleMeta.nbytes`: e.g. a dense spectrum cube; a lazy one stays on disk)."""
+    held = sample.meta.nbytes()
     pixels = sample.height * sample.width
     return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + held
 

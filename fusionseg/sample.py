@@ -30,7 +30,10 @@ class DomainMeta(Protocol):
     ``domain`` names the `DOMAINS` entry (the class itself) that restores it with ``from_dict``.
     ``validate(sample)`` raises `fusionseg.sample.SampleError` for point features the domain cannot
     accept (e.g. negative X-ray counts); ``encoder_context()`` is what point encoders are built with
-    (linked from the data into ``model.point_context``); ``to_dict()`` is JSON-ready. A domain may
+    (linked from the data into ``model.point_context``); ``to_dict()`` is JSON-ready. Optional
+    ``arrays() -> dict[str, np.ndarray]``: the slot's in-memory arrays (e.g. a dense measurement cube);
+    sample files store them as arrays and hand them back to ``from_dict`` with the JSON keys, and
+    memory budgets count them (`SampleMeta.nbytes`). A domain may
     register a Lightning ``BasePredictionWriter`` (``output_dir`` argument) under its name in
     ``PREDICTION_WRITERS``: ``fusionseg predict`` adds it when none is configured.
     """
@@ -53,8 +56,9 @@ class SampleMeta:
     name:          field name (file stem, output folder).
     domain:        the domain's typed metadata (`DomainMeta`, e.g.
                    `fusionseg.sem.meta.SemMeta`: energy calibration, beam energy); None for none.
-    extra:         free-form notes of a source (provenance, reader details); the core reads none of them,
-                   sample files store them as JSON.
+    extra:         free-form notes of a third-party source or plugin without a typed domain slot; the core
+                   reads none of them, sample files store them as JSON. Domains keep their side data in
+                   ``domain`` instead (typed, documented).
     """
 
     class_names: tuple[str, ...] = ()
@@ -77,6 +81,16 @@ class SampleMeta:
                 f"meta.domain must be a domain's metadata object (fusionseg.contracts.DomainMeta: validate, "
                 f"encoder_context, to_dict), got {type(self.domain).__name__}."
             )
+
+    def domain_arrays(self) -> dict[str, np.ndarray]:
+        """The domain slot's in-memory arrays (`DomainMeta` ``arrays()``; none when it defines no such hook)."""
+        arrays = getattr(self.domain, "arrays", None)
+        return dict(arrays()) if callable(arrays) else {}
+
+    def nbytes(self) -> int:
+        """Bytes of the in-memory numpy arrays held by the domain slot and ``extra`` (lazy arrays: 0)."""
+        held = [*self.domain_arrays().values(), *self.extra.values()]
+        return sum(v.nbytes for v in held if isinstance(v, np.ndarray))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,48 @@ def test_domain_metadata_round_trips_through_sample_files(tmp_path) -> None:
     values = torch.rand(2, 6, 6)
     reg = load_sample(save_sample(Sample(s.image, s.point_coords, s.point_features, target=values), tmp_path / "r"))
     assert reg.target.dtype == torch.float32 and torch.equal(reg.target, values)
+
+
+def test_domain_side_data_round_trips_as_arrays_and_counts_in_memory_budgets(tmp_path) -> None:
+    """SEM side data lives in typed `SemMeta` fields: sample files keep its arrays as arrays (``domain.<key>``) and
+    its notes as JSON; a version-2 file with side data in ``extra`` still loads; memory budgets count the slot's
+    arrays through the generic ``arrays()`` hook (`SampleMeta.nbytes`)."""
+    import json
+
+    import numpy as np
+
+    from fusionseg.data.io import load_sample, save_sample
+    from fusionseg.inference import field_bytes
+    from fusionseg.sample import Sample, SampleMeta
+    from fusionseg.sem.meta import EnergyAxis, SemMeta, Simulation
+
+    rng, axis = np.random.default_rng(0), EnergyAxis(16, 20.0, -100.0)
+    cube = rng.poisson(2, (6, 6, 16)).astype(np.uint16)
+    mask, target = cube.sum(-1) > 30, rng.integers(0, 3, (6, 6))
+    sem = SemMeta(axis, dense_spectra=cube, measured_mask=mask, original_target=target, source_path="f.bcf",
+                  nav_axes=[{"scale": 0.5, "units": "µm"}] * 2, original_metadata={"Microscope": {"HV": 20}},
+                  has_eds=True, sampler="grid", eds_fraction=0.05,
+                  simulation=Simulation("granite", 3, 500.0, {"a": 1}))  # fmt: skip
+    s = Sample(torch.rand(1, 6, 6), torch.tensor([[1.0, 2.0]]), torch.ones(1, 16), SampleMeta(domain=sem))
+    path = save_sample(s, tmp_path / "a")
+    with np.load(path) as z:
+        assert sorted(k for k in z.files if k.startswith("domain.")) == [
+            "domain.dense_spectra", "domain.measured_mask", "domain.original_target"]  # fmt: skip
+        assert z["domain.dense_spectra"].dtype == np.uint16 and "dense_spectra" not in str(z["meta"])
+    back = load_sample(path).meta.domain
+    for key, value in sem.arrays().items():
+        assert getattr(back, key).dtype == value.dtype and np.array_equal(getattr(back, key), value), key
+    assert back.to_dict() == sem.to_dict() and back.simulation.rock == "granite" and back.nav_axes[0]["units"] == "µm"
+    bare = replace(s, meta=SampleMeta(domain=SemMeta(axis)))
+    assert field_bytes(s) - field_bytes(bare) == cube.nbytes + mask.nbytes + target.nbytes == s.meta.nbytes()
+    assert SampleMeta(extra={"plugin_map": np.zeros(4)}).nbytes() == 32  # a plugin's arrays in extra still count
+    old = {"format": "fusionseg-sample", "version": 2, "class_names": [], "pixel_size_um": 1.0, "name": "old",
+           "domain": {"name": "sem", "energy_axis": vars(axis), "beam_energy_kev": 20.0, "fwhm_mn_ka_ev": 130.0,
+                      "encoded": False}, "extra": {"rock": "basalt", "seed": 1}}  # fmt: skip
+    np.savez(tmp_path / "old.npz", image=np.zeros((1, 4, 4), np.float32), point_coords=np.zeros((0, 2)),
+             point_features=np.zeros((0, 16), np.float32), meta=np.array(json.dumps(old)))  # fmt: skip
+    loaded = load_sample(tmp_path / "old.npz").meta
+    assert loaded.domain == SemMeta(axis) and loaded.domain.dense_spectra is None and loaded.extra["rock"] == "basalt"
 
 
 def test_checkpoints_before_point_context_are_migrated() -> None:

@@ -18,6 +18,7 @@ from fusionseg.sem.export.mineralogy import (
     particle_statistics,
     pixel_size_um,
 )
+from fusionseg.sem.meta import SemMeta
 
 NAMES = ("quartz", "galena", "epoxy", "unknown")
 
@@ -42,7 +43,7 @@ def test_grains_and_association_in_pixels_when_uncalibrated():
     labels = np.ones((8, 8), np.int64)  # galena matrix
     labels[1:3, 1:3] = 0  # two 2x2 quartz grains
     labels[5:7, 5:7] = 0
-    meta = SampleMeta(extra={"source_path": "folder"})  # a folder input: no calibration
+    meta = SampleMeta(domain=SemMeta(source_path="folder"))  # a folder input: no calibration
     assert pixel_size_um(meta) is None
     grains = {g["phase"]: g for g in grain_statistics(labels, NAMES, None)}
     assert grains["quartz"]["grains"] == 2 and grains["galena"]["grains"] == 1
@@ -51,8 +52,8 @@ def test_grains_and_association_in_pixels_when_uncalibrated():
     assert assoc[0, 1] == assoc[1, 0] == 16  # each 2x2 grain has 8 unit edges with the matrix
     assert assoc[0, 0] == 0 and assoc[2].sum() == 0
     axes = [{"scale": 0.5, "units": "µm"}, {"scale": 0.5, "units": "µm"}]
-    assert pixel_size_um(SampleMeta(extra={"axes": axes})) == 0.5
-    assert pixel_size_um(SampleMeta(extra={"axes": [{"scale": 1.0, "units": "<undefined>"}] * 2})) is None
+    assert pixel_size_um(SampleMeta(domain=SemMeta(nav_axes=axes))) == 0.5
+    assert pixel_size_um(SampleMeta(domain=SemMeta(nav_axes=[{"scale": 1.0, "units": "<undefined>"}] * 2))) is None
 
 
 def test_particles_in_epoxy_get_a_liberation_class():

@@ -106,9 +106,9 @@ def test_phase_hspy_carries_the_input_original_metadata(tmp_path):
     from fusionseg.sem.data.readers import read_input
 
     s = read_input(BCF30)
-    original = s.meta.extra["original_metadata"]
+    original = s.meta.domain.original_metadata
     assert "Microscope" in original
-    path = write_hspy_phase_map(tmp_path / "p.hspy", np.zeros((30, 30), np.int64), ("a",), s.meta.extra["axes"],
+    path = write_hspy_phase_map(tmp_path / "p.hspy", np.zeros((30, 30), np.int64), ("a",), s.meta.domain.nav_axes,
                                 original_metadata=original)  # fmt: skip
     (signal,) = file_reader(str(path))
     assert set(original) <= set(signal["original_metadata"])

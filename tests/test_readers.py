@@ -30,9 +30,9 @@ def test_bruker_30x30_reads_with_calibration() -> None:
     assert s.meta.domain.beam_energy_kev == pytest.approx(20.0)
     assert s.meta.pixel_size_um == pytest.approx(1.667, abs=1e-3)
     assert s.image.shape == (1, 30, 30) and 0 <= float(s.image.min()) < float(s.image.max()) <= 1
-    cube = s.meta.extra["dense_spectra"]
+    cube = s.meta.domain.dense_spectra
     assert cube.shape == (30, 30, 2048)
-    assert s.meta.extra["measured_mask"].all()
+    assert s.meta.domain.measured_mask.all()
     assert 15_000 < cube.sum(-1).mean() < 25_000  # README: ~20k counts per pixel
 
 
@@ -60,7 +60,7 @@ def test_repka_folder_layout() -> None:
     np.testing.assert_allclose(s.image[0].numpy(), raw / 65535.0, atol=1e-6)
     assert s.target is not None and s.target.shape == (150, 150)
     assert len(np.unique(s.target.numpy())) == 14 and s.num_classes == 50
-    assert s.num_points == 0 and s.meta.extra["has_eds"] is False
+    assert s.num_points == 0 and s.meta.domain.has_eds is False
     assert len(DATA_SOURCES.create("sem-folder", paths=[REPKA])) == 1
 
 
@@ -106,8 +106,8 @@ def test_folder_dense_npz(tmp_path: Path) -> None:
     cube[:, 6:] = 0  # EDS acquired over half the field only
     np.savez(folder / "eds.npz", spectra=cube, offset_ev=0.0, scale_ev=10.0)
     s = read_input(folder)
-    assert s.meta.extra["dense_spectra"].shape == (12, 12, 16)
-    assert s.meta.extra["measured_mask"].sum() == 72
+    assert s.meta.domain.dense_spectra.shape == (12, 12, 16)
+    assert s.meta.domain.measured_mask.sum() == 72
 
 
 @pytest.mark.parametrize(
@@ -160,8 +160,8 @@ def test_large_cubes_are_read_lazily(monkeypatch):
     eager = readers.read_input(path)
     monkeypatch.setattr(readers, "LAZY_MIN_BYTES", 0)
     lazy = readers.read_input(path)
-    assert hasattr(lazy.meta.extra["dense_spectra"], "compute") and isinstance(
-        eager.meta.extra["dense_spectra"], np.ndarray
+    assert hasattr(lazy.meta.domain.dense_spectra, "compute") and isinstance(
+        eager.meta.domain.dense_spectra, np.ndarray
     )
     a, b = sparse_acquisition(eager, 0.1, seed=1), sparse_acquisition(lazy, 0.1, seed=1)
     assert torch.equal(a.point_coords, b.point_coords) and torch.equal(a.point_features, b.point_features)

@@ -53,10 +53,10 @@ def test_rebin_conserves_counts() -> None:
 
 @needs_bruker
 def test_sparse_acquisition_skips_unmeasured_pixels(bruker) -> None:
-    cube = bruker.meta.extra["dense_spectra"].copy()
+    cube = bruker.meta.domain.dense_spectra.copy()
     cube[:, 15:] = 0  # EDS acquired over the left half only
-    partial = replace(bruker, meta=replace(bruker.meta, extra={"dense_spectra": cube, "measured_mask": None}))
-    partial.meta.extra["measured_mask"] = cube.sum(-1) > 0
+    domain = replace(bruker.meta.domain, dense_spectra=cube, measured_mask=cube.sum(-1) > 0)
+    partial = replace(bruker, meta=replace(bruker.meta, domain=domain))
     for sampler in ("random", "grid", "stratified"):
         s = sparse_acquisition(partial, fraction=0.1, sampler=sampler, seed=1)
         assert s.num_points == 45 and (s.point_coords[:, 1] < 15).all()
@@ -104,7 +104,7 @@ def test_real_spectra_fall_back_to_clusters(bruker) -> None:
 @needs_bruker
 def test_fused_map_beats_nearest_point_on_real_bruker(bruker) -> None:
     """10 % of the spectra; reference = k-means (k=4) of the full dense map; ARI averaged over 3 seeds."""
-    cube = bruker.meta.extra["dense_spectra"]
+    cube = bruker.meta.domain.dense_spectra
     h, w, _ = cube.shape
     ref = cluster_spectra(torch.from_numpy(cube.reshape(h * w, -1).astype(np.float64)), n_clusters=4).view(h, w)
     fused, nearest = [], []

@@ -144,7 +144,7 @@ def test_source_contract_and_determinism():
     assert s.image.shape == (1, 64, 64) and s.image.dtype == torch.float32
     assert s.point_coords.shape == (41, 2) and s.point_features.shape == (41, 2048)
     assert s.target.dtype == torch.long and s.meta.class_names == class_names()
-    assert s.meta.extra["rock"] == "carbonate" and s.meta.domain.energy_axis == EnergyAxis()
+    assert s.meta.domain.simulation.rock == "carbonate" and s.meta.domain.energy_axis == EnergyAxis()
     rc = s.point_coords.long()
     assert torch.equal(s.point_target, s.target[rc[:, 0], rc[:, 1]])
     again = DATA_SOURCES.create(
@@ -249,7 +249,8 @@ def test_disk_roundtrip_and_folder_source(tmp_path):
     assert torch.equal(t.image, s.image) and torch.equal(t.point_features, s.point_features)
     assert torch.equal(t.target, s.target) and torch.equal(t.point_target, s.point_target)
     assert t.meta.class_names == s.meta.class_names and t.meta.domain.energy_axis == s.meta.domain.energy_axis
-    assert t.meta.extra["rock"] == "basalt" and t.meta.name == s.meta.name
+    assert t.meta.domain.simulation == s.meta.domain.simulation and t.meta.domain.simulation.rock == "basalt"
+    assert t.meta.name == s.meta.name
     files = write_dataset([src[0], src[1]], tmp_path / "ds")
     folder = DATA_SOURCES.create("sample-folder", root=tmp_path / "ds")
     assert len(folder) == 2 == len(files) and torch.equal(folder[1].image, src[1].image)

@@ -13,12 +13,15 @@ key                 dtype / shape               meaning
                                                 (K, H, W): regression values, NaN = unlabelled)
 ``point_target``    int32 (N,), optional        class ids of the points (float32: values)
 ``meta``            0-d unicode string          JSON, see below
+``domain.<key>``    any, optional               the domain slot's arrays (`DomainMeta` ``arrays()``,
+                                                e.g. SEM's ``dense_spectra`` (H, W, C) counts)
 ==================  ==========================  ==============================================
 
 ``meta`` JSON: ``{"format": "fusionseg-sample", "version": 2, "class_names": [...], "pixel_size_um",
 "name", "domain": {"name": <DOMAINS entry>, ...its to_dict()} | null, "extra": {...}}`` (pixel size in
 µm). Version 1 files (SEM fields: ``energy_axis``, ``beam_energy_kev``, ``fwhm_mn_ka_ev`` at the top
-level) are read as the ``sem`` domain.
+level) are read as the ``sem`` domain; files without ``domain.<key>`` arrays load with none (older
+version 2 files kept such side data in ``extra``, which loads as it was).
 
 A dataset folder holds the sample files plus ``index.json`` (``{"format": "fusionseg-dataset",
 "version": 1, "files": [...], "class_names": [...]}``). Files are written atomically
@@ -68,7 +71,12 @@ def _meta_to_json(meta: SampleMeta) -> str:
     )
 
 
-def _meta_from_json(text: str, path: Path) -> SampleMeta:
+DOMAIN_ARRAY = "domain."
+"""Prefix of the sample file keys that hold the domain slot's arrays."""
+
+
+def _meta_from_json(text: str, path: Path, arrays: Mapping[str, np.ndarray] | None = None) -> SampleMeta:
+    """``arrays``: the domain slot's arrays by key, given to its ``from_dict`` with the JSON fields."""
     d = json.loads(text)
     if d.get("format") != "fusionseg-sample" or int(d.get("version", 0)) > FORMAT_VERSION:
         raise SampleError(f"{path} is not a fusionseg sample file of version <= {FORMAT_VERSION}.")
@@ -77,7 +85,7 @@ def _meta_from_json(text: str, path: Path) -> SampleMeta:
         domain = {"name": "sem", **{k: d.get(k) for k in ("energy_axis", "beam_energy_kev", "fwhm_mn_ka_ev")}}
     return SampleMeta(
         class_names=tuple(d.get("class_names", ())),
-        domain=None if domain is None else DOMAINS.get(domain.pop("name")).from_dict(domain),
+        domain=None if domain is None else DOMAINS.get(domain.pop("name")).from_dict({**domain, **(arrays or {})}),
         pixel_size_um=float(d["pixel_size_um"]),
         name=str(d.get("name", "")),
         extra=dict(d.get("extra", {})),
@@ -102,6 +110,7 @@ def save_sample(sample: Sample, path: str | Path) -> Path:
         "point_features": _compact_features(sample.point_features.detach().cpu().numpy()),
         "meta": np.array(_meta_to_json(sample.meta)),
     }
+    arrays |= {DOMAIN_ARRAY + k: np.asarray(v) for k, v in sample.meta.domain_arrays().items()}
     for key in ("target", "point_target"):  # class ids as int32, regression values as float32
         value = getattr(sample, key)
         if value is not None:
@@ -120,7 +129,8 @@ def load_sample(path: str | Path) -> Sample:
         missing = {"image", "point_coords", "point_features", "meta"} - set(z.files)
         if missing:
             raise SampleError(f"{path} lacks {sorted(missing)}; it was not written by fusionseg.data.io.save_sample.")
-        meta = _meta_from_json(str(z["meta"]), path)
+        held = {k.removeprefix(DOMAIN_ARRAY): z[k] for k in z.files if k.startswith(DOMAIN_ARRAY)}
+        meta = _meta_from_json(str(z["meta"]), path, held)
         return Sample(
             image=torch.from_numpy(z["image"]),
             point_coords=torch.from_numpy(z["point_coords"]),

@@ -3,13 +3,15 @@
 `SemMeta` is the SEM domain's typed slot ``Sample.meta.domain`` (contract:
 `fusionseg.contracts.DomainMeta`): it checks raw spectra (counts >= 0, one per channel of the energy
 axis), tells the spectrum encoders their calibration (``model.point_context``) and is stored in
-sample files under ``meta.domain``.
+sample files under ``meta.domain`` (its arrays as arrays, `SemMeta.arrays`). It also carries what the
+SEM readers, the sparse acquisition and the simulator know of a field (dense cube, measured area,
+navigation axes, provenance), so none of it travels in the free-form ``meta.extra``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -66,22 +68,73 @@ _POSITIVE = {
 }
 
 
+@dataclass
+class Simulation:
+    """Provenance of a simulated field (`fusionseg.sem.data.synthetic`): rock preset, generator seed,
+    mean X-ray counts per spectrum and the BSE image model's parameters."""
+
+    rock: str
+    seed: int
+    counts_per_spectrum: float
+    bse: dict[str, float] = field(default_factory=dict)
+
+
+_ARRAYS = ("dense_spectra", "measured_mask", "original_target")
+_NOTES = ("nav_axes", "eds_metadata", "original_metadata", "source_path", "has_eds", "sampler", "eds_fraction")
+_SIDE = {"compare": False, "repr": False}  # side data: equality and repr are the calibration's
+
+
 @DOMAINS.register("sem")
 @dataclass
 class SemMeta:
-    """SEM/EDS acquisition: ``energy_axis`` of the raw spectra (None: no spectra or unknown), beam energy (keV),
-    detector FWHM at Mn Ka (eV); ``encoded``: point features are not raw counts (no count checks)."""
+    """SEM/EDS acquisition of one field.
+
+    Calibration (compared by ``==``):
+
+    energy_axis:       `EnergyAxis` of the raw spectra (eV); None: no spectra or unknown.
+    beam_energy_kev:   beam energy (keV).
+    fwhm_mn_ka_ev:     detector resolution at Mn Ka (eV).
+    encoded:           point features are not raw counts (no count checks).
+
+    Side data of readers, acquisition and simulator (None / empty when unknown):
+
+    dense_spectra:     (H, W, C) counts of a dense spectrum image, numpy or a lazy dask array (kept on
+                       disk; neither stored in sample files nor counted in memory budgets); the points
+                       are drawn from it by `fusionseg.sem.data.acquisition.sparse_acquisition`.
+    measured_mask:     (H, W) bool, pixels whose spectrum has counts (the EDS-acquired area).
+    original_target:   (H, W) int64 class ids of a labelled field whose ``target`` was removed (for the
+                       report's agreement score).
+    nav_axes:          navigation axes (y, x) as RosettaSciIO axis dicts (``scale``, ``units``, ...).
+    eds_metadata / original_metadata:  the EDS signal's RosettaSciIO metadata dicts.
+    source_path:       the file or folder the field was read from.
+    has_eds:           False for a folder with an image but no spectra (None: not a folder).
+    sampler / eds_fraction:  point sampler and measured share of pixels (0..1] of a sparse acquisition.
+    simulation:        `Simulation` provenance of a simulated field.
+    """
 
     domain: ClassVar[str] = "sem"
     energy_axis: EnergyAxis | None = None
     beam_energy_kev: float = 20.0
     fwhm_mn_ka_ev: float = 130.0
     encoded: bool = False
+    dense_spectra: Any = field(default=None, **_SIDE)
+    measured_mask: np.ndarray | None = field(default=None, **_SIDE)
+    original_target: np.ndarray | None = field(default=None, **_SIDE)
+    nav_axes: list[dict[str, Any]] = field(default_factory=list, **_SIDE)
+    eds_metadata: dict[str, Any] = field(default_factory=dict, **_SIDE)
+    original_metadata: dict[str, Any] = field(default_factory=dict, **_SIDE)
+    source_path: str | None = field(default=None, **_SIDE)
+    has_eds: bool | None = field(default=None, **_SIDE)
+    sampler: str | None = field(default=None, **_SIDE)
+    eds_fraction: float | None = field(default=None, **_SIDE)
+    simulation: Simulation | None = field(default=None, **_SIDE)
 
     def __post_init__(self) -> None:
         check_positive(self, _POSITIVE, "meta.domain")
         if isinstance(self.energy_axis, dict):
             self.energy_axis = EnergyAxis(**self.energy_axis)
+        if isinstance(self.simulation, dict):
+            self.simulation = Simulation(**self.simulation)
 
     def validate(self, sample: Sample) -> None:
         """Raw spectra are counts >= 0 with one value per channel of ``energy_axis``."""
@@ -105,11 +158,25 @@ class SemMeta:
         """What spectrum encoders are built with: the calibration (default one when unknown) and beam energy."""
         return {"energy_axis": asdict(as_energy_axis(self.energy_axis)), "beam_energy_kev": self.beam_energy_kev}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The in-memory numpy arrays (dense cube, measured mask, original target); a lazy cube is left out."""
+        return {k: v for k in _ARRAYS if isinstance(v := getattr(self, k), np.ndarray)}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready calibration and notes (no arrays: `arrays`)."""
+        d: dict[str, Any] = {
+            "energy_axis": None if self.energy_axis is None else asdict(self.energy_axis),
+            "beam_energy_kev": self.beam_energy_kev,
+            "fwhm_mn_ka_ev": self.fwhm_mn_ka_ev,
+            "encoded": self.encoded,
+        }
+        d |= {k: getattr(self, k) for k in _NOTES}
+        d["simulation"] = None if self.simulation is None else asdict(self.simulation)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SemMeta:
+        """From `to_dict` plus `arrays` (a sample file's); missing keys take their defaults (older files)."""
         ax = d.get("energy_axis")
         return cls(
             energy_axis=None
@@ -118,6 +185,8 @@ class SemMeta:
             beam_energy_kev=float(d.get("beam_energy_kev", 20.0)),
             fwhm_mn_ka_ev=float(d.get("fwhm_mn_ka_ev", 130.0)),
             encoded=bool(d.get("encoded", False)),
+            **{k: d[k] for k in (*_ARRAYS, "simulation") if d.get(k) is not None},
+            **{k: d[k] for k in _NOTES if k in d},
         )
 
 
@@ -126,10 +195,19 @@ def sem_meta(meta: SampleMeta) -> SemMeta:
     return meta.domain if isinstance(meta.domain, SemMeta) else SemMeta()
 
 
+def hide_target(sample: Sample, name: str) -> Sample:
+    """``sample`` named ``name`` without its ``target``, kept as ``meta.domain.original_target`` (the report scores
+    against it; nothing trains on it)."""
+    sem = sem_meta(sample.meta)
+    if sample.target is not None:
+        sem = replace(sem, original_target=sample.target.cpu().numpy())
+    return replace(sample, target=None, meta=replace(sample.meta, name=name, domain=sem))
+
+
 def model_meta(model: Any) -> SemMeta:
     """The calibration and beam energy a `FusionSegModule`'s encoder was built for (its ``point_context``)."""
     context = model.hparams.get("point_context") or {}
     return SemMeta(as_energy_axis(context.get("energy_axis")), float(context.get("beam_energy_kev", 20.0)))
 
 
-__all__ = ["EnergyAxis", "SemMeta", "as_energy_axis", "model_meta", "sem_meta"]
+__all__ = ["EnergyAxis", "SemMeta", "Simulation", "as_energy_axis", "hide_target", "model_meta", "sem_meta"]

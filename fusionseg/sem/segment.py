@@ -46,7 +46,7 @@ from fusionseg.inference import (
 from fusionseg.sample import IGNORE_INDEX, Sample, odd_input_notes
 from fusionseg.sem.data.acquisition import measured_points, sparse_acquisition
 from fusionseg.sem.identify import UNKNOWN, PointLabels, label_points
-from fusionseg.sem.meta import EnergyAxis, model_meta, sem_meta
+from fusionseg.sem.meta import EnergyAxis, hide_target, model_meta, sem_meta
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def prepare_points(
     sample: Sample, eds_fraction: float | None, eds_points: int | None, sampler: str, seed: int
 ) -> Sample:
     """The field with measured points: simulated sparse acquisition from a dense map, or the file's points."""
-    dense = "dense_spectra" in sample.meta.extra
+    dense = sem_meta(sample.meta).dense_spectra is not None
     if eds_fraction is not None or eds_points is not None:
         return sparse_acquisition(sample, eds_fraction, eds_points, sampler, seed)
     if dense:
@@ -462,7 +462,7 @@ def finish_result(
 
     s, names = result.sample, tuple(result.class_names)
     labels, conf = result.labels.numpy().copy(), result.confidence.numpy().copy()
-    measured = s.meta.extra.get("measured_mask")
+    measured = sem_meta(s.meta).measured_mask
     outside = None if measured is None or config.extrapolate else ~np.asarray(measured, dtype=bool)
     if outside is not None and outside.any():
         labels[outside], conf[outside] = IGNORE_INDEX, np.nan
@@ -634,11 +634,7 @@ def read_field(path: Path, a: argparse.Namespace) -> Sample:
         from fusionseg.data.io import load_sample
 
         s = load_sample(path)
-        extra = dict(s.meta.extra)
-        if s.target is not None:
-            extra["original_target"] = s.target.numpy()
-        return replace(s, target=None, point_target=None, meta=replace(s.meta, name=s.meta.name or path.stem,
-                                                                        extra=extra))  # fmt: skip
+        return replace(hide_target(s, s.meta.name or path.stem), point_target=None)
     return read_input(path, image=a.image, bse_title=a.bse_title)
 
 

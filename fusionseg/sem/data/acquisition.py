@@ -10,6 +10,7 @@ import numpy as np
 from fusionseg.data.samplers import sample_points
 from fusionseg.errors import SegmentError
 from fusionseg.sample import Sample
+from fusionseg.sem.meta import sem_meta
 
 
 def sparse_acquisition(
@@ -19,16 +20,17 @@ def sparse_acquisition(
     sampler: str = "random",
     seed: int = 0,
 ) -> Sample:
-    """Keep the spectra of a few pixels of a dense map (``meta.extra['dense_spectra']`` (H, W, C)).
+    """Keep the spectra of a few pixels of a dense map (``meta.domain.dense_spectra`` (H, W, C), `SemMeta`).
 
     Positions come from the registered ``sampler`` (rounded to pixels); pixels whose spectrum has
     zero counts (EDS acquired over only part of the field) are treated as not measured and skipped.
     """
 
-    cube = sample.meta.extra.get("dense_spectra")
+    sem = sem_meta(sample.meta)
+    cube = sem.dense_spectra
     if cube is None:
         raise SegmentError("--eds-fraction/--eds-points need a dense EDS map; this input already holds point spectra.")
-    measured = sample.meta.extra.get("measured_mask")
+    measured = sem.measured_mask
     measured = np.asarray(cube.sum(-1) > 0 if measured is None else measured, dtype=bool)
     h, w = measured.shape
     n_valid = int(measured.sum())
@@ -50,9 +52,9 @@ def sparse_acquisition(
         rc = np.concatenate([rc, np.stack(np.divmod(extra, w), 1)])
     rc = rc[rng.permutation(len(rc))[:n]]
     spectra = gather_spectra(cube, rc[:, 0], rc[:, 1])
-    extra = {**sample.meta.extra, "sampler": sampler, "eds_fraction": n / (h * w)}
+    domain = replace(sem, sampler=sampler, eds_fraction=n / (h * w))
     return replace(sample, point_coords=rc.astype(np.float32), point_features=spectra,
-                   meta=replace(sample.meta, extra=extra), point_target=None)  # fmt: skip
+                   meta=replace(sample.meta, domain=domain), point_target=None)  # fmt: skip
 
 
 def gather_spectra(cube: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

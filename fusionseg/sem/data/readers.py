@@ -4,12 +4,12 @@ Every reader returns a `Sample` with the BSE image normalised to [0, 1], the cal
 (`EnergyAxis` in eV, beam energy in keV, pixel size in µm) from the file, and either
 
 * measured points (``point_coords`` (N, 2) (row, col) pixels, ``point_features`` (N, C) counts), or
-* a dense spectrum image kept in ``meta.extra["dense_spectra"]`` ((H, W, C) counts: numpy, or a lazy
+* a dense spectrum image kept in ``meta.domain.dense_spectra`` ((H, W, C) counts: numpy, or a lazy
   dask array above `LAZY_MIN_BYTES` when the RosettaSciIO reader takes ``lazy=True``) with no points
   yet: `fusionseg.sem.segment.sparse_acquisition` simulates a sparse acquisition from it.
 
-``meta.extra`` also holds ``"measured_mask"`` ((H, W) bool, pixels with a non-zero spectrum),
-``"axes"`` (the navigation axes as RosettaSciIO dicts) and ``"source_path"``.
+``meta.domain`` (`SemMeta`) also holds ``measured_mask`` ((H, W) bool, pixels with a non-zero spectrum),
+``nav_axes`` (the navigation axes as RosettaSciIO dicts), the EDS signal's metadata and ``source_path``.
 
 Supported inputs (`read_input`):
 
@@ -40,7 +40,7 @@ from fusionseg.data.io import split_paths
 from fusionseg.errors import FusionSegError
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import IGNORE_INDEX, Sample, SampleError, SampleMeta
-from fusionseg.sem.meta import EnergyAxis, SemMeta
+from fusionseg.sem.meta import EnergyAxis, SemMeta, sem_meta
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def sample_from_signals(
     beam_energy_kev: float | None = None,
     name: str = "",
 ) -> Sample:
-    """A `Sample` from RosettaSciIO signal dicts: dense cube kept in ``meta.extra``, or measured points."""
+    """A `Sample` from RosettaSciIO signal dicts: dense cube kept in ``meta.domain``, or measured points."""
     eds = [s for s in signals if _is_eds(s)]
     if not eds:
         titles = ", ".join(repr(_title(s)) for s in signals)
@@ -242,14 +242,15 @@ def sample_from_signals(
         beam = DEFAULT_BEAM_KEV
     nav_axes = [a for a in eds_signal["axes"][:-1]]
     meta = SampleMeta(
-        domain=SemMeta(energy_axis=axis, beam_energy_kev=float(beam)),
+        domain=SemMeta(
+            energy_axis=axis,
+            beam_energy_kev=float(beam),
+            nav_axes=nav_axes,
+            eds_metadata=eds_signal.get("metadata", {}),
+            original_metadata=eds_signal.get("original_metadata", {}),
+        ),
         pixel_size_um=pixel_size_from(nav_axes),
         name=name,
-        extra={
-            "axes": nav_axes,
-            "eds_metadata": eds_signal.get("metadata", {}),
-            "original_metadata": eds_signal.get("original_metadata", {}),
-        },  # fmt: skip
     )
     if data.ndim == 3:
         return dense_sample(image, data, meta)
@@ -261,7 +262,7 @@ def sample_from_signals(
 
 
 def dense_sample(image: np.ndarray, cube: np.ndarray, meta: SampleMeta, target: np.ndarray | None = None) -> Sample:
-    """A point-free `Sample` holding the dense cube (H, W, C) in ``meta.extra['dense_spectra']``."""
+    """A point-free `Sample` holding the dense cube (H, W, C) in ``meta.domain.dense_spectra`` (`SemMeta`)."""
     if cube.ndim != 3:
         raise ReaderError(f"a dense spectrum image must be (H, W, C), got shape {cube.shape}.")
     if cube.shape[:2] != image.shape:
@@ -275,7 +276,9 @@ def dense_sample(image: np.ndarray, cube: np.ndarray, meta: SampleMeta, target: 
     measured = np.asarray(cube.sum(-1, dtype=np.float64) > 0)  # zero counts: the beam never stopped there
     if not measured.any():
         raise ReaderError("every spectrum of the EDS map has zero counts; the file holds no EDS signal.")
-    meta.extra.update(dense_spectra=cube, measured_mask=measured)
+    sem = sem_meta(meta)
+    sem.dense_spectra, sem.measured_mask = cube, measured
+    meta.domain = sem
     return Sample(
         image=image[None],
         point_coords=np.zeros((0, 2), np.float32),
@@ -523,7 +526,7 @@ def read_folder(
     """A `Sample` from a folder: image + (eds.npz | points.csv) + optional phases.tif(f) target.
 
     Without any spectra the Sample has no points (an image-only field, e.g. the public Repka field);
-    ``meta.extra["has_eds"]`` says which.
+    ``meta.domain.has_eds`` says which.
     """
     folder = Path(folder)
     img_path = Path(image) if image else _find(folder, IMAGE_NAMES, IMAGE_SUFFIXES)
@@ -536,7 +539,8 @@ def read_folder(
         target, class_names = read_target(phases)
         if target.shape != img.shape:
             raise ReaderError(f"{phases.name} is {target.shape} but the image is {img.shape}; they must match.")
-    meta = SampleMeta(class_names=class_names, name=folder.name, extra={"source_path": str(folder)})
+    source = {"source_path": str(folder)}
+    meta = SampleMeta(class_names=class_names, name=folder.name, domain=SemMeta(has_eds=False, **source))
     npz, pts_csv = folder / "eds.npz", folder / "points.csv"
     if npz.is_file():
         values = {**_read_meta_json(folder), **_read_npz(npz)}
@@ -544,13 +548,12 @@ def read_folder(
     elif pts_csv.is_file():
         coords, spectra, values = _read_points_csv(pts_csv, energy_axis)
     else:
-        meta.extra["has_eds"] = False
         empty = np.zeros((0, 2), np.float32)
         return Sample(image=img[None], point_coords=empty, point_features=empty[:, :0], meta=meta, target=target)
-    meta.extra["has_eds"] = True
     beam = beam_energy_kev or (_scalar(values, "beam_energy_kev") if "beam_energy_kev" in values
                                else DEFAULT_BEAM_KEV)  # fmt: skip
-    meta.domain = SemMeta(_calibration(values, spectra.shape[-1], energy_axis), beam)  # checks beam energy > 0
+    axis = _calibration(values, spectra.shape[-1], energy_axis)
+    meta.domain = SemMeta(axis, beam, has_eds=True, **source)  # checks beam energy > 0
     if coords is None:
         return dense_sample(img, spectra, meta, target)
     return points_sample(img, coords, spectra.astype(np.float64), meta, target)
@@ -580,7 +583,9 @@ def read_input(
         sample = sample_from_signals(read_signals(path), img, bse_title, energy_axis, beam_energy_kev, name=path.stem)
     except SampleError as err:  # the data read fine but are not physical: say which input
         raise ReaderError(f"{path}: {err}") from err
-    sample.meta.extra["source_path"] = str(path)
+    sem = sem_meta(sample.meta)
+    sem.source_path = str(path)
+    sample.meta.domain = sem
     return sample
 
 
@@ -617,7 +622,7 @@ class EDSFileSource:
 
     def __getitem__(self, index: int) -> Sample:
         sample = read_input(self.paths[index], **self.read_kwargs)
-        if "dense_spectra" in sample.meta.extra and self.eds_fraction:
+        if sem_meta(sample.meta).dense_spectra is not None and self.eds_fraction:
             from fusionseg.sem.data.acquisition import sparse_acquisition
 
             sample = sparse_acquisition(

@@ -20,6 +20,7 @@ import numpy as np
 
 from fusionseg.sample import IGNORE_INDEX, SampleMeta
 from fusionseg.sem.export.qc import NOT_MEASURED, UNCLASSIFIED, UNKNOWN_NAMES
+from fusionseg.sem.meta import sem_meta
 
 LENGTH_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 MOUNT = ("epoxy",)  # mounting medium: not part of the sample's modal mineralogy
@@ -33,11 +34,12 @@ def pixel_size_um(meta: SampleMeta) -> float | None:
     A vendor file's navigation axes must carry a length unit; a folder input carries no calibration;
     an in-memory sample (the simulator) knows its ``meta.pixel_size_um``.
     """
-    axes = meta.extra.get("axes")
+    sem = sem_meta(meta)
+    axes = sem.nav_axes
     if axes:
         factor = LENGTH_TO_UM.get(str(axes[0].get("units", "")).strip())
         return float(axes[0].get("scale", 1.0)) * factor if factor else None
-    if meta.extra.get("source_path"):
+    if sem.source_path:
         return None
     return float(meta.pixel_size_um)
 

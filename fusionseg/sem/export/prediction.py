@@ -63,11 +63,10 @@ class FieldWriter(BasePredictionWriter):
 
     def write_field(self, model: Any, sample: Any, pred: dict[str, Any], index: int) -> Path | None:
         """Outputs of one predicted field (skipped when already written); returns its folder."""
-        from dataclasses import replace
-
         from fusionseg.export.writers import staged_folder
         from fusionseg.sem.export.qc import qc_lines
         from fusionseg.sem.export.report import write_segment_outputs
+        from fusionseg.sem.meta import hide_target
         from fusionseg.sem.segment import SegmentConfig, SegmentResult, finish_result, withheld_points
 
         folder = field_folder(self.output_dir, sample.meta.name, index)
@@ -75,10 +74,7 @@ class FieldWriter(BasePredictionWriter):
             self.skipped.append(folder)
             return None
         sample = sample.to(torch.device("cpu"))
-        extra = dict(sample.meta.extra)
-        if sample.target is not None:  # a labelled field: the report gives the ARI against it
-            extra["original_target"] = sample.target.numpy()
-        shown = replace(sample, target=None, meta=replace(sample.meta, name=folder.name, extra=extra))
+        shown = hide_target(sample, folder.name)  # a labelled field: the report gives the ARI against its target
         config = SegmentConfig(honour_points=self.honour_points, held_out_share=self.held_out_share, progress=False)
         result = SegmentResult(pred["labels"].cpu(), pred["confidence"].cpu(), tuple(model.class_names), shown,
                                "checkpoint (fusionseg predict)")  # fmt: skip

@@ -232,8 +232,8 @@ def _write_hspy_files(
 
     s, names = result.sample, tuple(result.class_names)
     files["hspy"] = f"{stem}_phases.hspy"
-    write_hspy_phase_map(out / files["hspy"], labels, names, s.meta.extra.get("axes"), f"{stem} phases", uncertainty,
-                         s.meta.extra.get("original_metadata"))  # fmt: skip
+    write_hspy_phase_map(out / files["hspy"], labels, names, sem_meta(s.meta).nav_axes or None, f"{stem} phases",
+                         uncertainty, sem_meta(s.meta).original_metadata)  # fmt: skip
     if (
         sem_meta(s.meta).energy_axis is not None
         and s.point_target is not None
@@ -264,7 +264,7 @@ def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.n
     }
     if result.point_labels is not None:
         summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
-    target = s.meta.extra.get("original_target")
+    target = sem_meta(s.meta).original_target
     if target is not None:
         summary["ari_vs_target"] = adjusted_rand_index(labels, np.asarray(target))
     return summary

@@ -17,7 +17,7 @@ from scipy import ndimage
 from fusionseg.sample import Sample, SampleMeta
 from fusionseg.sem.data.synthetic.microstructure import phase_map, smooth_noise
 from fusionseg.sem.data.synthetic.rocks import RockType, get_rock
-from fusionseg.sem.meta import SemMeta
+from fusionseg.sem.meta import SemMeta, Simulation
 from fusionseg.sem.minerals import SimulationError, class_names, eta_table
 from fusionseg.sem.physics import SpectrumModel
 
@@ -130,10 +130,14 @@ class SyntheticField:
         s = self.spectra
         meta = SampleMeta(
             class_names=class_names(),
-            domain=SemMeta(energy_axis=s.axis, beam_energy_kev=s.beam_energy_kev, fwhm_mn_ka_ev=s.fwhm_mn_ka_ev),
+            domain=SemMeta(
+                energy_axis=s.axis,
+                beam_energy_kev=s.beam_energy_kev,
+                fwhm_mn_ka_ev=s.fwhm_mn_ka_ev,
+                simulation=Simulation(self.rock, self.seed, s.counts, dict(self.bse_params)),
+            ),
             pixel_size_um=self.pixel_size_um,
             name=name,
-            extra={"rock": self.rock, "seed": self.seed, "counts_per_spectrum": s.counts, "bse": self.bse_params},
         )
         return Sample(
             image=self.bse[None],
