@@ -188,3 +188,40 @@ def test_identity_encoder() -> None:
         enc(torch.randn(5, 6))
     with pytest.raises(ContractError, match="in_dim"):
         POINT_ENCODERS.create("identity", in_dim=0)
+
+
+def test_one_rebinning_and_one_hellinger_pca_serve_encoders_identification_and_adaptation() -> None:
+    """`fusionseg.sem.spectrum` replaced two pairs of implementations; each reproduces what both did before."""
+    import numpy as np
+
+    from fusionseg.sem.identify import spectrum_features
+    from fusionseg.sem.spectrum import overlap_matrix, rebin_spectra
+
+    x, _ = labelled_spectra(BRUKER, 40)
+    # rebin_spectra was cumulative counts interpolated at the target channel edges (dst partly beyond src)
+    dst = EnergyAxis(900, 27.3, -333.0)
+
+    def edges(a: EnergyAxis) -> np.ndarray:
+        return np.append(a.energies_ev().numpy() - a.scale_ev / 2, a.offset_ev + (a.size - 0.5) * a.scale_ev)
+
+    cum = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x.double().numpy(), 1)], 1)
+    old = np.diff(np.stack([np.interp(edges(dst), edges(BRUKER), row) for row in cum]), axis=1)
+    np.testing.assert_allclose(rebin_spectra(x, BRUKER, dst).numpy(), old, rtol=1e-5, atol=1e-3)
+    # the encoders' grid was overlap_matrix over [min + k bin, min + (k + 1) bin)
+    enc = POINT_ENCODERS.create("pca", energy_axis=OTHER, n_components=4)
+    lo = enc.min_energy_ev + enc.bin_ev * torch.arange(enc.num_bins, dtype=torch.float64)
+    assert torch.allclose(enc.rebin, overlap_matrix(OTHER, lo, lo + enc.bin_ev), atol=1e-6)
+    # PCAEncoder.fit: SVD of the rebinned Hellinger spectra, signs fixed, whitened
+    y = POINT_ENCODERS.create("pca", energy_axis=BRUKER, n_components=3).fit(x)(x).double()
+    r = enc.__class__(energy_axis=BRUKER, n_components=3).rebinned(x).double()
+    _, s, vh = torch.linalg.svd(r - r.mean(0), full_matrices=False)
+    vh = vh[:3] * torch.sign(vh[:3].gather(1, vh[:3].abs().argmax(1, keepdim=True)))
+    assert torch.allclose(y, (r - r.mean(0)) @ vh.T / (s[:3] / (len(r) - 1) ** 0.5), atol=1e-3)
+    # spectrum_features (k-means input of identification): the same PCA on all-channel Hellinger spectra;
+    # only column signs may differ from before (exact negation: k-means distances unchanged)
+    h = (x.double() / x.double().sum(1, keepdim=True)).sqrt()
+    _, _, vh = torch.linalg.svd(h - h.mean(0), full_matrices=False)
+    before, now = (h - h.mean(0)) @ vh[:5].T, spectrum_features(x, 5)
+    assert torch.allclose(now.abs(), before.abs(), atol=1e-9) and torch.cdist(now, now).allclose(
+        torch.cdist(before, before)
+    )

@@ -18,6 +18,7 @@ from fusionseg.errors import FusionSegError
 from fusionseg.registry import POINT_LABELLERS
 from fusionseg.sample import IGNORE_INDEX, Sample
 from fusionseg.sem.meta import EnergyAxis, SemMeta
+from fusionseg.sem.spectrum import hellinger, principal_axes
 
 UNKNOWN = IGNORE_INDEX
 
@@ -186,13 +187,9 @@ def spectrum_features(spectra: Tensor, n_components: int = 8, max_fit: int = 300
     The square root stabilises Poisson variance, so Euclidean distances suit k-means (float64).
     Components are fitted on at most ``max_fit`` spectra (evenly spaced), then every spectrum is projected.
     """
-    x = spectra.double().clamp(min=0)
-    x = (x / x.sum(1, keepdim=True).clamp(min=1)).sqrt()
-    fit = x[:: max(1, len(x) // max_fit)]
-    mean = fit.mean(0)
-    _, s, vh = torch.linalg.svd(fit - mean, full_matrices=False)
-    k = min(n_components, len(s))
-    return (x - mean) @ vh[:k].T
+    x = hellinger(spectra)
+    mean, components, _ = principal_axes(x[:: max(1, len(x) // max_fit)], n_components)
+    return (x - mean) @ components.T
 
 
 def silhouette(features: Tensor, labels: Tensor) -> float:

@@ -47,21 +47,9 @@ from fusionseg.sample import IGNORE_INDEX, Sample, odd_input_notes
 from fusionseg.sem.data.acquisition import measured_points, sparse_acquisition
 from fusionseg.sem.identify import UNKNOWN, PointLabels, label_points
 from fusionseg.sem.meta import EnergyAxis, hide_target, model_meta, sem_meta
+from fusionseg.sem.spectrum import rebin_spectra
 
 log = logging.getLogger(__name__)
-
-
-def rebin_spectra(spectra: Tensor, src: EnergyAxis, dst: EnergyAxis) -> Tensor:
-    """Counts per channel moved from calibration ``src`` to ``dst`` conserving counts.
-
-    Linear interpolation of the cumulative counts at the target channel edges (eV), then differences.
-    """
-    edges_src = np.append(src.energies_ev().numpy() - src.scale_ev / 2, src.offset_ev + (src.size - 0.5) * src.scale_ev)
-    edges_dst = np.append(dst.energies_ev().numpy() - dst.scale_ev / 2, dst.offset_ev + (dst.size - 0.5) * dst.scale_ev)
-    x = spectra.double().numpy()
-    cum = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x, 1)], 1)
-    at = np.stack([np.interp(edges_dst, edges_src, row) for row in cum]) if len(x) else np.zeros((0, dst.size + 1))
-    return torch.from_numpy(np.diff(at, axis=1)).float()
 
 
 # ----------------------------------------------------------------------------- configuration

@@ -17,6 +17,7 @@ from torch import Tensor
 from fusionseg.contracts import PointEncoder
 from fusionseg.errors import FusionSegError
 from fusionseg.sem.meta import EnergyAxis, as_energy_axis
+from fusionseg.sem.spectrum import normalise_counts, rebin_matrix
 
 Normalise = Literal["none", "total", "sqrt", "hellinger"]
 NORMALISATIONS = ("none", "total", "sqrt", "hellinger")
@@ -32,38 +33,10 @@ def detector_fwhm_ev(energy_ev: Tensor, fwhm_mn_ka_ev: float = 130.0) -> Tensor:
     return torch.sqrt((fwhm_mn_ka_ev**2 + 2.5 * (energy_ev - MN_KA_EV)).clamp_min(1.0))
 
 
-def overlap_matrix(axis: EnergyAxis, lo_ev: Tensor, hi_ev: Tensor) -> Tensor:
-    """Fraction of each channel's width lying in each interval ``[lo, hi]`` eV: shape (C, K), float32.
-
-    Channel i spans ``energy_i ± scale/2``; a window's weights integrate counts over it, and for
-    contiguous non-overlapping intervals (bins) the columns redistribute counts exactly.
-    """
-    centre = axis.energies_ev()[:, None]
-    half = axis.scale_ev / 2
-    lo = torch.maximum(centre - half, lo_ev[None].double())
-    hi = torch.minimum(centre + half, hi_ev[None].double())
-    return ((hi - lo).clamp_min(0.0) / axis.scale_ev).float()
-
-
 def valid_channel_mask(axis: EnergyAxis, min_energy_ev: float, beam_energy_kev: float) -> Tensor:
     """Channels between ``min_energy_ev`` and the beam energy (excludes the zero-strobe peak and pile-up), (C,)."""
     e = axis.energies_ev()
     return ((e >= min_energy_ev) & (e <= beam_energy_kev * 1000.0)).float()
-
-
-def normalise_counts(counts: Tensor, total: Tensor, mode: str) -> Tensor:
-    """Apply a count normalisation; ``total`` (N, 1) are the spectra's total counts.
-
-    none: counts as given; total: counts / total (fractions); sqrt: sqrt(counts) (Poisson
-    variance stabilisation, depends on count level); hellinger: sqrt(counts / total) (scale-free
-    and variance-stabilised).
-    """
-    if mode == "none":
-        return counts
-    if mode == "sqrt":
-        return counts.clamp_min(0).sqrt()
-    frac = counts / total.clamp_min(1.0)
-    return frac if mode == "total" else frac.clamp_min(0).sqrt()
 
 
 def check_normalise(mode: str) -> str:
@@ -158,8 +131,8 @@ class Rebinned(SpectrumEncoder):
 
     def set_energy_axis(self, energy_axis: EnergyAxis) -> None:
         super().set_energy_axis(energy_axis)
-        lo = self.min_energy_ev + self.bin_ev * torch.arange(self.num_bins, dtype=torch.float64)
-        self.register_buffer("rebin", overlap_matrix(energy_axis, lo, lo + self.bin_ev), persistent=False)
+        grid = EnergyAxis(self.num_bins, self.bin_ev, self.min_energy_ev + self.bin_ev / 2)  # bins as channels
+        self.register_buffer("rebin", rebin_matrix(energy_axis, grid), persistent=False)
 
     def rebinned(self, spectra: Tensor) -> Tensor:
         """Normalised counts on the fixed grid, (N, num_bins)."""

@@ -15,10 +15,9 @@ from fusionseg.sem.encoders.base import (
     Rebinned,
     SpectrumEncoder,
     detector_fwhm_ev,
-    normalise_counts,
-    overlap_matrix,
 )
 from fusionseg.sem.meta import EnergyAxis
+from fusionseg.sem.spectrum import normalise_counts, overlap_matrix, principal_axes
 
 DEFAULT_ELEMENTS: tuple[str, ...] = (
     "C", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca",
@@ -170,15 +169,10 @@ class PCAEncoder(Rebinned):
     @torch.no_grad()
     def fit(self, spectra: Tensor) -> PCAEncoder:
         """Fit on training spectra (N, C) counts; needs N >= n_components."""
-        x = self.rebinned(self.check(spectra)).double()
+        x = self.rebinned(self.check(spectra))
         if len(x) < self.out_dim:
             raise EncoderError(f"PCA with n_components={self.out_dim} needs at least that many spectra, got {len(x)}.")
-        mean = x.mean(0)
-        _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-        comps = vh[: self.out_dim]
-        signs = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
-        comps = comps * signs
-        std = s[: self.out_dim] / max(len(x) - 1, 1) ** 0.5
+        mean, comps, std = principal_axes(x, self.out_dim)
         self.mean.copy_(mean.float())
         self.components.copy_(comps.float())
         self.scale.copy_(std.clamp_min(1e-8).float() if self.whiten else torch.ones_like(self.scale))
