@@ -14,7 +14,8 @@ part                    registry                        built by / called by
 `Backbone`              ``BACKBONES``                   every fusion module (``Fusion.make_backbone``)
 fusion / head / loss    ``FUSIONS`` / ``HEADS`` /       `FusionSegModule`
                         ``LOSSES``
-`DomainMeta`            ``DOMAINS`` (by its ``domain``)  `Sample` validation, `fusionseg.data.io`, the CLI
+`DomainMeta`            ``DOMAINS`` (by its ``domain``)  `Sample` validation, `fusionseg.data.io`, the CLI,
+                                                        memory budgets (``arrays()``: `SampleMeta.nbytes`)
 point labeller (hook)   ``POINT_LABELLERS``             `FusionSegDataModule` (``data.point_labels``)
 prediction writer       ``PREDICTION_WRITERS``          ``fusionseg predict`` (by the data's domain name)
 command (hook)          ``COMMANDS``                    ``fusionseg COMMAND`` (`fusionseg.cli`)

@@ -52,7 +52,10 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"meta.extra value {obj!r} is not JSON-serialisable; store plain numbers, strings or lists.")
+    raise TypeError(
+        f"metadata value {obj!r} (meta.extra or the domain's to_dict()) is not JSON-serialisable; store plain "
+        "numbers, strings or lists (arrays of a domain: its arrays() hook)."
+    )
 
 
 def _meta_to_json(meta: SampleMeta) -> str:
