@@ -46,7 +46,16 @@ def test_weight_fractions_from_atomic_masses():
     assert get_mineral("pore").is_void and get_mineral("pore").eta == 0.0
 
 
-def test_user_minerals_are_appended(tmp_path):
+@pytest.fixture
+def restored_library(monkeypatch):
+    """The global mineral library as it was: a user mineral added here must not reach later tests' models."""
+    from fusionseg.sem import minerals
+
+    class_names()  # load the built-in library before copying it
+    monkeypatch.setattr(minerals, "_LIBRARY", dict(minerals._LIBRARY))
+
+
+def test_user_minerals_are_appended(tmp_path, restored_library):
     n0 = len(class_names())
     (tmp_path / "m.csv").write_text("name,formula,density\nTestite,Mg3Si4O10(OH)2,2.75\n")
     assert add_minerals(tmp_path / "m.csv") == ["testite"]
