@@ -16,6 +16,9 @@ from fusionseg.baselines import point_pixels
 from fusionseg.errors import SegmentError
 from fusionseg.sample import IGNORE_INDEX, Sample
 
+OVERLAP_PX = 32
+"""Context (px) each tile keeps on each side of the core it predicts."""
+
 
 def crop_sample(sample: Sample, r0: int, c0: int, ch: int, cw: int, context: Tensor, query: Tensor) -> Sample:
     """The window [r0, r0 + ch) x [c0, c0 + cw) px of ``sample``.
@@ -103,9 +106,11 @@ def window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tu
 BASE_BYTES = 450e6
 """Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
 TILE_BYTES_PER_PIXEL = 3000.0
-"""Peak bytes per pixel of one prediction tile (graph, refiner features, activations): ``bench_segment
---peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field with the refiner default (2.84 GiB
-before the refiner, whose per-class distance maps add about 1 kB per pixel)."""
+"""Peak bytes per pixel of one prediction tile (graph, refiner features, activations). ``bench_segment
+--peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field when the refiner's features were
+stacked in float64 (2.84 GiB before the refiner); written into one float32 array they peak at 2.0 GiB
+for a 1024² tile of 12 phases, and a 2048² field in 576-px tiles peaked at 2.79 GiB of a 3.73 GiB budget.
+Kept at the earlier, conservative figure."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
 SPECTRUM_VALUE_BYTES = 24.0
@@ -128,10 +133,6 @@ def field_bytes(sample: Sample) -> float:
     held = sample.meta.nbytes()
     pixels = sample.height * sample.width
     return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + held
-
-
-OVERLAP_PX = 32
-"""Context (px) each tile keeps on each side of the core it predicts."""
 
 
 def tile_for_memory(budget: float, sample: Sample, training: bool = False, overlap_px: int = OVERLAP_PX) -> int:
