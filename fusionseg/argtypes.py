@@ -75,4 +75,14 @@ def memory_size(text: str | int) -> int:
     return int(value)
 
 
-__all__ = ["fraction", "int_at_least", "memory_size", "positive_float", "probability"]
+class MemorySize(int):
+    """A memory budget in bytes, parsed by `memory_size` (a type config parsers name in their help)."""
+
+    def __new__(cls, text: str | int) -> MemorySize:
+        try:
+            return super().__new__(cls, memory_size(text))
+        except argparse.ArgumentTypeError as err:  # config parsers report ValueError as a bad value
+            raise ValueError(str(err)) from None
+
+
+__all__ = ["MemorySize", "fraction", "int_at_least", "memory_size", "positive_float", "probability"]

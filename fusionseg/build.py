@@ -99,10 +99,15 @@ class FusionSegCLI(LightningCLI):
         """``predict`` also takes ``--max_memory`` (bytes, or e.g. ``4GB``): larger fields go in tiles."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
-            from fusionseg.argtypes import memory_size
+            from jsonargparse.typing import get_registered_type, register_type
+
+            from fusionseg.argtypes import MemorySize
+
+            if get_registered_type(MemorySize) is None:  # parsed from "4GB" or bytes; shown as "MemorySize"
+                register_type(MemorySize, serializer=int, deserializer=MemorySize)
 
             parser.add_argument(
-                "--max_memory", type=memory_size, default=None,
+                "--max_memory", type=MemorySize, default=None,
                 help="memory budget of one field, e.g. 4GB (default: the memory available now); fields "
                 "larger than fits are predicted in overlapping tiles",
             )  # fmt: skip

@@ -90,3 +90,5 @@ def test_predict_memory_budget_tiles_large_fields_and_refuses_what_cannot_fit(tm
     err = capsys.readouterr().err
     assert "needs about" in err and "raise --max_memory" in err and "Traceback" not in err
     assert not (tmp_path / "small" / "predictions").exists()
+    assert main([*base, "--max_memory=3XB"]) == 2
+    assert "'3XB' is not a memory size; write e.g. 4GB" in capsys.readouterr().err
