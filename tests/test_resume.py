@@ -129,7 +129,9 @@ def test_same_seed_same_data_graphs_and_order():
 def test_interrupt_keeps_last_and_writes_interrupted(tmp_path):
     """Ctrl-C (SIGINT) mid-run: last.ckpt stays the last completed epoch, interrupted.ckpt holds the rest."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fusionseg.cli", *_args(tmp_path / "run", epochs=6)],
+    # Far more epochs than can finish, and 16 training steps per epoch: the signal lands mid-training on any machine.
+    args = [*_args(tmp_path / "run", epochs=1000), "--data.train_fields=32"]
+    proc = subprocess.Popen([sys.executable, "-m", "fusionseg.cli", *args],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     ckpts = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
     deadline = time.monotonic() + 300
@@ -140,7 +142,7 @@ def test_interrupt_keeps_last_and_writes_interrupted(tmp_path):
     assert proc.wait(timeout=300) != 0
     done = _ckpt_epoch(ckpts / "last.ckpt")
     interrupted = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=False)
-    assert done is not None and done < 5
+    assert done is not None and done < 999
     assert interrupted["global_step"] > torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"]
 
 
