@@ -131,15 +131,25 @@ def test_interrupt_keeps_last_and_writes_interrupted(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Far more epochs than can finish, and 16 training steps per epoch: the signal lands mid-training on any machine.
     args = [*_args(tmp_path / "run", epochs=1000), "--data.train_fields=32"]
-    proc = subprocess.Popen([sys.executable, "-m", "fusionseg.cli", *args],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = (tmp_path / "stderr.txt").open("w")
+    # SIGINT at its default: a test run started in the background of a non-interactive shell inherits it ignored
+    # (as `nohup` and `cmd &` leave it), and Python then never raises KeyboardInterrupt.
+    proc = subprocess.Popen([sys.executable, "-m", "fusionseg.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     ckpts = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
     deadline = time.monotonic() + 300
     while _ckpt_epoch(ckpts / "last.ckpt") is None and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # into the next epoch
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=300) != 0
+    try:
+        code = proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("fusionseg fit ignored SIGINT; its stderr ends:\n" + (tmp_path / "stderr.txt").read_text()[-3000:])
+    log.close()
+    assert code != 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     done = _ckpt_epoch(ckpts / "last.ckpt")
     interrupted = torch.load(ckpts / "interrupted.ckpt", map_location="cpu", weights_only=False)
     assert done is not None and done < 999
