@@ -123,14 +123,14 @@ class FusionSegCLI(LightningCLI):
         from fusionseg.registry import PREDICTION_WRITERS
 
         budget = self.config.predict.get("max_memory") or available_memory()
-        if hasattr(self.datamodule, "dataset") and self.model.hparams.task == "segmentation":
-            for sample in self.datamodule.dataset("predict"):
+        predict = self.datamodule.dataset("predict") if hasattr(self.datamodule, "dataset") else []
+        if self.model.hparams.task == "segmentation":
+            for sample in predict:
                 check_memory(budget, sample, min_tile_px(OVERLAP_PX), flag="--max_memory")
         self.model.predict_max_memory = budget
 
         if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
             return
-        predict = self.datamodule.dataset("predict") if hasattr(self.datamodule, "dataset") else []
         domain = predict[0].meta.domain if len(predict) else None
         if domain is not None and domain.domain in PREDICTION_WRITERS:
             root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir

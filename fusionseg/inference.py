@@ -108,9 +108,8 @@ BASE_BYTES = 450e6
 TILE_BYTES_PER_PIXEL = 3000.0
 """Peak bytes per pixel of one prediction tile (graph, refiner features, activations). ``bench_segment
 --peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field when the refiner's features were
-stacked in float64 (2.84 GiB before the refiner); written into one float32 array they peak at 2.0 GiB
-for a 1024² tile of 12 phases, and a 2048² field in 576-px tiles peaked at 2.79 GiB of a 3.73 GiB budget.
-Kept at the earlier, conservative figure."""
+stacked in float64 (2.84 GiB before the refiner); with them written into one float32 array a 2048² field
+in 576-px tiles peaked at 2.79 GiB of a 3.73 GiB budget. Kept at the earlier, conservative figure."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
 SPECTRUM_VALUE_BYTES = 24.0
