@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +25,7 @@ from torch_geometric.data import Batch
 from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
 from fusionseg.inference import check_memory, predict_field, tile_for_memory
+from fusionseg.models.adaptation import FieldAdaptation, adapted_mlp
 from fusionseg.models.losses import create_loss, labelled
 from fusionseg.models.metrics import regression_metrics, segmentation_metrics, summarise
 from fusionseg.models.prior import PriorRefiner
@@ -275,12 +278,40 @@ class FusionSegModule(L.LightningModule):
     """Bytes a predicted field may use (``fusionseg predict --max_memory``): larger segmentation fields are
     predicted in overlapping tiles of the size that fits (`fusionseg.inference`); None: whole fields."""
 
+    field_adaptation: FieldAdaptation | None = FieldAdaptation()
+    """How each predicted field's own labelled points fine-tune the refiner first (`fusionseg.models.adaptation`);
+    None: every field gets the trained refiner as it is."""
+
     def predict_step(self, batch: list[Sample], batch_idx: int) -> list[dict[str, Any]]:
         """Per sample: ``labels`` (H, W) long and ``confidence`` (H, W) max probability (segmentation), or
-        ``values`` (K, H, W) (regression); in tiles when ``predict_max_memory`` asks for them."""
+        ``values`` (K, H, W) (regression); in tiles when ``predict_max_memory`` asks for them. With a refiner,
+        each field is predicted by the refiner adapted to it (`adapted_to`)."""
+        if self.refiner is None:
+            return self._predict_batch(batch)
+        results = []
+        for sample in batch:
+            with self.adapted_to(sample):
+                results += self._predict_batch([sample])
+        return results
+
+    def _predict_batch(self, batch: list[Sample]) -> list[dict[str, Any]]:
         if self.predict_max_memory is None or self.hparams.task != "segmentation":
             return self._predict_whole(batch)
         return [self._predict_in_tiles(s, self.predict_max_memory) for s in batch]
+
+    @contextmanager
+    def adapted_to(self, sample: Sample) -> Iterator[str]:
+        """Predict with the refiner fine-tuned to ``sample``'s points for the duration (a no-op inside another
+        `adapted_to`, without a refiner or with ``field_adaptation`` None). Yields what was done, in words."""
+        if self.refiner is None or self.field_adaptation is None or self.refiner.field_mlp is not None:
+            yield "refiner not adapted"
+            return
+        mlp, how = adapted_mlp(self, sample, self.field_adaptation)
+        self.refiner.field_mlp = mlp if mlp is not None else self.refiner.mlp  # set either way: no nested retry
+        try:
+            yield how
+        finally:
+            self.refiner.field_mlp = None
 
     def _predict_whole(self, batch: list[Sample]) -> list[dict[str, Any]]:
         out, graph = self.pixel_outputs(batch)

@@ -185,6 +185,7 @@ class PriorRefiner(nn.Module):
             width = hidden_channels
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
+        self.field_mlp: nn.Module | None = None  # set while predicting one field (`fusionseg.models.adaptation`)
         self.features = FeatureCache(**feature_settings)
 
     def forward(self, logits: Tensor, samples: list[Sample], keep: Tensor | None = None) -> Tensor:
@@ -219,8 +220,9 @@ class PriorRefiner(nn.Module):
         found = found.to(logits.device)
         net = logits.log_softmax(-1)[:, found].T.unsqueeze(-1)  # (F, HW, 1)
         chunk = len(logits) if torch.is_grad_enabled() else INFERENCE_CHUNK_PX  # bounded memory when predicting
+        mlp = self.field_mlp if self.field_mlp is not None and not self.training else self.mlp
         scores = torch.cat([
-            self.mlp(torch.cat([feats[:, i : i + chunk].to(logits.device, logits.dtype), net[:, i : i + chunk]], -1))
+            mlp(torch.cat([feats[:, i : i + chunk].to(logits.device, logits.dtype), net[:, i : i + chunk]], -1))
             for i in range(0, len(logits), chunk)
         ], 1).squeeze(-1).T  # (HW, F)  # fmt: skip
         refined = logits - logits.detach().max(-1, keepdim=True).values - 30.0  # unfound classes: far below

@@ -370,11 +370,12 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
         for note in ckpt_notes:
             log.warning(note)
         start = time.perf_counter()
-        labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
+        with model.adapted_to(adapted) as refiner:  # once per field, not per tile
+            labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
         timings["predict_s"] = round(time.perf_counter() - start, 2)
         mode = "shipped weights" if config.fallback_per_field else "checkpoint"
-        result = SegmentResult(labels, conf, tuple(model.class_names), adapted, mode, timings=timings,
-                               info={"notes": notes + ckpt_notes, "checkpoint": str(checkpoint)})  # fmt: skip
+        info = {"notes": notes + ckpt_notes, "checkpoint": str(checkpoint), "refiner": refiner}
+        result = SegmentResult(labels, conf, tuple(model.class_names), adapted, mode, timings=timings, info=info)
         withheld = withheld_points(adapted, config.held_out_share, config.seed)
         how = f"{int(withheld.sum())} identified points ({100 * config.held_out_share:.0f} %) withheld, map predicted "
         result = finish_result(result, model, config, withheld, how + "without them")
@@ -466,7 +467,8 @@ def finish_result(
         rest = replace(s, point_coords=s.point_coords[keep], point_features=s.point_features[keep],
                        point_target=None if s.point_target is None else s.point_target[keep])  # fmt: skip
         if isinstance(model, L.LightningModule):
-            blind, _ = predict_field(model, rest, config.tile_px, config.overlap_px)
+            with model.adapted_to(rest):  # adapted to the kept points only: the check stays blind
+                blind, _ = predict_field(model, rest, config.tile_px, config.overlap_px)
         else:
             blind = model(rest)
         held = held_out_agreement(blind.numpy(), names, calls.subset(withheld.numpy()), how)
