@@ -89,3 +89,26 @@ def test_large_fields_adapt_on_a_central_window(shipped) -> None:
     rc = window.point_coords.round()
     assert ((rc >= 0) & (rc < 40)).all() and 0 < window.num_points < sample.num_points
     assert np.isfinite(held_out_examples(shipped, window, 4, 0)[0][0].numpy()).all()
+
+
+def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
+    """Tiled `segment` fine-tunes once for the map and once for its blind check, never per tile, on a window that
+    fits the memory budget's tile."""
+    import fusionseg.models.module as module_mod
+    from fusionseg.pretrain import DEFAULT_WEIGHTS
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sem.segment import SegmentConfig, segment_field
+
+    windows = []
+
+    def counting(module, sample, settings):
+        windows.append((sample.height, sample.width, settings.max_px))
+        return adapted_mlp(module, sample, settings)
+
+    monkeypatch.setattr(module_mod, "adapted_mlp", counting)
+    sample = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=160, rocks=["granite"], eds_fraction=0.03,
+                                 seed=3)[0]  # fmt: skip
+    result = segment_field(sample, checkpoint=DEFAULT_WEIGHTS, config=SegmentConfig(tile_px=96, num_threads=1))
+    assert result.labels.shape == (160, 160)
+    assert [w[2] for w in windows] == [96, 96]  # the map, and the held-out check: not one per tile (4 tiles)
+    assert "refiner" in result.info["refiner"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from fusionseg.pretrain import DEFAULT_CONFIG, DEFAULT_WEIGHTS, held_out_figures, load_weights, weights_record
 
@@ -47,3 +48,14 @@ def test_pretrain_writes_loadable_weights_and_record(tmp_path):
     assert record["epochs_trained"] == 1 and record["overrides"] == tiny
     again = held_out_figures(load_weights(out), DEFAULT_CONFIG, tiny)
     assert again["test/miou"] == pytest.approx(record["held_out"]["test/miou"], abs=1e-6)
+
+
+def test_a_checkpoint_with_an_older_refiner_feature_set_names_the_fix(tmp_path):
+    from fusionseg.models.module import CheckpointMismatchError, FusionSegModule
+
+    ckpt = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)
+    weight = ckpt["state_dict"]["refiner.mlp.0.weight"]
+    ckpt["state_dict"]["refiner.mlp.0.weight"] = weight[:, :-2]  # written by a version that read two fewer features
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointMismatchError, match="older fusionseg must be retrained"):
+        FusionSegModule.load_from_checkpoint(tmp_path / "old.ckpt")

@@ -28,7 +28,7 @@ from fusionseg.inference import check_memory, predict_field, tile_for_memory
 from fusionseg.models.adaptation import FieldAdaptation, adapted_mlp
 from fusionseg.models.losses import create_loss, labelled
 from fusionseg.models.metrics import regression_metrics, segmentation_metrics, summarise
-from fusionseg.models.prior import PriorRefiner
+from fusionseg.models.prior import FEATURES, PriorRefiner
 from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
 from fusionseg.sample import IGNORE_INDEX, Sample
 
@@ -419,6 +419,9 @@ class FusionSegModule(L.LightningModule):
         ][:10]
         diffs += [f"  {name}: only in the checkpoint" for name in sorted(set(stored) - set(own))][:5]
         diffs += [f"  {name}: missing from the checkpoint" for name in sorted(set(own) - set(stored))][:5]
+        if any("refiner.mlp.0." in line for line in diffs):  # the feature set changed, not the config
+            diffs.append(f"  the refiner now reads {len(FEATURES)} features per (pixel, class): a checkpoint of an "
+                         "older fusionseg must be retrained (`fusionseg fit`, or `make pretrain`)")  # fmt: skip
         if diffs:
             raise CheckpointMismatchError(
                 "The checkpoint was trained with a different model configuration:\n" + "\n".join(diffs)

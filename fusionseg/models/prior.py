@@ -32,10 +32,12 @@ from fusionseg.sample import IGNORE_INDEX, Sample
 GEODESIC_SCALES = ((50.0, 1.0), (3200.0, 2.0))  # (edge weight, Gaussian sigma px): soft and hard image edges
 FEATURES = (
     *(f"geodesic{i}{rel}" for i in range(len(GEODESIC_SCALES)) for rel in ("", "_rel")),
-    "euclid", "euclid_rel", "zscore", "zscore_rel", "at_point", "walker", "walker_rel", "smoother", "smoother_rel",
+    "euclid", "euclid_rel", "zscore", "zscore_rel", "zscore_px", "zscore_px_rel", "at_point", "walker", "walker_rel",
+    "smoother", "smoother_rel",
 )  # fmt: skip
 INFERENCE_CHUNK_PX = 1 << 16  # pixels scored at once outside training: (classes x chunk x hidden) floats
 VOTE_FLOOR = 1e-4  # a classic vote share below this is "no": its log is clipped here
+MISMATCH_SIGMAS = (1.0, 0.0)  # Gaussian sigma (px) of the image-mismatch features: denoised, and one-pixel grains
 MAX_Z = 20.0  # image-value mismatch is clipped here (spread units): beyond it a class is simply unlike the pixel
 
 
@@ -85,8 +87,10 @@ def _feature_maps(
     for d in (*distances, euclid):
         d = np.log1p(d / spacing)
         yield from (d, d - d.min(0, keepdims=True))
-    z = _image_mismatch(image, rows, cols, labels, found) / 4.0
-    yield from (z, z - z.min(0, keepdims=True), at_point)
+    for sigma in MISMATCH_SIGMAS:
+        z = _image_mismatch(image, rows, cols, labels, found, sigma) / 4.0
+        yield from (z, z - z.min(0, keepdims=True))
+    yield at_point
     for share in _classic_votes(image, coords, labels):
         vote = np.log(np.clip(share, VOTE_FLOOR, 1.0))
         yield from (vote, vote - vote.max(0, keepdims=True))
@@ -105,15 +109,16 @@ def _classic_votes(image: np.ndarray, coords: np.ndarray, labels: np.ndarray) ->
 
 
 def _image_mismatch(
-    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, found: np.ndarray
+    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, found: np.ndarray, sigma: float
 ) -> np.ndarray:
-    """(F, H, W) |smoothed image - median of class f's points| in units of the pooled within-class spread.
+    """(F, H, W) |image smoothed by a Gaussian of ``sigma`` px (0: raw) - median of class f's points| in units of
+    the pooled within-class spread.
 
     The spread is the median absolute deviation of the points from their class's median (pooled over
     classes, scaled to a standard deviation), so the feature reads the same on a noisy simulator and a
     clean real detector.
     """
-    smooth = np.stack([ndimage.gaussian_filter(ch.astype(np.float64), 1.0) for ch in image])  # (C, H, W)
+    smooth = np.stack([ndimage.gaussian_filter(ch.astype(np.float64), sigma) for ch in image])  # (C, H, W)
     values = smooth[:, rows, cols].T  # (N, C)
     medians = np.stack([np.median(values[labels == c], axis=0) for c in found])  # (F, C)
     dev = np.abs(values - medians[np.searchsorted(found, labels)])

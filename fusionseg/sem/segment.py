@@ -361,6 +361,9 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
         log.warning(note)
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint)
+        if model.field_adaptation is not None:  # its window must fit the memory budget's tile, as prediction does
+            model.field_adaptation = replace(model.field_adaptation, max_px=min(model.field_adaptation.max_px,
+                                                                                config.tile_px))  # fmt: skip
         adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
         pt = adapted.point_target
         identified = 0.0 if pt is None else float((pt != IGNORE_INDEX).float().mean())
