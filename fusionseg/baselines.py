@@ -117,13 +117,15 @@ def random_walker_probabilities(
     (larger: diffusion stops more at image edges).
     """
     from skimage.segmentation import random_walker
+    from threadpoolctl import threadpool_limits
 
     _, h, w = image.shape
     found, seeds = _seeds(coords, labels, (h, w))
     if len(found) <= 1:
         return found, np.ones((len(found), h, w))
-    prob = random_walker(_unit_scaled(image), seeds, beta=beta, mode="cg_j", tol=1e-4, channel_axis=0,
-                         return_full_prob=True)  # fmt: skip
+    with threadpool_limits(1, user_api="blas"):  # CG on H*W vectors: BLAS threads spin-wait on a busy machine
+        prob = random_walker(_unit_scaled(image), seeds, beta=beta, mode="cg_j", tol=1e-4, channel_axis=0,
+                             return_full_prob=True)  # fmt: skip
     return found, prob
 
 
