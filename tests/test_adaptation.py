@@ -112,3 +112,6 @@ def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
     assert result.labels.shape == (160, 160)
     assert [w[2] for w in windows] == [96, 96]  # the map, and the held-out check: not one per tile (4 tiles)
     assert "refiner" in result.info["refiner"]
+    windows.clear()
+    plain = segment_field(sample, checkpoint=DEFAULT_WEIGHTS, config=SegmentConfig(tile_px=96, adapt_refiner=False))
+    assert windows == [] and plain.info["refiner"] == "refiner not adapted"  # `segment --no-adapt`

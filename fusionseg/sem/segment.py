@@ -86,6 +86,7 @@ class SegmentConfig:
     held_out_share: float = 0.1  # checkpoint path: share of identified points withheld and scored (QC)
     extrapolate: bool = False  # map pixels outside the EDS-acquired area too (else "not measured")
     fallback_per_field: bool = False  # shipped weights: train on the field when the library names < half the points
+    adapt_refiner: bool = True  # fine-tune the checkpoint's refiner on the field's points first (models.adaptation)
 
     def __post_init__(self) -> None:
         """The API's counterpart of the command line's argument checks: impossible settings fail here."""
@@ -361,7 +362,9 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
         log.warning(note)
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint)
-        if model.field_adaptation is not None:  # its window must fit the memory budget's tile, as prediction does
+        if not config.adapt_refiner:
+            model.field_adaptation = None
+        elif model.field_adaptation is not None:  # its window must fit the memory budget's tile, as prediction does
             model.field_adaptation = replace(model.field_adaptation, max_px=min(model.field_adaptation.max_px,
                                                                                 config.tile_px))  # fmt: skip
         adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
@@ -571,6 +574,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, help="trained model (.ckpt); default: the shipped weights")
     p.add_argument("--per-field", action="store_true", help="train a small model on this field instead of weights")
     p.add_argument("--no-honour-points", action="store_true", help="keep the model's label at measured pixels")
+    p.add_argument("--no-adapt", action="store_true",
+                   help="map with the weights as they are (default: their refiner is first fine-tuned on this "
+                   "field's points when that lowers the held-out loss)")  # fmt: skip
     p.add_argument("--extrapolate", action="store_true", help="map pixels outside the EDS-acquired area too")
     p.add_argument("--method", default="model", choices=("model", *CLASSIC_METHODS),
                    help="model: fusionseg's learned fusion (default); or a classic propagation of the identified "
@@ -647,7 +653,7 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
                            honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
-                           fallback_per_field=shipped)  # fmt: skip
+                           fallback_per_field=shipped, adapt_refiner=not a.no_adapt)  # fmt: skip
     log.info("memory budget %.2f GB: prediction tiles of %d px", budget / 1e9, tile)
     result = segment_field(sample, checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
