@@ -213,7 +213,8 @@ def oracle_map(dense: np.ndarray, sample) -> np.ndarray:
 
 
 def per_field_map(sample, budget_s: float) -> np.ndarray | str:
-    """`fusionseg segment` without a checkpoint: a small model trained on this field's identified points alone.
+    """`fusionseg segment` without a checkpoint: a small model trained on this field's identified points alone
+    (segment's classic floor off, so the row is the model's map).
 
     Returns the (H, W) map in library ids, or the error message when the field has too few points.
     """
@@ -222,7 +223,8 @@ def per_field_map(sample, budget_s: float) -> np.ndarray | str:
     found, compact = torch.unique(sample.point_target, return_inverse=True)
     names = tuple(sample.meta.class_names[k] for k in found.tolist())
     field = replace(sample, point_target=compact, target=None, meta=replace(sample.meta, class_names=names))
-    config = SegmentConfig(time_budget_s=budget_s, progress=False, num_threads=torch.get_num_threads())
+    config = SegmentConfig(time_budget_s=budget_s, progress=False, num_threads=torch.get_num_threads(),
+                           classic_floor=False)  # fmt: skip
     try:
         return found[segment_field(field, config=config).labels].numpy()
     except SegmentError as err:

@@ -44,6 +44,7 @@ from fusionseg.inference import (
     tile_for_memory,
 )
 from fusionseg.sample import IGNORE_INDEX, Sample, odd_input_notes
+from fusionseg.sem.classic_floor import ClassicFill, better_classic
 from fusionseg.sem.data.acquisition import measured_points, sparse_acquisition
 from fusionseg.sem.identify import UNKNOWN, PointLabels, label_points
 from fusionseg.sem.meta import EnergyAxis, hide_target, model_meta, sem_meta
@@ -87,6 +88,7 @@ class SegmentConfig:
     extrapolate: bool = False  # map pixels outside the EDS-acquired area too (else "not measured")
     fallback_per_field: bool = False  # shipped weights: train on the field when the library names < half the points
     adapt_refiner: bool = True  # fine-tune the checkpoint's refiner on the field's points first (models.adaptation)
+    classic_floor: bool = True  # a classic fill replaces the model when the withheld points prove it better
 
     def __post_init__(self) -> None:
         """The API's counterpart of the command line's argument checks: impossible settings fail here."""
@@ -457,14 +459,6 @@ def finish_result(
 
     s, names = result.sample, tuple(result.class_names)
     labels, conf = result.labels.numpy().copy(), result.confidence.numpy().copy()
-    measured = sem_meta(s.meta).measured_mask
-    outside = None if measured is None or config.extrapolate else ~np.asarray(measured, dtype=bool)
-    if outside is not None and outside.any():
-        labels[outside], conf[outside] = IGNORE_INDEX, np.nan
-        result.info.setdefault("notes", []).append(
-            f"{int(outside.sum())} pixels ({100 * outside.mean():.1f} %) lie outside the EDS-acquired area: "
-            "'not measured' (--extrapolate maps them)"
-        )
     calls = point_calls(s.point_coords.numpy(), None if s.point_target is None else s.point_target.numpy(), names,
                         labels.shape, void_points(s.point_features).numpy())  # fmt: skip
     held = {"how": how, "share": None}
@@ -478,6 +472,20 @@ def finish_result(
         else:
             blind = model(rest)
         held = held_out_agreement(blind.numpy(), names, calls.subset(withheld.numpy()), how)
+        if config.classic_floor and isinstance(model, L.LightningModule):
+            floor = better_classic(blind.numpy(), rest, names, calls.subset(withheld.numpy()), config.tile_px,
+                                   config.overlap_px)  # fmt: skip
+            if floor is not None:
+                labels, conf = _use_classic_floor(result, floor, held, config)
+                held = held_out_agreement(floor[1], names, calls.subset(withheld.numpy()), how)
+    measured = sem_meta(s.meta).measured_mask
+    outside = None if measured is None or config.extrapolate else ~np.asarray(measured, dtype=bool)
+    if outside is not None and outside.any():
+        labels[outside], conf[outside] = IGNORE_INDEX, np.nan
+        result.info.setdefault("notes", []).append(
+            f"{int(outside.sum())} pixels ({100 * outside.mean():.1f} %) lie outside the EDS-acquired area: "
+            "'not measured' (--extrapolate maps them)"
+        )
     final = honour_points(labels, names, calls) if config.honour_points else labels
     result.qc = quality_checks(final, names, calls, model_labels=labels, held_out=held)
     result.model_labels = torch.from_numpy(labels)
@@ -485,6 +493,23 @@ def finish_result(
     for warning in result.qc["warnings"]:
         log.warning(warning)
     return result
+
+
+def _use_classic_floor(
+    result: SegmentResult, floor: tuple[str, np.ndarray, float], model_held: dict, config: SegmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classic method's map of all the points (labels, confidence 1), noted in ``result`` (`classic_floor`)."""
+    method, _, z = floor
+    fill = ClassicFill(method, len(result.class_names))
+    labels = predict_field(fill, result.sample, config.tile_px, config.overlap_px)[0].numpy().copy()
+    note = (
+        f"classic floor: {method} beat the model on the withheld points (McNemar z = {z:.1f}; the model's "
+        f"held-out agreement {model_held['share']}), so the map is {method}'s (confidence not calibrated)"
+    )
+    log.warning(note)
+    result.info.setdefault("notes", []).append(note)
+    result.mode = f"{result.mode}, classic floor: {method}"
+    return labels, (labels != IGNORE_INDEX).astype(np.float32)
 
 
 def classic_segment(
@@ -578,6 +603,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="map with the weights as they are (default: their refiner is first fine-tuned on this "
                    "field's points when that lowers the held-out loss)")  # fmt: skip
     p.add_argument("--extrapolate", action="store_true", help="map pixels outside the EDS-acquired area too")
+    p.add_argument("--no-classic-floor", action="store_true",
+                   help="keep the model's map even when a classic fill beats it on the withheld points")  # fmt: skip
     p.add_argument("--method", default="model", choices=("model", *CLASSIC_METHODS),
                    help="model: fusionseg's learned fusion (default); or a classic propagation of the identified "
                    "points (no model, for comparison)")  # fmt: skip
@@ -653,7 +680,8 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
                            honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
-                           fallback_per_field=shipped, adapt_refiner=not a.no_adapt)  # fmt: skip
+                           fallback_per_field=shipped, adapt_refiner=not a.no_adapt,
+                           classic_floor=not a.no_classic_floor)  # fmt: skip
     log.info("memory budget %.2f GB: prediction tiles of %d px", budget / 1e9, tile)
     result = segment_field(sample, checkpoint, config)
     result.timings["total_s"] = round(time.perf_counter() - start, 2)
