@@ -11,7 +11,7 @@ import inspect
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -290,7 +290,8 @@ class FusionSegModule(L.LightningModule):
             return self._predict_batch(batch)
         results = []
         for sample in batch:
-            with self.adapted_to(sample):
+            budget = self.predict_max_memory  # the adaptation window must fit the budget's tile, as the tiles do
+            with self.adapted_to(sample, None if budget is None else tile_for_memory(budget, sample)):
                 results += self._predict_batch([sample])
         return results
 
@@ -300,13 +301,17 @@ class FusionSegModule(L.LightningModule):
         return [self._predict_in_tiles(s, self.predict_max_memory) for s in batch]
 
     @contextmanager
-    def adapted_to(self, sample: Sample) -> Iterator[str]:
+    def adapted_to(self, sample: Sample, max_px: int | None = None) -> Iterator[str]:
         """Predict with the refiner fine-tuned to ``sample``'s points for the duration (a no-op inside another
-        `adapted_to`, without a refiner or with ``field_adaptation`` None). Yields what was done, in words."""
+        `adapted_to`, without a refiner or with ``field_adaptation`` None). ``max_px``: a smaller adaptation
+        window (px) than the settings'. Yields what was done, in words."""
         if self.refiner is None or self.field_adaptation is None or self.refiner.field_mlp is not None:
             yield "refiner not adapted"
             return
-        mlp, how = adapted_mlp(self, sample, self.field_adaptation)
+        settings = self.field_adaptation
+        if max_px is not None and max_px < settings.max_px:
+            settings = replace(settings, max_px=max_px)
+        mlp, how = adapted_mlp(self, sample, settings)
         self.refiner.field_mlp = mlp if mlp is not None else self.refiner.mlp  # set either way: no nested retry
         try:
             yield how

@@ -366,9 +366,6 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
         model = load_checkpoint_model(checkpoint)
         if not config.adapt_refiner:
             model.field_adaptation = None
-        elif model.field_adaptation is not None:  # its window must fit the memory budget's tile, as prediction does
-            model.field_adaptation = replace(model.field_adaptation, max_px=min(model.field_adaptation.max_px,
-                                                                                config.tile_px))  # fmt: skip
         adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
         pt = adapted.point_target
         identified = 0.0 if pt is None else float((pt != IGNORE_INDEX).float().mean())
@@ -378,7 +375,7 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
         for note in ckpt_notes:
             log.warning(note)
         start = time.perf_counter()
-        with model.adapted_to(adapted) as refiner:  # once per field, not per tile
+        with model.adapted_to(adapted, config.tile_px) as refiner:  # once per field (not per tile), within a tile
             labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
         timings["predict_s"] = round(time.perf_counter() - start, 2)
         mode = "shipped weights" if config.fallback_per_field else "checkpoint"
@@ -467,7 +464,7 @@ def finish_result(
         rest = replace(s, point_coords=s.point_coords[keep], point_features=s.point_features[keep],
                        point_target=None if s.point_target is None else s.point_target[keep])  # fmt: skip
         if isinstance(model, L.LightningModule):
-            with model.adapted_to(rest):  # adapted to the kept points only: the check stays blind
+            with model.adapted_to(rest, config.tile_px):  # adapted to the kept points only: the check stays blind
                 blind, _ = predict_field(model, rest, config.tile_px, config.overlap_px)
         else:
             blind = model(rest)
