@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from fusionseg.argtypes import fraction, int_at_least, memory_size, positive_float
-from fusionseg.baselines import CLASSIC_METHODS, classic_map
+from fusionseg.baselines import CLASSIC_METHODS
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.errors import FusionSegError, SegmentError
 from fusionseg.inference import (
@@ -515,9 +515,7 @@ def classic_segment(
     """A classic propagation of the labelled points (`fusionseg.baselines`); confidence 1 where it names a class."""
 
     def fill(field: Sample) -> Tensor:
-        k = len(field.meta.class_names)
-        image, coords = field.image.numpy(), field.point_coords.numpy()
-        return torch.from_numpy(classic_map(config.method, image, coords, field.point_target.numpy(), k))
+        return ClassicFill(config.method, len(field.meta.class_names)).predict_samples([field])[0]["labels"]
 
     start = time.perf_counter()
     labels = fill(sample)
