@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fusionseg.models.adaptation import FieldAdaptation, adapted_mlp, held_out_examples, held_out_loss
-from fusionseg.models.prior import FEATURES
+from fusionseg.models.prior import FEATURES, PIXEL_FEATURES
 from fusionseg.sample import IGNORE_INDEX
 
 
@@ -32,13 +32,15 @@ def field(fraction: float, seed: int = 7):
 def test_held_out_points_are_scored_without_themselves(shipped) -> None:
     sample = field(0.05)
     labelled = int((sample.point_target != IGNORE_INDEX).sum())
-    examples = held_out_examples(shipped, sample, folds=4, seed=0)
+    model = copy.deepcopy(shipped)
+    with torch.no_grad():  # the pixel term reads at_point alone: 1 where a point of the class was measured
+        model.refiner.pixel.weight.copy_(torch.eye(len(PIXEL_FEATURES))[PIXEL_FEATURES.index("at_point")])
+    examples = held_out_examples(model, sample, folds=4, seed=0)
     assert len(examples) == 4
-    assert labelled - 10 <= sum(len(y) for _, y in examples) <= labelled  # a phase only one fold saw is dropped
-    at_point = FEATURES.index("at_point")
-    for x, y in examples:
-        assert x.shape[1:] == (len(y), len(FEATURES) + 1)
-        assert (x[..., at_point] == 0).all()  # the held-out point is not among the points its features came from
+    assert labelled - 10 <= sum(len(y) for *_, y in examples) <= labelled  # a phase only one fold saw is dropped
+    for x, pixel_term, y in examples:
+        assert x.shape[1:] == (len(y), len(FEATURES) + 1) and pixel_term.shape == x.shape[:2]
+        assert (pixel_term == 0).all()  # the held-out point is not among the points its features came from
 
 
 def test_adaptation_repairs_a_refiner_that_is_wrong_for_the_field(shipped) -> None:

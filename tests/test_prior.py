@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
-from fusionseg.models.prior import FEATURES, PriorRefiner, classic_features
+from fusionseg.models.prior import FEATURES, PIXEL_FEATURES, PriorRefiner, classic_features
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 
@@ -17,17 +19,46 @@ def two_regions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image[None].astype(np.float32), coords, np.array([2, 7, IGNORE_INDEX])
 
 
+def pixel_graph(n: int) -> SimpleNamespace:
+    """A stand-in batched graph whose image nodes are the n pixels of one field."""
+    return SimpleNamespace(pixel_to_node=torch.arange(n))
+
+
 def test_features_see_the_edge_and_the_points() -> None:
     image, coords, labels = two_regions()
-    found, feats = classic_features(image, coords, labels)
-    assert found.tolist() == [2, 7] and feats.shape == (2, 32 * 32, len(FEATURES))
-    f = {name: feats[..., i].reshape(2, 32, 32) for i, name in enumerate(FEATURES)}
+    feats = classic_features(image, coords, labels)  # every pixel its own region: the exact reference
+    assert feats.found.tolist() == [2, 7] and feats.region.shape == (2, 32 * 32, len(FEATURES))
+    f = {name: feats.region[..., i].reshape(2, 32, 32) for i, name in enumerate(FEATURES)}
     # col 13 is 11 px from class 2's point and 7 px from class 7's, but on class 2's side of the edge:
     assert f["euclid"][0, 16, 13] > f["euclid"][1, 16, 13]
     assert f["geodesic1"][0, 16, 13] < f["geodesic1"][1, 16, 13]
+    assert f["walker"][0, 16, 13] > f["walker"][1, 16, 13]
+    assert f["smoother"][0, 16, 13] > f["smoother"][1, 16, 13]
     assert f["zscore"][0, 16, 13] < f["zscore"][1, 16, 13]  # its value matches class 2's points
-    at = f["at_point"]
+    at = feats.pixel_features(np.arange(32 * 32))[..., PIXEL_FEATURES.index("at_point")].reshape(2, 32, 32)
     assert at[0, 16, 2] == 1 and at[1, 16, 20] == 1 and at.sum() == 2  # the unlabelled point is no class's
+    assert (feats.classic_labels("geodesic").reshape(32, 32)[:, :16] == 2).all()
+    assert (feats.classic_labels("random-walker").reshape(32, 32)[:, 17:] == 7).all()
+
+
+def test_region_features_follow_the_pixel_features_on_a_real_partition() -> None:
+    """On SLIC regions (the default builder's nodes) the fills agree with the per-pixel reference on most
+    pixels; by how much they differ is printed and bounded here."""
+    from fusionseg.graphs.superpixel import SuperpixelGraphBuilder
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sem.identify import with_identified_point_labels
+
+    s = with_identified_point_labels(DATA_SOURCES.create("sem-synthetic", num_fields=1, size=96, rocks=["granite"],
+                                                         eds_fraction=0.03, seed=5)[0])  # fmt: skip
+    args = (s.image.numpy(), s.point_coords.numpy(), s.point_target.numpy())
+    exact = classic_features(*args)
+    regions = SuperpixelGraphBuilder(method="slic", region_size=6, compactness=0.3, sigma=1.0).segment(s.image)
+    fast = classic_features(*args, regions)
+    assert fast.region.shape[1] < exact.region.shape[1] / 20  # ~36 px per region
+    for method in ("geodesic", "random-walker"):
+        agree = (fast.classic_labels(method) == exact.classic_labels(method)).mean()
+        print(f"{method}: region fill agrees with the pixel fill on {agree:.3f} of the pixels")
+        assert agree > 0.85, (method, agree)
 
 
 def test_refiner_scores_only_found_classes_and_trains_on_a_pixel_share() -> None:
@@ -35,16 +66,20 @@ def test_refiner_scores_only_found_classes_and_trains_on_a_pixel_share() -> None
     sample = Sample(image=torch.from_numpy(image), point_coords=torch.from_numpy(coords).float(),
                     point_features=torch.ones(3, 4), point_target=torch.from_numpy(labels))  # fmt: skip
     refiner = PriorRefiner(hidden_channels=8, num_layers=2)
+    with torch.no_grad():
+        refiner.pixel.weight.fill_(0.5)  # the pixel term takes part
     logits = torch.zeros(32 * 32, 9, requires_grad=True)
-    out = refiner(logits, [sample])
+    graph = pixel_graph(32 * 32)
+    out = refiner(logits, graph, [sample])
     assert out.shape == (32 * 32, 9)
     assert (out[:, [2, 7]].min(1).values > out[:, [0, 1, 3, 4, 5, 6, 8]].max(1).values).all()
     keep = torch.zeros(32 * 32, dtype=torch.bool)
     keep[::4] = True
-    part = refiner(logits, [sample], keep)
+    part = refiner(logits, graph, [sample], keep)
     assert part.shape == (256, 9) and torch.allclose(part, out[keep], atol=1e-5)  # float sums over other batch sizes
     part[:, 2].sum().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0  # the network's scores are an input
+    assert refiner.pixel.weight.grad is not None  # the pixel term is trained with the MLP
     target = torch.full((32 * 32,), 4)
     target[:512] = 7
     assert (refiner.found_only(target, [sample])[512:] == IGNORE_INDEX).all()  # class 4: no point found it
@@ -60,6 +95,8 @@ def test_feature_cache_is_keyed_by_content_not_object() -> None:
     moved = make()
     moved.point_target = torch.tensor([7, 2, IGNORE_INDEX])
     assert refiner.features(moved) is not first
+    halves = np.repeat(np.arange(2), 32 * 16)
+    assert refiner.features(make(), halves) is not first  # other regions: other features
 
 
 def test_shipped_model_names_each_confidently_identified_point_its_mineral() -> None:
@@ -81,3 +118,24 @@ def test_shipped_model_names_each_confidently_identified_point_its_mineral() -> 
         at_points = labels[rc[:, 0], rc[:, 1]]
         assert confident.sum() >= 60
         assert torch.equal(at_points[confident], s.point_target[confident])
+
+
+def test_chunked_prediction_equals_the_argmax_and_softmax_of_the_full_scores() -> None:
+    """`PriorRefiner.predict` (labels and confidence chunk by chunk) against `forward`'s (H*W, K) scores."""
+    from fusionseg.pretrain import load_weights
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sem.identify import with_identified_point_labels
+
+    model = load_weights().eval()
+    model.field_adaptation = None
+    s = with_identified_point_labels(DATA_SOURCES.create("sem-synthetic", num_fields=1, size=80, rocks=["basalt"],
+                                                         eds_fraction=0.02, seed=9)[0])  # fmt: skip
+    for only_found in (True, False):
+        model.hparams.mask_unseen_classes = only_found
+        with torch.no_grad():
+            scores, _ = model.pixel_outputs([s])
+            graph = model.build_graphs([s])
+            labels, conf = model.refiner.predict(model(graph), graph, [s], only_found)[0]
+        prob = scores.softmax(-1)
+        assert torch.equal(labels.flatten(), prob.argmax(-1))
+        assert torch.allclose(conf.flatten(), prob.max(-1).values, atol=1e-5)

@@ -24,14 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusionseg.baselines import point_pixels
-from fusionseg.graphs.schema import decode_to_pixels
-from fusionseg.inference import crop_sample
-from fusionseg.models.prior import classic_features
+from fusionseg.inference import central_window
 from fusionseg.sample import IGNORE_INDEX, Sample
 
-Examples = list[tuple[Tensor, Tensor]]
-"""Per fold: refiner inputs (F, n, len(FEATURES) + 1) of its held-out points, and each point's class position
-among the fold's found classes (n,)."""
+Examples = list[tuple[Tensor, Tensor, Tensor]]
+"""Per fold: MLP inputs (F, n, len(FEATURES) + 1) of its held-out points, the refiner's pixel term there (F, n),
+and each point's class position among the fold's found classes (n,)."""
 
 
 @dataclass(frozen=True)
@@ -71,19 +69,10 @@ def adapted_mlp(module: Any, sample: Sample, settings: FieldAdaptation) -> tuple
     return fine_tune(refiner.mlp, examples, settings), how
 
 
-def central_window(sample: Sample, max_px: int) -> Sample:
-    """The central window of ``sample`` at most ``max_px`` on a side (the sample itself when it fits)."""
-    if sample.height <= max_px and sample.width <= max_px:
-        return sample
-    ch, cw = min(sample.height, max_px), min(sample.width, max_px)
-    r0, c0 = (sample.height - ch) // 2, (sample.width - cw) // 2
-    every = torch.ones(sample.num_points, dtype=torch.bool)
-    return crop_sample(sample, r0, c0, ch, cw, every, ~every)
-
-
 @torch.no_grad()
 def held_out_examples(module: Any, sample: Sample, folds: int, seed: int) -> Examples:
     """Refiner inputs at each fold's labelled points, computed from the other folds' points only."""
+    refiner = module.refiner
     labels = sample.point_target.numpy()
     coords = sample.point_coords.numpy()
     labelled = np.flatnonzero(labels != IGNORE_INDEX)
@@ -95,25 +84,26 @@ def held_out_examples(module: Any, sample: Sample, folds: int, seed: int) -> Exa
         sub = Sample(image=sample.image, point_coords=sample.point_coords[rest], meta=sample.meta,
                      point_features=sample.point_features[rest], point_target=sample.point_target[rest])  # fmt: skip
         graph = module.build_graphs([sub.to(module.device)])
-        log_prob = decode_to_pixels(module(graph), graph).log_softmax(-1).cpu()
-        found, feats = classic_features(sample.image.numpy(), coords[rest], labels[rest])
+        nodes, regions = refiner.regions(graph, slice(0, sample.height * sample.width), sub)
+        region_logits = module(graph)[nodes.to(module.device)].cpu()
+        feats = refiner.features(sub, regions)
         rows, cols = point_pixels(coords[held], (sample.height, sample.width))
         pixel = rows * sample.width + cols
-        position = np.searchsorted(found, labels[held])
-        ok = position < len(found)
-        ok[ok] = found[position[ok]] == labels[held][ok]  # a phase only the held-out fold saw cannot be named
+        position = np.searchsorted(feats.found, labels[held])
+        ok = position < len(feats.found)
+        ok[ok] = feats.found[position[ok]] == labels[held][ok]  # a phase only the held-out fold saw cannot be named
         if not ok.any():
             continue
         pixel, position = pixel[ok], position[ok]
-        net = log_prob[torch.from_numpy(pixel)][:, torch.from_numpy(found)].T.unsqueeze(-1)
-        examples.append((torch.cat([torch.from_numpy(feats[:, pixel]), net], -1), torch.from_numpy(position)))
+        x = refiner.region_inputs(region_logits, feats)[:, torch.from_numpy(feats.regions[pixel])]
+        examples.append((x, refiner.pixel_term(feats, pixel, x), torch.from_numpy(position)))
     return examples
 
 
 def held_out_loss(mlp: nn.Module, examples: Examples) -> Tensor:
-    """Mean cross-entropy of the MLP's class scores at the held-out points."""
-    total = sum(F.cross_entropy(mlp(x).squeeze(-1).T, y, reduction="sum") for x, y in examples)
-    return total / max(1, sum(len(y) for _, y in examples))
+    """Mean cross-entropy of the refiner's class scores (the MLP's plus the fixed pixel term) at the held-out points."""
+    total = sum(F.cross_entropy((mlp(x).squeeze(-1) + p).T, y, reduction="sum") for x, p, y in examples)
+    return total / max(1, sum(len(y) for *_, y in examples))
 
 
 def fine_tune(mlp: nn.Module, examples: Examples, settings: FieldAdaptation) -> nn.Module:
@@ -121,7 +111,7 @@ def fine_tune(mlp: nn.Module, examples: Examples, settings: FieldAdaptation) -> 
     with torch.inference_mode(False), torch.enable_grad():  # predictions run under inference mode
         tuned = copy.deepcopy(mlp)
         start = [p.detach().clone() for p in tuned.parameters()]
-        examples = [(x.clone(), y.clone()) for x, y in examples]  # inference tensors cannot be saved for backward
+        examples = [(x.clone(), p.clone(), y.clone()) for x, p, y in examples]  # inference tensors: no backward
         optimiser = torch.optim.Adam(tuned.parameters(), lr=settings.lr)
         for _ in range(settings.steps):
             optimiser.zero_grad()

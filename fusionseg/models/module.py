@@ -165,7 +165,7 @@ class FusionSegModule(L.LightningModule):
         graph = self.build_graphs(samples)
         node_out = self(graph)
         if self.refiner is not None:
-            out = self.refiner(decode_to_pixels(node_out, graph), samples)
+            out = self.refiner(node_out, graph, samples)
             if mask and self.hparams.mask_unseen_classes and not self.training:
                 out = self._mask_unseen(out, graph, pixel_batch(graph))
             return out, graph
@@ -209,9 +209,10 @@ class FusionSegModule(L.LightningModule):
     def _refined_training_loss(self, samples: list[Sample]) -> tuple[Tensor, Tensor, Batch]:
         """Loss of the refined scores on a random share of the pixels (the refiner scores every class per pixel)."""
         graph = self.build_graphs(samples)
-        base = decode_to_pixels(self(graph), graph)
+        node_out = self(graph)
+        base = decode_to_pixels(node_out, graph)
         keep = torch.rand(len(base), device=base.device) < self.refiner.train_pixel_fraction
-        out = self.refiner(base, samples, keep)
+        out = self.refiner(node_out, graph, samples, keep)
         target = self.refiner.found_only(graph.pixel_y, samples)[keep]
         loss = self.loss_fn(out, target)
         if self.refiner.network_loss_weight > 0:  # the network's own scores stay a classifier (deep supervision)
@@ -319,6 +320,12 @@ class FusionSegModule(L.LightningModule):
             self.refiner.field_mlp = None
 
     def _predict_whole(self, batch: list[Sample]) -> list[dict[str, Any]]:
+        if self.refiner is not None:  # labels and confidence chunk by chunk, never the (H*W, K) scores
+            graph = self.build_graphs(batch)
+            fields = self.refiner.predict(self(graph), graph, batch, bool(self.hparams.mask_unseen_classes))
+            fills = self.refiner.classic_maps  # free with the features (segment's classic floor reads them)
+            return [{"name": s.meta.name, "labels": labels, "confidence": conf, "classic": classic}
+                    for s, (labels, conf), classic in zip(batch, fields, fills, strict=True)]  # fmt: skip
         out, graph = self.pixel_outputs(batch)
         owner = pixel_batch(graph)
         results = []
@@ -424,9 +431,10 @@ class FusionSegModule(L.LightningModule):
         ][:10]
         diffs += [f"  {name}: only in the checkpoint" for name in sorted(set(stored) - set(own))][:5]
         diffs += [f"  {name}: missing from the checkpoint" for name in sorted(set(own) - set(stored))][:5]
-        if any("refiner.mlp.0." in line for line in diffs):  # the feature set changed, not the config
-            diffs.append(f"  the refiner now reads {len(FEATURES)} features per (pixel, class): a checkpoint of an "
-                         "older fusionseg must be retrained (`fusionseg fit`, or `make pretrain`)")  # fmt: skip
+        if any("refiner." in line for line in diffs):  # the feature set changed, not the config
+            diffs.append(f"  the refiner now reads {len(FEATURES)} features per (region, class) and a per-pixel "
+                         "term: a checkpoint of an older fusionseg must be retrained (`fusionseg fit`, or `make "
+                         "pretrain`)")  # fmt: skip
         if diffs:
             raise CheckpointMismatchError(
                 "The checkpoint was trained with a different model configuration:\n" + "\n".join(diffs)
