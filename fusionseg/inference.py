@@ -39,6 +39,20 @@ def crop_sample(sample: Sample, r0: int, c0: int, ch: int, cw: int, context: Ten
                   point_target=None if pt is None else pt[ctx])  # fmt: skip
 
 
+def central_box(height: int, width: int, max_px: int) -> tuple[int, int, int, int]:
+    """(row0, col0, rows, cols) of the central window at most ``max_px`` on a side of an (H, W) field (px)."""
+    ch, cw = min(height, max_px), min(width, max_px)
+    return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+
+def central_window(sample: Sample, max_px: int) -> Sample:
+    """The central window of ``sample`` at most ``max_px`` on a side with its points (the sample when it fits)."""
+    if sample.height <= max_px and sample.width <= max_px:
+        return sample
+    every = torch.ones(sample.num_points, dtype=torch.bool)
+    return crop_sample(sample, *central_box(sample.height, sample.width, max_px), every, ~every)
+
+
 def min_tile_px(overlap_px: int) -> int:
     """Smallest tile that keeps ``overlap_px`` of context on each side of a core of at least 32 px."""
     return 2 * overlap_px + 32
@@ -64,12 +78,15 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, 
     return [(a, a + tile, cuts[i], cuts[i + 1]) for i, a in enumerate(starts)]
 
 
-def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32) -> tuple[Tensor, Tensor]:
+def predict_field(
+    model: Any, sample: Sample, tile_px: int = 512, overlap_px: int = 32, classic: dict[str, Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
     """(H, W) labels and confidence; fields larger than ``tile_px`` are predicted in overlapping tiles.
 
     Each tile keeps only its core (`tile_spans`), so every pixel is predicted exactly once with up to
     ``overlap_px`` of context on each side; a tile without a measured point sees the nearest points
-    outside it (the window grows until it holds one), never an empty point set.
+    outside it (the window grows until it holds one), never an empty point set. ``classic``: filled with
+    the (H, W) classic fills the model made on the way (its prediction's ``"classic"`` maps), when it made any.
     """
     from tqdm.auto import tqdm
 
@@ -85,6 +102,9 @@ def predict_field(model: Any, sample: Sample, tile_px: int = 512, overlap_px: in
         out = model.predict_samples([crop])[0]
         labels[kr0:kr1, kc0:kc1] = out["labels"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
         conf[kr0:kr1, kc0:kc1] = out["confidence"][kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
+        for method, fill in out.get("classic", {}).items() if classic is not None else ():
+            classic.setdefault(method, torch.full((h, w), IGNORE_INDEX, dtype=torch.long))
+            classic[method][kr0:kr1, kc0:kc1] = fill[kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
     if torch.isnan(conf).any():  # cannot happen with tile_spans; a guard against a silent wrong map
         raise RuntimeError(f"{int(torch.isnan(conf).sum())} pixels were not predicted; this is a fusionseg bug.")
     return labels, conf
@@ -105,18 +125,19 @@ def window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tu
 
 BASE_BYTES = 450e6
 """Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
-TILE_BYTES_PER_PIXEL = 3000.0
-"""Peak bytes per pixel of one prediction tile (graph, refiner features, activations). ``bench_segment
---peak-rss`` measured 3.84 GiB with one 1024-px tile of a 1024² field when the refiner's features were
-stacked in float64 (2.84 GiB before the refiner); with them written into one float32 array a 2048² field
-in 576-px tiles peaked at 2.79 GiB of a 3.73 GiB budget. Kept at the earlier, conservative figure."""
+TILE_BYTES_PER_PIXEL = 400.0
+"""Peak bytes per pixel of one prediction tile: superpixels and graph (int64 maps), the refiner's region graph
+and per-pixel images, labels, confidence and classic fills; the refiner writes labels chunk by chunk and never
+holds (pixels x classes) scores. Checked by ``bench_segment --peak-rss`` (README, Speed and memory)."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
-SPECTRUM_VALUE_BYTES = 24.0
-"""Bytes per point-feature value while points are labelled (SEM: float64 copies of the spectra during
-identification)."""
-PIXEL_BYTES = 64.0
-"""Bytes per field pixel outside the tiles: image, labels, confidence, output pictures."""
+SPECTRUM_VALUE_BYTES = 12.0
+"""Bytes per point-feature value: the float32 spectra, a float32 copy while a reader drops unmeasured points
+(with the file's uint16 counts), and the held-out check's copy of the kept points; identification converts
+to float64 in chunks of `fusionseg.sem.identify.CHUNK_SPECTRA` spectra (inside `BASE_BYTES`)."""
+PIXEL_BYTES = 96.0
+"""Bytes per field pixel outside the tiles: image, labels and confidence (model, final, held-out check), the
+refiner's classic fills of the whole field (classic floor), output pictures."""
 
 
 def available_memory() -> int:

@@ -50,3 +50,21 @@ def test_the_shipped_model_keeps_its_map_where_it_is_good(field) -> None:
 
     result = segment_field(field, DEFAULT_WEIGHTS, SegmentConfig(num_threads=1))
     assert result.mode == "checkpoint" and not any("classic floor" in n for n in result.info["notes"])
+
+
+def test_the_held_out_check_of_a_large_field_maps_a_central_window_only(field, tmp_path) -> None:
+    """Above ``qc_window_px`` the check scores the withheld points inside the central window (its cost stays
+    bounded), and the floor still returns the classic fill of the whole field."""
+    from fusionseg.pretrain import DEFAULT_WEIGHTS
+    from fusionseg.sem.segment import SegmentConfig, segment_field
+
+    ckpt = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=False)
+    ckpt["state_dict"]["refiner.mlp.4.weight"] = -ckpt["state_dict"]["refiner.mlp.4.weight"]
+    torch.save(ckpt, tmp_path / "broken.ckpt")
+    config = SegmentConfig(adapt_refiner=False, honour_points=False, num_threads=1, qc_window_px=64)
+    whole = segment_field(field, tmp_path / "broken.ckpt", SegmentConfig(adapt_refiner=False, honour_points=False))
+    result = segment_field(field, tmp_path / "broken.ckpt", config)
+    held, whole_held = result.qc["held_out"], whole.qc["held_out"]
+    assert "central 64x64 px window" in held["how"] and 0 < held["points"] < whole_held["points"]
+    assert "classic floor" in result.mode
+    assert float((result.labels.numpy() == field.target.numpy()).mean()) > 0.8  # the whole field is filled

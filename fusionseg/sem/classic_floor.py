@@ -53,16 +53,21 @@ def mcnemar_z(candidate: np.ndarray, incumbent: np.ndarray) -> float:
 
 def better_classic(
     model_blind: np.ndarray, rest: Sample, class_names: tuple[str, ...], withheld: PointCalls, tile_px: int,
-    overlap_px: int,
+    overlap_px: int, blind_fills: dict[str, torch.Tensor] | None = None,
 ) -> tuple[str, np.ndarray, float] | None:  # fmt: skip
     """The classic method whose map from ``rest``'s points beats ``model_blind`` on the ``withheld`` points by
-    ``Z_MIN``: (method, its blind map, z); None when the model holds."""
+    ``Z_MIN``: (method, its blind map, z); None when the model holds. ``blind_fills``: the methods' maps from
+    ``rest``'s points already made (the refiner's region-graph fills: the decision costs nothing more); the
+    per-pixel methods otherwise."""
     model_ok = correct_at(model_blind, class_names, withheld)
     if len(model_ok) == 0:
         return None
     best = None
     for method in FLOOR_METHODS:
-        blind = predict_field(ClassicFill(method, len(class_names)), rest, tile_px, overlap_px)[0].numpy()
+        if blind_fills and method in blind_fills:
+            blind = blind_fills[method].numpy()
+        else:
+            blind = predict_field(ClassicFill(method, len(class_names)), rest, tile_px, overlap_px)[0].numpy()
         ok = correct_at(blind, class_names, withheld)
         if best is None or ok.sum() > best[2].sum():
             best = (method, blind, ok)
