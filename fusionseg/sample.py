@@ -93,6 +93,13 @@ class SampleMeta:
         return sum(v.nbytes for v in held if isinstance(v, np.ndarray))
 
 
+def all_finite(t: Tensor) -> bool:
+    """True when no value of ``t`` is NaN or inf: NaN and inf propagate into the sum, so a finite sum proves it
+    (several times faster than ``isfinite(t).all()`` on a 2048-channel spectrum map); an infinite sum (NaN, inf,
+    or an overflow of huge finite values) is checked value by value."""
+    return t.numel() == 0 or bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 @dataclass
 class Sample:
     """A dense image plus sparse point measurements, validated at construction.
@@ -149,7 +156,7 @@ class Sample:
                 f"image has shape {tuple(img.shape)}, which looks channels-last (H, W, C); pass it channels-first: "
                 "image.permute(2, 0, 1) (torch) or np.moveaxis(image, -1, 0)."
             )
-        if not torch.isfinite(img).all():
+        if not all_finite(img):
             raise SampleError(
                 f"image contains {int((~torch.isfinite(img)).sum())} NaN or inf values; fill or mask those pixels "
                 "before building a Sample."
@@ -163,7 +170,9 @@ class Sample:
                 f"got {tuple(feats.shape)}."
             )
         for name, t in (("point_coords", pts), ("point_features", feats)):
-            bad = ~torch.isfinite(t).all(1) if len(t) else torch.zeros(0, dtype=torch.bool)
+            if all_finite(t):
+                continue
+            bad = ~torch.isfinite(t).all(1)
             if bad.any():
                 raise SampleError(
                     f"{name} of {int(bad.sum())} points contain NaN or inf (first: point {int(bad.nonzero()[0])}); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -136,6 +137,7 @@ class SuperpixelGraphBuilder(GraphBuilder):
         if any(not 0 <= q <= 1 for q in self.quantiles):
             raise GraphBuildError(f"quantiles must lie in [0, 1], got {self.quantiles}.")
         self.intensity_edges = bool(intensity_edges)
+        self._last: tuple[bytes, tuple[np.ndarray, Tensor, Tensor, Tensor, Tensor]] | None = None
 
     def image_feature_dim(self, c: int) -> int:
         return c * (2 + len(self.quantiles)) + 3
@@ -172,17 +174,29 @@ class SuperpixelGraphBuilder(GraphBuilder):
         return segmentation.felzenszwalb(arr, scale=self.scale, sigma=self.sigma, min_size=min_size, channel_axis=axis)
 
     def build_image(self, sample: Sample) -> ImageNodes:
-        labels = self.segment(sample.image)
-        feats, centroid = region_features(sample.image.float().numpy(), labels, self.quantiles)
-        x, pos = torch.from_numpy(feats), torch.from_numpy(centroid)
+        labels, x, pos, edge_index, edge_attr = self._regions_of(sample.image)
         pixel_to_node = torch.from_numpy(labels.ravel())
+        y = None if sample.target is None else majority_label(pixel_to_node, sample.target, len(x))
+        return ImageNodes(x, pos, edge_index, edge_attr, pixel_to_node, y, layout=labels)
+
+    def _regions_of(self, image: Tensor) -> tuple[np.ndarray, Tensor, Tensor, Tensor, Tensor]:
+        """Regions, their features, centroids and edges of ``image``: depend on the image alone, so the last
+        image's are kept (segment maps a field again for its held-out check and adaptation folds)."""
+        key = hashlib.blake2b(image.detach().cpu().numpy().tobytes(), digest_size=16).digest() + bytes(
+            str(tuple(image.shape)), "ascii"
+        )
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        labels = self.segment(image)
+        feats, centroid = region_features(image.float().numpy(), labels, self.quantiles)
+        x, pos = torch.from_numpy(feats), torch.from_numpy(centroid)
         edge_index = region_adjacency(labels)
         edge_attr = edge_distance(pos, pos, edge_index)
         if self.intensity_edges:
-            means = x[:, 0 : sample.image.shape[0] * (2 + len(self.quantiles)) : 2 + len(self.quantiles)]
+            means = x[:, 0 : image.shape[0] * (2 + len(self.quantiles)) : 2 + len(self.quantiles)]
             edge_attr = torch.cat([edge_attr, (means[edge_index[1]] - means[edge_index[0]]).abs()], 1)
-        y = None if sample.target is None else majority_label(pixel_to_node, sample.target, len(x))
-        return ImageNodes(x, pos, edge_index, edge_attr, pixel_to_node, y, layout=labels)
+        self._last = (key, (labels, x, pos, edge_index, edge_attr))
+        return self._last[1]
 
     def point_to_image(self, coords: Tensor, image: ImageNodes) -> Tensor:
         return region_point_edges(coords, image.layout, image.pos, self.cross_k)

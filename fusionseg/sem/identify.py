@@ -79,15 +79,25 @@ def identify_spectra(
             f"spectra {tuple(spectra.shape)} and references {tuple(references.shape)} must share the channel "
             "axis; simulate the references on the measured file's calibration."
         )
-    ll = poisson_log_likelihood(spectra, references)
+    ll = torch.cat([poisson_log_likelihood(spectra[rows], references) for rows in row_chunks(len(spectra))])
     if allowed is not None:
         ll = ll.masked_fill(~allowed.to(ll.device)[None], float("-inf"))
     post = ll.softmax(1)
     conf, labels = post.max(1)
-    deviance = deviance_per_count(spectra, ll.gather(1, labels[:, None]).squeeze(1))
+    best = ll.gather(1, labels[:, None]).squeeze(1)
+    deviance = torch.cat([deviance_per_count(spectra[rows], best[rows]) for rows in row_chunks(len(spectra))])
     if max_deviance is not None:
         labels = labels.masked_fill(deviance > max_deviance, UNKNOWN)
     return Identification(labels=labels, confidence=conf.float(), deviance=deviance.float())
+
+
+CHUNK_SPECTRA = 4096
+"""Spectra converted to float64 at once (identification, clustering): bounds the copies of a large map."""
+
+
+def row_chunks(n: int, size: int = CHUNK_SPECTRA) -> list[slice]:
+    """Slices of ``size`` rows covering ``range(n)`` (at least one, possibly empty)."""
+    return [slice(i, i + size) for i in range(0, max(n, 1), size)]
 
 
 def void_points(spectra: Tensor, fraction: float = 0.1) -> Tensor:
@@ -187,9 +197,8 @@ def spectrum_features(spectra: Tensor, n_components: int = 8, max_fit: int = 300
     The square root stabilises Poisson variance, so Euclidean distances suit k-means (float64).
     Components are fitted on at most ``max_fit`` spectra (evenly spaced), then every spectrum is projected.
     """
-    x = hellinger(spectra)
-    mean, components, _ = principal_axes(x[:: max(1, len(x) // max_fit)], n_components)
-    return (x - mean) @ components.T
+    mean, components, _ = principal_axes(hellinger(spectra[:: max(1, len(spectra) // max_fit)]), n_components)
+    return torch.cat([(hellinger(spectra[rows]) - mean) @ components.T for rows in row_chunks(len(spectra))])
 
 
 def silhouette(features: Tensor, labels: Tensor) -> float:
@@ -244,8 +253,10 @@ def cluster_spectra(
 
 def cluster_references(spectra: Tensor, labels: Tensor) -> Tensor:
     """(K, C) summed spectra of each cluster (a data-driven reference per phase)."""
-    k = int(labels.max()) + 1
-    return torch.zeros(k, spectra.shape[1], dtype=torch.float64).index_add_(0, labels, spectra.double())
+    out = torch.zeros(int(labels.max()) + 1, spectra.shape[1], dtype=torch.float64)
+    for rows in row_chunks(len(spectra)):
+        out.index_add_(0, labels[rows], spectra[rows].double())
+    return out
 
 
 def label_points(

