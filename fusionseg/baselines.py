@@ -44,7 +44,7 @@ def point_pixels(coords: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray
     return rows, cols
 
 
-def _unit_scaled(image: np.ndarray) -> np.ndarray:
+def unit_scaled(image: np.ndarray) -> np.ndarray:
     """(C, H, W) image scaled to [0, 1] per channel by its 0.5-99.5 percentiles (robust to hot pixels)."""
     img = np.asarray(image, dtype=np.float64)
     lo = np.percentile(img, 0.5, axis=(1, 2), keepdims=True)
@@ -127,7 +127,7 @@ def random_walker_probabilities(
     # One BLAS thread: CG over H*W vectors is memory-bound and BLAS threads spin-wait on shared cores (up to 100x).
     with threadpool_limits(1, user_api="blas"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The probability range is outside")  # cg_j's tolerance: a hair off
-        prob = random_walker(_unit_scaled(image), seeds, beta=beta, mode="cg_j", tol=1e-4, channel_axis=0,
+        prob = random_walker(unit_scaled(image), seeds, beta=beta, mode="cg_j", tol=1e-4, channel_axis=0,
                              return_full_prob=True)  # fmt: skip
     return found, prob
 
@@ -155,7 +155,7 @@ def geodesic_costs(
     from skimage.filters import gaussian, sobel
     from skimage.graph import MCP_Geometric
 
-    img = _unit_scaled(image)
+    img = unit_scaled(image)
     edges = sum(sobel(gaussian(channel, sigma=sigma_px)) for channel in img)
     cost = 1.0 + edge_weight * edges
     _, h, w = image.shape
@@ -196,7 +196,7 @@ def fast_global_smoother_scores(
     import cv2
 
     _, h, w = image.shape
-    guide = np.ascontiguousarray(np.round(_unit_scaled(image)[:3].transpose(1, 2, 0) * 255).astype(np.uint8))
+    guide = np.ascontiguousarray(np.round(unit_scaled(image)[:3].transpose(1, 2, 0) * 255).astype(np.uint8))
     found, seeds = _seeds(coords, labels, (h, w))
     score = np.stack([
         cv2.ximgproc.fastGlobalSmootherFilter(guide, (seeds == i + 1).astype(np.float32), lam, sigma_color)

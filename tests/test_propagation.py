@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusionseg.baselines import _unit_scaled
+from fusionseg.baselines import unit_scaled
 from fusionseg.models.prior import FEATURES, classic_features
 from fusionseg.propagation import region_euclid, region_geodesic, region_graph, region_smoother, region_walker
 from fusionseg.sample import IGNORE_INDEX
@@ -21,7 +21,7 @@ def halves(noise: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
 
 def test_walker_smoother_and_geodesic_stop_at_the_edge() -> None:
     image, blocks = halves()
-    graph = region_graph(_unit_scaled(image), blocks, beta=130.0, sigma_color=4.0)
+    graph = region_graph(unit_scaled(image), blocks, beta=130.0, sigma_color=4.0)
     assert graph.num_regions == 36 and graph.edges.shape == (2, 60)  # 6x6 blocks: 2 * 6 * 5 touching pairs
     counts = np.zeros((2, 36))
     counts[0, 0], counts[1, 35] = 1, 1  # class 0 seeded top-left, class 1 bottom-right
@@ -40,7 +40,7 @@ def test_unreachable_regions_get_an_even_share_and_a_finite_distance() -> None:
     blocks = blocks.copy()
     blocks[:, 12:] = 36 + (blocks[:, 12:] > 17)  # the right half: two regions that touch only each other
     blocks[:, 11] = blocks[:, 10]
-    graph = region_graph(_unit_scaled(image), np.unique(blocks, return_inverse=True)[1].reshape(24, 24), 130.0, 4.0)
+    graph = region_graph(unit_scaled(image), np.unique(blocks, return_inverse=True)[1].reshape(24, 24), 130.0, 4.0)
     r = graph.num_regions
     counts = np.zeros((2, r))
     counts[0, 0] = counts[1, 1] = 1

@@ -32,7 +32,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
-from fusionseg.baselines import FGS_LAMBDA, FGS_SIGMA_COLOR, RANDOM_WALKER_BETA, _unit_scaled, point_pixels
+from fusionseg.baselines import FGS_LAMBDA, FGS_SIGMA_COLOR, RANDOM_WALKER_BETA, point_pixels, unit_scaled
 from fusionseg.graphs.superpixel import relabel_sequential
 from fusionseg.propagation import (
     VOTE_FLOOR,
@@ -139,7 +139,7 @@ def classic_features(
     rows, cols = point_pixels(coords, (h, w))
     cls = np.searchsorted(found, labels)
     at_class[rows * w + cols] = cls
-    graph = region_graph(_unit_scaled(image), regions, RANDOM_WALKER_BETA, FGS_SIGMA_COLOR)
+    graph = region_graph(unit_scaled(image), regions, RANDOM_WALKER_BETA, FGS_SIGMA_COLOR)
     r = graph.num_regions
     point_region = flat[rows * w + cols]
     counts = np.zeros((len(found), r))
