@@ -191,8 +191,13 @@ def _mismatch_model(
     dev = np.abs(values - medians[cls])
     multi = np.bincount(cls, minlength=n_classes)[cls] > 1
     spread = 1.4826 * np.median(dev[multi], axis=0) if multi.any() else np.zeros(c)
-    floor = 0.25 * np.std(smooth - np.stack([ndimage.gaussian_filter(ch, 3.0) for ch in smooth]), axis=(1, 2))
+    floor = 0.25 * local_noise(smooth)
     return smooth.reshape(c, h * w), medians, np.maximum(spread, np.maximum(floor, 1e-6))
+
+
+def local_noise(image: np.ndarray) -> np.ndarray:
+    """(C,) spread of each channel of ``image`` (C, H, W) around its 3-px Gaussian smoothing: the image noise."""
+    return np.std(image - np.stack([ndimage.gaussian_filter(ch, 3.0) for ch in image]), axis=(1, 2))
 
 
 def _mismatch(values: np.ndarray, medians: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -225,7 +230,7 @@ def _bright_half(image: np.ndarray, regions: np.ndarray, split_noise: float) -> 
     (channel mean of the image smoothed by a 1-px Gaussian; noise = its spread around a 3-px Gaussian)."""
     smooth = ndimage.gaussian_filter(image.astype(np.float64).mean(0), 1.0)
     values = smooth.ravel()
-    noise = float(np.std(smooth - ndimage.gaussian_filter(smooth, 3.0)))
+    noise = float(local_noise(smooth[None])[0])
     size = np.maximum(np.bincount(regions), 1)
     mean = np.bincount(regions, values) / size
     spread = np.sqrt(np.maximum(np.bincount(regions, values**2) / size - mean**2, 0.0))
