@@ -285,7 +285,7 @@ def hand_built_4x4(s: Sample) -> dict[tuple[int, int], float]:
             ds = [math.dist((r, c), p) for p in pts]
             j = int(np.argmin(ds))
             edges[(r * 4 + c, m + j)] = ds[j]
-    return edges
+    return edges | {(b, a): d for (a, b), d in edges.items()}  # undirected, as the paper's code
 
 
 def test_to_homogeneous_equals_hand_built_4x4() -> None:
@@ -303,6 +303,30 @@ def test_to_homogeneous_equals_hand_built_4x4() -> None:
     assert torch.equal(h.x, x) and h.num_image_nodes == 16 and h.edge_attr.shape == (len(expected), 1)
     assert torch.equal(h.y, torch.cat([s.target.reshape(-1), s.point_target]))
     assert torch.equal(h.node_type, torch.tensor([0] * 16 + [1] * 2))
+    lifted = to_homogeneous(GRAPH_BUILDERS.create("grid")(s), point_height=5.0)  # the paper's EDS nodes at z = 5
+    cross = h.node_type[h.edge_index[0]] != h.node_type[h.edge_index[1]]
+    assert torch.equal(lifted.edge_index, h.edge_index)
+    assert torch.allclose(lifted.edge_attr[cross, 0], torch.sqrt(h.edge_attr[cross, 0] ** 2 + 25.0))
+    assert torch.equal(lifted.edge_attr[~cross], h.edge_attr[~cross]) and lifted.edge_attr[cross].min() >= 5.0
+
+
+def test_every_pixel_receives_its_nearest_point_in_the_paper_graph() -> None:
+    """The paper's cross edges carry spectra *into* every pixel (the collapse of issue 25: they only left it).
+
+    At the paper config's field size and 1 % EDS, each pixel node has exactly one incoming edge from a
+    point node, and that point is its nearest one.
+    """
+    s = make_sample(128, 128, n=164, seed=3, coords=torch.randint(0, 128, (164, 2)).float())
+    g = GRAPH_BUILDERS.create("grid", connectivity=8, point_edges="delaunay", cross_k=1)(s)
+    h = to_homogeneous(g)
+    src, dst = h.edge_index
+    into_pixels = (h.node_type[src] == 1) & (h.node_type[dst] == 0)
+    senders = torch.full((h.num_image_nodes,), -1)
+    senders[dst[into_pixels]] = src[into_pixels] - h.num_image_nodes
+    assert torch.bincount(dst[into_pixels], minlength=h.num_image_nodes).min() >= 1
+    nearest = torch.cdist(h.pos[: h.num_image_nodes], s.point_coords).min(1).values
+    own = (h.pos[: h.num_image_nodes] - s.point_coords[senders]).norm(dim=1)
+    assert torch.allclose(own[senders >= 0], nearest, atol=1e-5)
 
 
 # --- batching ----------------------------------------------------------------------------------

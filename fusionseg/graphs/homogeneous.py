@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
+from torch_geometric.utils import to_undirected
 
 from fusionseg.graphs.schema import POINT, edge_types, image_node_type
 from fusionseg.sample import IGNORE_INDEX
@@ -31,12 +32,15 @@ def _labels(graph: HeteroData, img: str, m: int, n: int) -> Tensor | None:
     return fill
 
 
-def to_homogeneous(graph: HeteroData) -> Data:
+def to_homogeneous(graph: HeteroData, point_height: float = 0.0) -> Data:
     """One graph: image nodes ``0..M-1`` first, then points ``M..M+N-1`` (Repka et al. 2025 layout).
 
-    ``x`` (M+N, F+D) zero-padded; all four edge types merged in ``edge_index`` (image-image,
-    point-point, point->image, image->point, in that order) with ``edge_attr`` = distance
-    (E, 1) in pixels; ``pos``; ``node_type`` (0 image, 1 point); ``y`` when either node type
+    ``x`` (M+N, F+D) zero-padded; all four edge types merged and made undirected in ``edge_index``
+    (sorted by source, duplicates merged), as the paper's code does (``to_undirected``): each pixel
+    then also *receives* from its nearest point, not only sends to it; ``edge_attr`` = distance
+    (E, 1) in pixels, with points ``point_height`` px above the image plane for the point<->image
+    edges (the paper's code places them 5 px up, so a cross edge is never shorter than 5 px and its
+    length alone tells attention it is one); ``pos``; ``node_type`` (0 image, 1 point); ``y`` when either node type
     has one (missing labels = ``IGNORE_INDEX``); ``num_image_nodes`` = M so that
     ``out[:data.num_image_nodes][data.pixel_to_node]`` is the dense per-pixel output. A batched
     `SegGraph` gives the image nodes of all graphs, then all points, plus ``batch``.
@@ -52,11 +56,13 @@ def to_homogeneous(graph: HeteroData) -> Data:
         store = graph[src, rel, dst]
         shift = torch.tensor([[offset[src]], [offset[dst]]])
         index.append(store.edge_index + shift)
-        attr.append(store.edge_attr[:, :1].float())
+        distance = store.edge_attr[:, :1].float()
+        attr.append(distance if src == dst else torch.sqrt(distance**2 + point_height**2))
+    edge_index, edge_attr = to_undirected(torch.cat(index, 1), torch.cat(attr, 0), num_nodes=m + n, reduce="mean")
     data = Data(
         x=_padded_features(xi, xp),
-        edge_index=torch.cat(index, 1),
-        edge_attr=torch.cat(attr, 0),
+        edge_index=edge_index,
+        edge_attr=edge_attr,
         pos=torch.cat([graph[img].pos, graph[POINT].pos.to(graph[img].pos.dtype)], 0),
         node_type=torch.cat([torch.zeros(m, dtype=torch.long), torch.ones(n, dtype=torch.long)]),
         num_image_nodes=m,

@@ -155,10 +155,18 @@ class Fusion(nn.Module):
 
 @FUSIONS.register("early")
 class EarlyFusion(Fusion):
-    """Repka et al. (2025): image and point nodes in one graph, features zero-padded to image_dim + point_dim."""
+    """Repka et al. (2025): image and point nodes in one graph, features zero-padded to image_dim + point_dim.
 
-    def __init__(self, image_dim: int, point_dim: int, hidden_channels: int, **kwargs: Any) -> None:
+    ``point_height``: px above the image plane at which points sit for cross-edge lengths (the paper's code: 5).
+    """
+
+    def __init__(
+        self, image_dim: int, point_dim: int, hidden_channels: int, point_height: float = 5.0, **kwargs: Any
+    ) -> None:
         super().__init__(image_dim, point_dim, hidden_channels, **kwargs)
+        if point_height < 0:
+            raise FusionError(f"point_height must be >= 0 (pixels above the image plane), got {point_height}.")
+        self.point_height = float(point_height)
         self.backbone = self.make_backbone(image_dim + point_dim)
         require_graph_backbone(self.backbone, self.backbone_name, "early")
         self.out_dim = self.backbone.out_channels
@@ -168,7 +176,7 @@ class EarlyFusion(Fusion):
         to_homogeneous = getattr(fusionseg.graphs, "to_homogeneous", None)
         if to_homogeneous is None:
             raise FusionError("fusionseg.graphs.to_homogeneous is missing; early fusion needs it.")
-        homo = to_homogeneous(graph)
+        homo = to_homogeneous(graph, self.point_height)
         edge_attr = homo.edge_attr[:, :1] if getattr(homo, "edge_attr", None) is not None else None
         if not getattr(self.backbone, "supports_edge_attr", True):
             edge_attr = None
