@@ -3,7 +3,9 @@
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = PACKAGE_DIR / "weights" / "default.ckpt"
+WEIGHTS_DIR = PACKAGE_DIR / "weights"
+"""Shipped weights (package data): ``<config name>.ckpt`` plus its JSON record, each made by a committed command."""
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.ckpt"
 """The shipped default weights (package data, made by ``make pretrain``)."""
 CONFIG_DIR = PACKAGE_DIR / "configs"
 """Shipped configs (package data); ``configs/`` at the repository root holds the same files for users to copy."""

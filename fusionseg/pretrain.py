@@ -1,6 +1,7 @@
 """``make pretrain`` / ``python -m fusionseg.pretrain``: the shipped default weights, from the built-in simulator.
 
     python -m fusionseg.pretrain [--config configs/default.yaml] [--out fusionseg/weights/default.ckpt] [--threads 1]
+                                 [--log-dir DIR] [any --trainer./--model./--data. override]
 
 Trains ``--config`` (fixed ``seed_everything``, the config's ``trainer.max_epochs``; any wall-clock cap
 of the config is removed so the budget is epochs, not seconds), keeps the weights of the best
@@ -24,9 +25,14 @@ from unittest import mock
 
 import torch
 
-from fusionseg.paths import DEFAULT_CONFIG, DEFAULT_WEIGHTS, PACKAGE_DIR  # noqa: E402, F401 (re-exported)
+from fusionseg.paths import DEFAULT_CONFIG, DEFAULT_WEIGHTS, PACKAGE_DIR, WEIGHTS_DIR  # noqa: E402, F401 (re-exported)
 
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def shipped_weights_path(config: str) -> Path:
+    """``fusionseg/weights/<config>.ckpt``: the shipped weights of a config by its name (``default``, ``paper_gat``)."""
+    return WEIGHTS_DIR / f"{config}.ckpt"
 
 
 def weights_record(weights: Path) -> Path:
@@ -88,12 +94,22 @@ def held_out_figures(model: Any, config: Path = DEFAULT_CONFIG, extra: list[str]
     return {k: round(float(v), 6) for k, v in test.items() if not k.startswith("test/iou/")}
 
 
-def pretrain(config: Path, out: Path, threads: int = 1, extra: list[str] = ()) -> dict[str, Any]:
-    """Train ``config`` on its simulator splits, write ``out`` and its JSON record; returns the record."""
+def pretrain(
+    config: Path, out: Path, threads: int = 1, extra: list[str] = (), log_dir: Path | None = None
+) -> dict[str, Any]:
+    """Train ``config`` on its simulator splits, write ``out`` and its JSON record; returns the record.
+
+    ``log_dir``: also write the learning curve there (Lightning's CSV logger: ``metrics.csv``, one row per
+    logged step and validation epoch), the evidence that the epoch budget reached a plateau.
+    """
     torch.set_num_threads(threads)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        cli = _cli(config, list(extra), ["--trainer.max_time=null", f"--trainer.default_root_dir={work}"])
+        forced = ["--trainer.max_time=null", f"--trainer.default_root_dir={work}"]
+        if log_dir is not None:
+            logger = "lightning.pytorch.loggers.CSVLogger"
+            forced += [f"--trainer.logger={logger}", f"--trainer.logger.save_dir={log_dir}", "--trainer.logger.name="]
+        cli = _cli(config, list(extra), forced)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         ckpt = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
         chosen = "last epoch"
@@ -120,12 +136,19 @@ def pretrain(config: Path, out: Path, threads: int = 1, extra: list[str] = ()) -
         "held_out": figures,
         "train_seconds": round(train_s, 1),
         "threads": threads,
+        "device": _device_name(cli.trainer),
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.system()}",
         "size_bytes": Path(out).stat().st_size,
     }
     Path(weights_record(out)).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
+
+
+def _device_name(trainer: Any) -> str:
+    """Where the weights were trained: ``cpu`` or ``cuda (<GPU name>)`` (floating-point results differ between them)."""
+    device = trainer.strategy.root_device
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
 
 
 def _shown(path: Path) -> str:
@@ -141,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LightningCLI config to train")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights file (a JSON record goes beside it)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--log-dir", type=Path, help="write the learning curve (metrics.csv) under this folder")
     a, extra = p.parse_known_args(argv)
     if not a.config.is_file():
         p.error(f"config {a.config} does not exist; pass --config configs/<name>.yaml.")
-    record = pretrain(a.config, a.out, a.threads, extra)
+    record = pretrain(a.config, a.out, a.threads, extra, a.log_dir)
     print(json.dumps(record["held_out"], indent=2))
     print(f"wrote {a.out} ({record['size_bytes']} bytes) and {weights_record(a.out)} in {record['train_seconds']} s")
     return 0
