@@ -18,6 +18,8 @@ printed with the measured seconds). Rows:
   ``default``, at the protocol's budget (other configs: ``fusionseg compare``).
 - ``default-shipped``: the shipped default weights (``fusionseg/weights/default.ckpt``, made by ``make
   pretrain`` on 48 fields at the config's own epoch budget): what ``make demo`` and ``segment`` use.
+- ``paper_gat-shipped``: the paper's GAT trained to convergence (``fusionseg/weights/paper_gat.ckpt``, made
+  by ``make pretrain-gat``; recipe in ``configs/paper_gat.yaml``), beside the default on the same fields.
 - ``ceiling-measured-phases``: a bound, not a method: every pixel right whose phase was found among
   the field's identified points, wrong elsewhere; no method that names phases from its spectra beats it.
 - ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
@@ -83,9 +85,11 @@ FRACTIONS = (0.001, 0.005, 0.01, 0.05)
 FULL = Protocol(128, 2, 32, 2, FRACTIONS, {
     "bse-only": 16, "paper_gat": 40, "default": 40,
     f"default{SHIPPED}": 0,  # not trained here: the shipped weights `make demo` and `segment` use
+    f"paper_gat{SHIPPED}": 0,  # not trained here: the paper's GAT to convergence (`make pretrain-gat`)
 })  # fmt: skip
 # The other shipped configs (grid_cross_cnn, grid_late_sage, knn_hetero_sage) are compared with `fusionseg compare`.
-QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {"bse-only": 4, "paper_gat": 2, "default": 8, f"default{SHIPPED}": 0},
+QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {"bse-only": 4, "paper_gat": 2, "default": 8, f"default{SHIPPED}": 0,
+                                           f"paper_gat{SHIPPED}": 0},
                  per_field_budget_s=5.0, repka_draws=2)  # fmt: skip
 # paper_gat trains at batch 4, not the paper's 16 (batch 16 would leave it few optimiser steps), on fewer fields
 # (its epoch on 32 fields takes ~50 s here) until its validation loss stops improving: the epochs are a cap.
@@ -233,22 +237,20 @@ def per_field_map(sample, budget_s: float) -> np.ndarray | str:
 
 def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, dict]:
     """Train one config for its protocol budget (``bse-only`` = the pixel-level cnn config, image-only fusion);
-    ``default-shipped`` is not trained: the package's weights (its budget from their JSON record)."""
+    ``<config>-shipped`` is not trained: the package's weights (its budget from their JSON record)."""
     from fusionseg.evaluation.sweep import train
 
-    if name == f"default{SHIPPED}":
-        return shipped_weights()
-    shipped = name.endswith(SHIPPED)
-    config_name = "grid_cross_cnn" if name == "bse-only" else name.removesuffix(SHIPPED)
+    if name.endswith(SHIPPED):
+        return shipped_weights(name.removesuffix(SHIPPED))
+    config_name = "grid_cross_cnn" if name == "bse-only" else name
     lo, hi = min(protocol.fractions), max(protocol.fractions)
     overrides = {"seed_everything": 0, "data.test_fields": 1, "data.predict_fields": 1}
-    if not shipped:
-        overrides |= {
-            "trainer.max_epochs": protocol.epochs[name], "trainer.max_time": None,
-            "data.train_fields": protocol.train_fields, "data.val_fields": protocol.val_fields,
-            "data.source_kwargs.size": protocol.size, "data.source_kwargs.rocks": ROCKS,
-            "data.train_eds_fraction": [lo, hi],
-        }  # fmt: skip
+    overrides |= {
+        "trainer.max_epochs": protocol.epochs[name], "trainer.max_time": None,
+        "data.train_fields": protocol.train_fields, "data.val_fields": protocol.val_fields,
+        "data.source_kwargs.size": protocol.size, "data.source_kwargs.rocks": ROCKS,
+        "data.train_eds_fraction": [lo, hi],
+    }  # fmt: skip
     overrides |= EXTRA_OVERRIDES.get(name, {})
     if name == "bse-only":
         overrides |= {"model.fusion": "image-only", "model.fusion_kwargs": {"num_layers": 6}}
@@ -265,14 +267,16 @@ def train_method(name: str, protocol: Protocol, workdir: Path) -> tuple[object, 
     return built.model, budget
 
 
-def shipped_weights() -> tuple[object, dict]:
-    """The shipped default weights and their training budget as recorded by `make pretrain`."""
-    from fusionseg.pretrain import DEFAULT_WEIGHTS, load_weights, weights_record
+def shipped_weights(config: str = "default") -> tuple[object, dict]:
+    """A config's shipped weights (``fusionseg/weights/<config>.ckpt``) and their budget as recorded by pretraining."""
+    from fusionseg.pretrain import load_weights, shipped_weights_path, weights_record
 
-    record = json.loads(weights_record(DEFAULT_WEIGHTS).read_text())
+    path = shipped_weights_path(config)
+    record = json.loads(weights_record(path).read_text())
     budget = {"epochs": record["epochs_trained"], "train_fields": record["train_fields"], "batch_size": None,
-              "seconds": record["train_seconds"], "weights": "fusionseg/weights/default.ckpt"}  # fmt: skip
-    return load_weights(DEFAULT_WEIGHTS), budget
+              "seconds": record["train_seconds"], "device": record.get("device", "cpu"),
+              "weights": f"fusionseg/weights/{path.name}"}  # fmt: skip
+    return load_weights(path), budget
 
 
 def predict_map(model, sample) -> np.ndarray:

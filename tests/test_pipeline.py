@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from fusionseg.baselines import nearest_point_map
 from fusionseg.cli import CONFIG_DIR, CheckpointConfigWarning, main, make_cli
 from fusionseg.models.module import CheckpointMismatchError, FusionSegModule
 
@@ -190,7 +191,7 @@ def test_measured_phases_bound_of_a_field():
     assert len(bound["phases_without_a_point"]) == len(present) - 1
 
 
-PAPER_GAT_PLATEAU = 0.93
+PAPER_GAT_OVER_NEAREST = 0.08  # the paper's GAT must beat its field's nearest-point fill by this much
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
@@ -198,9 +199,12 @@ def test_every_shipped_config_overfits_one_small_field(config):
     """Capacity and wiring check: each config memorises one 32² field (2 % EDS) to >= 0.95 pixel accuracy.
 
     Region graphs cannot beat their own purity (pixels whose region's majority label is theirs): for
-    them the bar is that ceiling minus 0.01 when it lies below 0.95. The paper's GAT plateaus at
-    0.94-0.947 (loss ~0.16 flat from step 800 to 1600, any lr): a pixel sees only its single nearest
-    point and a 3-hop neighbourhood, so same-BSE pixels sharing a nearest point look identical.
+    them the bar is that ceiling minus 0.01 when it lies below 0.95. The paper's GAT has no position
+    input: a pixel sees its nearest point's spectrum and a 3-hop BSE neighbourhood, so same-BSE pixels
+    sharing a nearest point look identical (0.876 after 600 steps here); its bar is the field's
+    nearest-point fill (0.758) + 0.08: it must use the BSE beyond copying its nearest spectrum. (Before
+    issue 25 its spectra never reached ~99 % of pixels; it memorised BSE levels alone, 0.94 here, and
+    scored 0.21 on held-out fields.)
     """
     from fusionseg.graphs.schema import image_node_type
 
@@ -211,7 +215,11 @@ def test_every_shipped_config_overfits_one_small_field(config):
     graph = model.graph_builder(sample)
     node_y = graph[image_node_type(graph)].y
     ceiling = float((node_y[graph.pixel_to_node] == sample.target.view(-1)).float().mean())
-    bar = min(PAPER_GAT_PLATEAU if config.stem == "paper_gat" else 0.95, ceiling - 0.01)
+    bar = min(0.95, ceiling - 0.01)
+    if config.stem == "paper_gat":
+        shape = tuple(sample.target.shape)
+        nearest = nearest_point_map(sample.point_coords.numpy(), sample.point_target.numpy(), shape)
+        bar = float((torch.from_numpy(nearest) == sample.target).float().mean()) + PAPER_GAT_OVER_NEAREST
     model.point_encoder.fit(sample.point_features)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(600):
