@@ -10,7 +10,8 @@ from pathlib import Path
 
 PERCENT = {"0.001": "0.1 %", "0.005": "0.5 %", "0.01": "1 %", "0.05": "5 %"}
 TRAINED_FIRST = (
-    "default", "default-shipped", "grid_cross_cnn", "grid_late_sage", "knn_hetero_sage", "paper_gat", "bse-only",
+    "default", "default-shipped", "grid_cross_cnn", "grid_late_sage", "knn_hetero_sage", "paper_gat",
+    "paper_gat-shipped", "bse-only",
 )  # fmt: skip
 
 
