@@ -18,8 +18,8 @@ printed with the measured seconds). Rows:
   ``default``, at the protocol's budget (other configs: ``fusionseg compare``).
 - ``default-shipped``: the shipped default weights (``fusionseg/weights/default.ckpt``, made by ``make
   pretrain`` on 48 fields at the config's own epoch budget): what ``make demo`` and ``segment`` use.
-- ``paper_gat-shipped``: the paper's GAT trained to convergence (``fusionseg/weights/paper_gat.ckpt``, made
-  by ``make pretrain-gat``; recipe in ``configs/paper_gat.yaml``), beside the default on the same fields.
+- ``paper_gat-shipped``: the paper's GAT trained by its recipe (``fusionseg/weights/paper_gat.ckpt``, made by
+  ``make pretrain-gat`` from ``configs/paper_gat.yaml``; its record says epochs and device), beside the default.
 - ``ceiling-measured-phases``: a bound, not a method: every pixel right whose phase was found among
   the field's identified points, wrong elsewhere; no method that names phases from its spectra beats it.
 - ``oracle-dense-eds``: a spectrum at *every* pixel, each identified against the library (the ceiling).
@@ -85,7 +85,7 @@ FRACTIONS = (0.001, 0.005, 0.01, 0.05)
 FULL = Protocol(128, 2, 32, 2, FRACTIONS, {
     "bse-only": 16, "paper_gat": 40, "default": 40,
     f"default{SHIPPED}": 0,  # not trained here: the shipped weights `make demo` and `segment` use
-    f"paper_gat{SHIPPED}": 0,  # not trained here: the paper's GAT to convergence (`make pretrain-gat`)
+    f"paper_gat{SHIPPED}": 0,  # not trained here: the paper's GAT by its recipe (`make pretrain-gat`)
 })  # fmt: skip
 # The other shipped configs (grid_cross_cnn, grid_late_sage, knn_hetero_sage) are compared with `fusionseg compare`.
 QUICK = Protocol(96, 1, 12, 2, FRACTIONS, {"bse-only": 4, "paper_gat": 2, "default": 8, f"default{SHIPPED}": 0,
