@@ -97,12 +97,7 @@ class ClassicFeatures:
         out = []
         for image, medians, spread, z_region in zip(self.images, self.medians, self.spread, self.z_region, strict=True):
             values = torch.from_numpy(image)[:, idx]  # (C, n)
-            med, spr = torch.from_numpy(medians).float(), torch.from_numpy(spread).float()
-            if len(values) == 1:  # one channel (BSE): the RMS over channels is an absolute value
-                z = (values[0][None] - med[:, :1]).abs_().div_(spr[0])
-            else:
-                z = ((values[None] - med[:, :, None]) / spr[None, :, None]).square().mean(1).sqrt()
-            z = z.clamp_(max=MAX_Z).div_(4.0)  # (F, n)
+            z = _mismatch(values, torch.from_numpy(medians).float(), torch.from_numpy(spread).float())  # (F, n)
             zr = torch.from_numpy(z_region).float()[:, :, reg]  # (2, F, n)
             out += [z - zr[0], z - z.min(0).values - zr[1]]
         at = torch.from_numpy(self.at_class)[idx][None] == torch.arange(len(self.found))[:, None]
@@ -154,7 +149,7 @@ def classic_features(
     for sigma in (MISMATCH_SIGMA, 0.0):
         pixels, med, spread = _mismatch_model(image, rows, cols, cls, len(found), sigma)
         mean = np.stack([np.bincount(flat, ch, r) for ch in pixels]) / np.maximum(graph.size, 1)
-        z = _mismatch(mean, med, spread)
+        z = _mismatch(torch.from_numpy(mean), torch.from_numpy(med), torch.from_numpy(spread)).numpy()
         images.append(pixels.astype(np.float32))
         medians.append(med)
         spreads.append(spread)
@@ -200,10 +195,14 @@ def local_noise(image: np.ndarray) -> np.ndarray:
     return np.std(image - np.stack([ndimage.gaussian_filter(ch, 3.0) for ch in image]), axis=(1, 2))
 
 
-def _mismatch(values: np.ndarray, medians: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """(F, n) RMS over channels of |values (C, n) - class median| / spread, clipped at `MAX_Z`, over 4."""
-    z = (values[None] - medians[:, :, None]) / spread[None, :, None]
-    return np.minimum(np.sqrt((z**2).mean(1)), MAX_Z) / 4.0
+def _mismatch(values: Tensor, medians: Tensor, spread: Tensor) -> Tensor:
+    """(F, n) RMS over channels of |values (C, n) - class median (F, C)| / spread (C,), clipped at `MAX_Z`, over 4:
+    the image mismatch of regions (their means) and of pixels alike."""
+    if len(values) == 1:  # one channel (BSE): the RMS is an absolute value (no (F, C, n) temporary)
+        z = (values[0][None] - medians[:, :1]).abs_().div_(spread[0])
+    else:
+        z = ((values[None] - medians[:, :, None]) / spread[None, :, None]).square().mean(1).sqrt()
+    return z.clamp_(max=MAX_Z).div_(4.0)
 
 
 def field_regions(
@@ -235,6 +234,11 @@ def _bright_half(image: np.ndarray, regions: np.ndarray, split_noise: float) -> 
     mean = np.bincount(regions, values) / size
     spread = np.sqrt(np.maximum(np.bincount(regions, values**2) / size - mean**2, 0.0))
     return (spread[regions] > split_noise * noise) & (values > mean[regions])
+
+
+def _unfound_scores(logits: Tensor) -> Tensor:
+    """Scores of classes no point found: the network's logits shifted far below its best (they win nowhere found)."""
+    return logits - logits.detach().max(-1, keepdim=True).values - 30.0
 
 
 class FeatureCache:
@@ -389,7 +393,7 @@ class PriorRefiner(nn.Module):
                 out.append((label[reg].view(s.height, s.width).cpu(), conf[reg].view(s.height, s.width).cpu()))
                 continue
             found = torch.from_numpy(feats.found).to(scores.device)
-            base = region_logits - region_logits.max(-1, keepdim=True).values - 30.0  # what `forward` gives unfound
+            base = _unfound_scores(region_logits)  # what `forward` gives unfound classes
             base[:, found] = float("-inf")
             if only_found:
                 base.fill_(float("-inf"))
@@ -414,7 +418,7 @@ class PriorRefiner(nn.Module):
         if scores is None:
             return region_logits[torch.from_numpy(feats.regions[pixels]).to(region_logits.device)]
         found = torch.from_numpy(feats.found).to(region_logits.device)
-        base = region_logits - region_logits.detach().max(-1, keepdim=True).values - 30.0  # unfound: far below
+        base = _unfound_scores(region_logits)
         chunk = len(pixels) if torch.is_grad_enabled() else INFERENCE_CHUNK_PX  # bounded memory when predicting
         out = []
         for i in range(0, len(pixels), chunk):

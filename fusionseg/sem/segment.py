@@ -520,11 +520,14 @@ def _blind_window_map(
         part, _ = predict_field(model, window, config.tile_px, config.overlap_px, fills)
     if (ch, cw) == (h, w):
         return part, withheld, how
-    for method, fill in list(fills.items()):
-        fills[method] = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
-        fills[method][r0 : r0 + ch, c0 : c0 + cw] = fill
-    blind = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
-    blind[r0 : r0 + ch, c0 : c0 + cw] = part
+
+    def pasted(window_map: Tensor) -> Tensor:  # the window's map in a field of IGNORE_INDEX
+        full = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
+        full[r0 : r0 + ch, c0 : c0 + cw] = window_map
+        return full
+
+    fills.update({method: pasted(fill) for method, fill in fills.items()})
+    blind = pasted(part)
     rc = coords.round()
     inside = (rc[:, 0] >= r0) & (rc[:, 0] < r0 + ch) & (rc[:, 1] >= c0) & (rc[:, 1] < c0 + cw)
     withheld = withheld & inside
