@@ -1,6 +1,7 @@
 """Score a model on the validation split, where model designs are chosen (never on the test split).
 
     python benchmarks/validate_model.py [--ckpt fusionseg/weights/default.ckpt] [--quick]
+    python benchmarks/validate_model.py --method nearest-point     # a classic fill on the same fields
 
 The validation split of `tune_classic.py` (seed 1000, two 128² fields per rock type, identified
 point labels) at every benchmarked EDS fraction, simulated twice: at the simulator's BSE noise and
@@ -19,13 +20,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import FRACTIONS, ROCKS  # noqa: E402
+from bench_accuracy import CLASSIC, FRACTIONS, ROCKS, baseline_map  # noqa: E402
 from tune_classic import VAL_SEED  # noqa: E402
 
 NOISE_SCALES = (1.0, 0.2)  # x the simulator's BSE noise
 
 
-def validate(ckpt: Path, size: int = 128, per_rock: int = 2) -> dict:
+def validate(ckpt: Path | None, size: int = 128, per_rock: int = 2, method: str | None = None) -> dict:
+    """Scores of the checkpoint ``ckpt``, or of the classic ``method`` (one of ``CLASSIC``) when given."""
     from fusionseg.models.metrics import Scores
     from fusionseg.models.module import FusionSegModule
     from fusionseg.registry import DATA_SOURCES
@@ -33,7 +35,7 @@ def validate(ckpt: Path, size: int = 128, per_rock: int = 2) -> dict:
     from fusionseg.sem.minerals import class_names
 
     names = class_names()
-    model = FusionSegModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    model = None if method else FusionSegModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
     out = {}
     for noise in NOISE_SCALES:
         for f in FRACTIONS:
@@ -42,13 +44,18 @@ def validate(ckpt: Path, size: int = 128, per_rock: int = 2) -> dict:
             scores = Scores(len(names))
             for i in range(len(source)):
                 sample = with_identified_point_labels(source[i])
-                scores.add(model.predict_samples([sample])[0]["labels"].numpy(), sample.target.numpy())
+                if method:
+                    pred = baseline_map(method, sample, sample.point_target.numpy())
+                else:
+                    pred = model.predict_samples([sample])[0]["labels"].numpy()
+                scores.add(pred, sample.target.numpy())
             summary = scores.summary(names)
             out[f"noise {noise} / {f}"] = {
                 "miou": round(summary["miou"], 4),
                 "pixel_acc": round(summary["pixel_acc"], 4),
             }
-    return {"ckpt": str(ckpt), "results": out, "mean_miou": round(float(np.mean([v["miou"] for v in out.values()])), 4)}
+    mean = round(float(np.mean([v["miou"] for v in out.values()])), 4)
+    return {"ckpt": None if method else str(ckpt), "method": method, "results": out, "mean_miou": mean}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,11 +63,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", type=Path, default=DEFAULT_WEIGHTS)
+    p.add_argument("--method", choices=CLASSIC, help="score this classic fill instead of a checkpoint")
     p.add_argument("--quick", action="store_true", help="64 px fields, one per rock")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    result = validate(a.ckpt, *((64, 1) if a.quick else (128, 2)))
+    result = validate(a.ckpt, *((64, 1) if a.quick else (128, 2)), method=a.method)
     print(json.dumps(result, indent=1))
     return result
 
