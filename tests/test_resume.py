@@ -1,4 +1,5 @@
-"""Faults: SIGKILL `fusionseg fit` mid-run, resume from last.ckpt, get the uninterrupted run's numbers.
+"""Faults: SIGKILL `fusionseg fit` mid-run, resume from last.ckpt, get the uninterrupted run's numbers and weights
+(bit for bit; the shipped config, refiner on).
 
 Also: same seed and config give identical metrics (two processes), and the killed run's CSV log
 keeps every epoch that ran.
@@ -65,6 +66,10 @@ def _ckpt_epoch(path: Path) -> int | None:
         return None
 
 
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
 @pytest.mark.timeout(600)  # ~35 s on an idle 2-core machine; generous for a loaded one
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -98,6 +103,12 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, monkeypatch)
     assert after and {e: _val_by_epoch(resumed)[e] for e in after} == after
     steps = _train_by_step(resumed)
     assert steps and all(_train_by_step(full)[s] == loss for s, loss in steps.items())
+    resumed_last = tmp_path / "killed" / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    assert _ckpt_epoch(resumed_last) == EPOCHS - 1
+    weights, resumed_weights = _state_dict(last_full), _state_dict(resumed_last)
+    assert any("refiner" in k for k in weights), "the shipped config's refiner is on in this test"
+    assert weights.keys() == resumed_weights.keys()
+    assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights), "resumed weights differ"
     print(f"killed after epoch {killed_at}; resumed val (loss, mIoU) {after} == uninterrupted")
 
 
@@ -123,6 +134,10 @@ def test_same_seed_same_data_graphs_and_order():
     assert list(s1) == list(s2) and sorted(s1) == list(range(10))
     s2.set_epoch(4)
     assert list(s1) != list(s2)
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
 
 @pytest.mark.timeout(600)  # ~35 s on an idle 2-core machine; generous for a loaded one
