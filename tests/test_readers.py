@@ -148,6 +148,27 @@ def test_corrupt_and_unsupported_files(tmp_path: Path) -> None:
         read_input(tmp_path / "missing.bcf")
 
 
+@needs_bruker
+@pytest.mark.parametrize("damage", ["truncated to 10 %", "truncated to 60 %", "zeroed block mid-file"])
+def test_damaged_bruker_copy_is_a_one_line_error_and_writes_nothing(damage: str, tmp_path: Path, capsys) -> None:
+    """An interrupted copy fails inside the decompressor when the lazy cube is read: named as damaged, exit 2."""
+    from fusionseg.cli import main
+
+    data = bytearray(BCF30.read_bytes())
+    if damage.startswith("truncated"):
+        data = data[: len(data) * int(damage.split()[2]) // 100]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 2000] = bytes(2000)
+    bad = tmp_path / "copy.bcf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ReaderError, match="copy.bcf: its data are damaged, truncated or corrupt"):
+        read_input(bad)
+    assert main(["segment", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "damaged, truncated or corrupt" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_large_cubes_are_read_lazily(monkeypatch):
     """Above LAZY_MIN_BYTES the cube stays a dask array; sparse acquisition reads the same spectra."""
     import fusionseg.sem.data.readers as readers

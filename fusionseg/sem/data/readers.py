@@ -580,7 +580,16 @@ def read_input(
         if path.is_dir():
             return read_folder(path, image, energy_axis, beam_energy_kev)
         img = read_image_file(Path(image)) if image is not None else None
-        sample = sample_from_signals(read_signals(path), img, bse_title, energy_axis, beam_energy_kev, name=path.stem)
+        signals = read_signals(path)
+        try:
+            sample = sample_from_signals(signals, img, bse_title, energy_axis, beam_energy_kev, name=path.stem)
+        except (ReaderError, SampleError):
+            raise
+        except Exception as err:  # lazy vendor data decoded here: a truncated copy fails inside the decompressor
+            raise ReaderError(
+                f"cannot read {path.name}: its data are damaged, truncated or corrupt ({type(err).__name__}: {err}). "
+                "Copy the file again from the acquisition computer, or export it again from the vendor software."
+            ) from err
     except SampleError as err:  # the data read fine but are not physical: say which input
         raise ReaderError(f"{path}: {err}") from err
     sem = sem_meta(sample.meta)
