@@ -138,3 +138,44 @@ def test_eds_npz_layouts(tmp_path_factory, coords, spectra, scale, beam):
     s = _ok_or_ours(read_input, folder)
     if s is not None:
         assert s.image.shape[1:] == (5, 5)
+
+
+@st.composite
+def labelled_fields(draw):
+    """A valid field for the refiner's classic features: (1, H, W) image in [0, 1] (constant, saturated or noisy),
+    1-12 points anywhere (borders, one pixel, one line), 1-4 classes, an unlabelled point now and then."""
+    h, w = draw(st.integers(2, 20)), draw(st.integers(2, 20))
+    kind = draw(st.sampled_from(["noise", "constant", "saturated", "two levels"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    image = {"noise": rng.random((h, w)), "constant": np.full((h, w), 0.4), "saturated": np.ones((h, w)),
+             "two levels": np.where(np.arange(w) < w // 2, 0.2, 0.8)[None].repeat(h, 0)}[kind]  # fmt: skip
+    n = draw(st.integers(1, 12))
+    rows = draw(st.lists(st.floats(0, h - 1), min_size=n, max_size=n))
+    cols = draw(st.lists(st.floats(0, w - 1), min_size=n, max_size=n))
+    labels = draw(st.lists(st.sampled_from([0, 3, 5, 9, -100]), min_size=n, max_size=n))
+    return image[None].astype(np.float32), np.array([rows, cols], np.float64).T, np.array(labels, np.int64)
+
+
+@FAST
+@given(field=labelled_fields(), seed=st.integers(0, 2**16))
+def test_classic_features_are_finite_defined_everywhere_and_blind_to_point_order(field, seed):
+    """The refiner's features (`classic_features`): finite for any valid field, a value for every found
+    class at every pixel, and the same whatever order the points are listed in."""
+    from fusionseg.models.prior import FEATURES, PIXEL_FEATURES, classic_features
+    from fusionseg.sample import IGNORE_INDEX
+
+    image, coords, labels = field
+    h, w = image.shape[1:]
+    feats = classic_features(image, coords, labels)
+    found = np.unique(labels[labels != IGNORE_INDEX])
+    assert feats.found.tolist() == found.tolist()
+    assert feats.region.shape == (len(found), h * w, len(FEATURES)) and np.isfinite(feats.region).all()
+    pixels = feats.pixel_features(np.arange(h * w)).numpy()
+    assert pixels.shape == (len(found), h * w, len(PIXEL_FEATURES)) and np.isfinite(pixels).all()
+    for method in ("geodesic", "random-walker"):
+        filled = feats.classic_labels(method) if len(found) else None
+        assert filled is None or set(np.unique(filled)) <= set(found.tolist())
+    order = np.random.default_rng(seed).permutation(len(labels))
+    shuffled = classic_features(image, coords[order], labels[order])
+    np.testing.assert_allclose(shuffled.region, feats.region, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shuffled.pixel_features(np.arange(h * w)).numpy(), pixels, rtol=1e-5, atol=1e-5)

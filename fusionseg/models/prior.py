@@ -133,7 +133,8 @@ def classic_features(
                                {"geodesic": none, "random-walker": none})  # fmt: skip
     rows, cols = point_pixels(coords, (h, w))
     cls = np.searchsorted(found, labels)
-    at_class[rows * w + cols] = cls
+    pixels_at, classes_at = _class_at_pixels(rows * w + cols, cls, len(found))
+    at_class[pixels_at] = classes_at
     graph = region_graph(unit_scaled(image), regions, RANDOM_WALKER_BETA, FGS_SIGMA_COLOR)
     r = graph.num_regions
     point_region = flat[rows * w + cols]
@@ -167,6 +168,16 @@ def classic_features(
     best = {"geodesic": geodesic[-1].argmin(0), "random-walker": walker.argmax(0)}
     return ClassicFeatures(found, np.stack(maps, -1).astype(np.float32), flat, tuple(images), tuple(medians),
                            tuple(spreads), tuple(z_region), at_class, best)  # fmt: skip
+
+
+def _class_at_pixels(pixels: np.ndarray, cls: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each measured pixel once, with its points' majority class (ties: the lower class index), so that two
+    spectra of different phases at one pixel give the same answer whatever order they are listed in."""
+    keys, counts = np.unique(pixels * n_classes + cls, return_counts=True)
+    pix, c = keys // n_classes, keys % n_classes
+    first = np.lexsort((c, -counts, pix))  # per pixel: most points first, then the lower class
+    keep = first[np.r_[True, pix[first][1:] != pix[first][:-1]]]
+    return pix[keep], c[keep].astype(np.int16)
 
 
 def _mismatch_model(
