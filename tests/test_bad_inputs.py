@@ -348,20 +348,41 @@ def _labelled(field: Sample, coords, labels, names=("quartz", "albite")) -> Samp
                    meta=replace(field.meta, class_names=names))  # fmt: skip
 
 
+FIVE = [[5.0, 5.0], [20.0, 20.0], [9.0, 28.0], [25.0, 3.0], [3.0, 25.0]]
+THREE = ("quartz", "albite", "calcite")
 ODD = {
     "one point": ([[5.0, 5.0]], [0], "only 1 measured point"),
     "two points": ([[5.0, 5.0], [20.0, 20.0]], [0, 1], "only 2 measured point"),
     "all at one pixel": ([[7.0, 7.0]] * 6, [0, 0, 0, 1, 1, 1], "all 6 measured points lie at one pixel"),
     "a single class": ([[5.0, 5.0], [20.0, 20.0], [9.0, 28.0], [30.0, 2.0]], [1, 1, 1, 1], "single phase"),
+    "one point per phase": ([[5.0, 5.0], [20.0, 20.0], [9.0, 28.0]], [0, 1, 2], "only 3 labelled points for 3"),
+    "constant image": (FIVE, [0, 1, 2, 0, 1], "the image is constant"),
+    "saturated image": (FIVE, [0, 1, 2, 0, 1], "the image is constant"),
 }
+IMAGES = {"constant image": 0.4, "saturated image": 1.0}  # the whole image at this value
+QUIET = {  # odd geometry that needs no warning: a map from every point, as usual
+    "points on one line": ([[10.0, c] for c in range(0, 32, 4)], [0, 0, 1, 1, 2, 2, 0, 1]),
+    "points on the border": ([[0.0, c] for c in range(0, 32, 4)] + [[31.0, 5.0]], [0, 0, 1, 1, 2, 2, 0, 1, 2]),
+}
+
+
+@pytest.mark.parametrize("case", list(QUIET))
+def test_points_on_a_line_or_the_border_map_every_pixel(case, field):
+    coords, labels = QUIET[case]
+    result = segment_field(_labelled(field, coords, labels, THREE), config=SegmentConfig(progress=False))
+    assert result.labels.shape == (32, 32) and set(result.labels.unique().tolist()) <= set(labels)
+    assert torch.isfinite(result.confidence).all() and (result.confidence > 0).all()
 
 
 @pytest.mark.parametrize("case", list(ODD))
 def test_odd_input_runs_with_a_warning(case, field):
     coords, labels, words = ODD[case]
-    result = segment_field(_labelled(field, coords, labels), config=SegmentConfig(progress=False))
+    odd = _labelled(field, coords, labels, THREE)
+    if case in IMAGES:
+        odd = replace(odd, image=torch.full_like(field.image, IMAGES[case]))
+    result = segment_field(odd, config=SegmentConfig(progress=False))
     assert any(words in note for note in result.info["notes"]), result.info["notes"]
-    assert result.labels.shape == (32, 32) and (result.labels >= 0).all()
+    assert result.labels.shape == (32, 32) and set(result.labels.unique().tolist()) <= set(labels)
     assert torch.isfinite(result.confidence).all() and (result.confidence > 0).all()
 
 
@@ -428,3 +449,46 @@ def test_registry_names_the_keywords_a_part_takes():
 
     with pytest.raises(RegistryArgumentError, match=r"graph builder 'grid' takes no argument\(s\) \['bogus'\]"):
         GRAPH_BUILDERS.create("grid", bogus=1)
+
+
+# ----------------------------------------------------------------------------- odd fields through the shipped model
+def _shipped_field_variant(field: Sample, case: str) -> Sample:
+    from fusionseg.sem.identify import with_identified_point_labels
+
+    s = with_identified_point_labels(field)
+    n, coords = s.num_points, s.point_coords
+    changes = {
+        "all points at one pixel": {"point_coords": torch.full_like(coords, 7.0)},
+        "points on one line": {"point_coords": torch.stack([torch.full((n,), 10.0), torch.linspace(0, 31, n)], 1)},
+        "points on the border": {"point_coords": torch.stack([torch.zeros(n), torch.linspace(0, 31, n)], 1)},
+        "constant image": {"image": torch.full_like(s.image, 0.4)},
+        "saturated image": {"image": torch.ones_like(s.image)},
+        "one phase": {
+            "point_features": s.point_features[:1].repeat(n, 1),
+            "point_target": s.point_target[:1].repeat(n),
+        },
+        "4x5 field": {
+            "image": s.image[:, :4, :5],
+            "target": s.target[:4, :5],
+            "point_coords": coords[:3] % 4,
+            "point_features": s.point_features[:3],
+            "point_target": s.point_target[:3],
+        },
+    }[case]
+    return replace(s, **changes)
+
+
+@pytest.mark.parametrize("case", ["all points at one pixel", "points on one line", "points on the border",
+                                  "constant image", "saturated image", "one phase", "4x5 field"])  # fmt: skip
+def test_shipped_model_predicts_odd_fields(case, field):
+    """The refiner, its classic features and the per-field adaptation (`predict`) on odd but legal fields."""
+    from fusionseg.paths import DEFAULT_WEIGHTS
+    from fusionseg.pretrain import load_weights
+
+    s = _shipped_field_variant(field, case)
+    with torch.inference_mode():
+        out = load_weights(DEFAULT_WEIGHTS).predict_samples([s])[0]
+    assert out["labels"].shape == s.image.shape[1:] and (out["labels"] >= 0).all()
+    assert torch.isfinite(out["confidence"]).all() and (out["confidence"] > 0).all()
+    if case == "one phase":
+        assert (out["labels"] == s.point_target[0]).all()
