@@ -195,6 +195,26 @@ def test_npz_folder_errors(case, field, tmp_path, capsys):
     assert words in err and "Traceback" not in err, err
 
 
+DAMAGE = {"zero-length": lambda b: b"", "truncated": lambda b: b[: len(b) // 2], "not that format": lambda b: b"x" * 99}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("name", ["eds.npz", "bse.tif", "bse.png"])
+def test_damaged_folder_files_exit_2_naming_the_file(name, damage, field, tmp_path, capsys):
+    folder = write_npz_folder(tmp_path / "f", field)
+    if name == "bse.png":  # the same image as PNG
+        from skimage import io
+
+        io.imsave(folder / name, tifffile.imread(folder / "bse.tif"), check_contrast=False)
+        (folder / "bse.tif").unlink()
+    (folder / name).write_bytes(DAMAGE[damage]((folder / name).read_bytes()))
+    assert segment_main([str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {'image ' if name != 'eds.npz' else ''}{folder / name}" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_image_errors_and_rgb(tmp_path, field, capsys):
     folder = write_npz_folder(tmp_path / "f", field)
     tifffile.imwrite(folder / "bse.tif", np.ones((32, 32), np.complex64))
