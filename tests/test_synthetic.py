@@ -177,6 +177,31 @@ def test_fraction_range_draws_a_budget_per_field():
     assert src[3].num_points == counts[3] == src.points_of(3)  # deterministic per field
 
 
+def test_mineral_shuffle_keeps_the_texture_and_swaps_the_minerals():
+    """A shuffled field: the unshuffled field's phase boundaries, other library minerals (epoxy and pores kept),
+    its BSE levels and spectra those of the new minerals; unshuffled fields are untouched."""
+    from fusionseg.sem.minerals import class_names
+
+    names = class_names()
+    plain = DATA_SOURCES.create("sem-synthetic", num_fields=8, size=40, rocks=["grain-mount"], seed=4)
+    mixed = DATA_SOURCES.create("sem-synthetic", num_fields=8, size=40, rocks=["grain-mount"], seed=4,
+                                mineral_shuffle=0.5)  # fmt: skip
+    swapped = [i for i in range(8) if mixed.minerals_of(i)]
+    assert 0 < len(swapped) < 8
+    for i in range(8):
+        a, b = plain.field(i), mixed.field(i)
+        if i not in swapped:
+            assert np.array_equal(a.labels, b.labels) and np.array_equal(a.bse, b.bse)
+            continue
+        lut = mixed.minerals_of(i)
+        expect = np.vectorize(lambda k: names.index(lut.get(names[k], names[k])))(a.labels)
+        assert np.array_equal(b.labels, expect) and not np.array_equal(a.labels, b.labels)
+        assert "epoxy" not in lut and "epoxy" in {names[k] for k in np.unique(b.labels)}
+        assert len(set(lut.values())) == len(lut)  # distinct minerals stay distinct phases
+        s = mixed[i]
+        assert torch.equal(s.target, torch.from_numpy(b.labels).long())
+
+
 def test_datamodule_trains_on_a_fraction_range_and_tests_at_one_fraction():
     from fusionseg.data.datamodule import FusionSegDataModule
 
@@ -242,6 +267,7 @@ def test_dense_cube_for_small_fields():
         ({"counts_per_spectrum": 0}, "counts_per_spectrum"),
         ({"beam_energy_kev": 0.4}, "no X-ray line"),  # quartz: O K edge 0.54 keV, Si K 1.84 keV
         ({"sampler": "nope"}, "point sampler"),
+        ({"mineral_shuffle": 1.5}, "mineral_shuffle"),
     ],
 )
 def test_impossible_settings_raise(kwargs, match):

@@ -9,6 +9,7 @@ noise (std ~ sqrt(signal)) and read noise are added after the blur. The image is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,10 +159,12 @@ def simulate_field(
     pixel_size_um: float = 1.5,
     spectra: SpectrumModel | None = None,
     bse_noise_scale: float = 1.0,
+    minerals: Mapping[str, str] | None = None,
 ) -> SyntheticField:
     """Simulate one field of ``rock`` (height x width px at ``pixel_size_um`` µm/px); deterministic in ``seed``.
 
-    ``bse_noise_scale``: factor on the BSE noise std (see `render_bse`).
+    ``bse_noise_scale``: factor on the BSE noise std (see `render_bse`). ``minerals``: the rock's minerals
+    replaced by others (name -> name) after its texture is drawn: the same geometry, another assemblage.
     """
     rock = get_rock(rock)
     width = height if width is None else width
@@ -174,5 +177,11 @@ def simulate_field(
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     state = [int(x) for x in ss.generate_state(2)]  # pure function of the seed (spawn() would mutate ss)
     labels = phase_map(rock, (int(height), int(width)), pixel_size_um, np.random.default_rng([*state, 0]))
+    if minerals:
+        names = class_names()
+        lut = np.arange(len(names))
+        lut[[names.index(a) for a in minerals]] = [names.index(b) for b in minerals.values()]
+        spectra.check(lut[np.unique(labels)])
+        labels = lut[labels].astype(labels.dtype)
     bse, params = render_bse(labels, np.random.default_rng([*state, 1]), bse_noise_scale)
     return SyntheticField(labels, bse, rock.name, pixel_size_um, spectra, state[0], params)

@@ -13,7 +13,7 @@ from fusionseg.sample import Sample
 from fusionseg.sem.data.synthetic.field import SyntheticField, simulate_field
 from fusionseg.sem.data.synthetic.rocks import get_rock
 from fusionseg.sem.meta import EnergyAxis, sem_meta
-from fusionseg.sem.minerals import SimulationError, class_names
+from fusionseg.sem.minerals import SimulationError, class_names, library
 from fusionseg.sem.physics import SpectrumModel, element_peaks
 
 
@@ -45,6 +45,9 @@ class SyntheticSEMSource:
     returns the `SyntheticField` (labels, BSE, ``spectra_at``, ``dense_spectra`` for the oracle on small fields).
     ``bse_noise_scale`` multiplies each field's BSE noise; a pair draws it log-uniformly per field (training
     that covers quieter detectors than the simulator's default, e.g. real instruments' slow scans).
+    ``mineral_shuffle``: the share of fields whose rock keeps its texture but has its minerals (not epoxy or
+    pores) replaced by others drawn from the whole library (training for assemblages no rock recipe has,
+    as on a real section whose minerals the model never saw together).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class SyntheticSEMSource:
         height: int | None = None,
         width: int | None = None,
         bse_noise_scale: float | Sequence[float] = 1.0,
+        mineral_shuffle: float = 0.0,
         split: str | None = None,
     ) -> None:
         """``split`` is accepted for the source contract; splits differ by ``seed`` (the datamodule's per split)."""
@@ -95,6 +99,13 @@ class SyntheticSEMSource:
         )
         for rock in self.rock_types:  # fail now, not at item 37, when a mineral cannot be excited
             self.spectra.check([class_names().index(m) for m in rock.minerals()])
+        if not 0.0 <= float(mineral_shuffle) <= 1.0:
+            raise SimulationError(f"mineral_shuffle is a share of fields in [0, 1], got {mineral_shuffle!r}.")
+        self.mineral_shuffle = float(mineral_shuffle)
+        keep = {"epoxy"}  # a mount's resin stays resin; pores (void) stay pores
+        pool = [m.name for m in library() if not m.is_void and m.name not in keep]
+        self.shuffle_pool = pool if self.mineral_shuffle else []
+        self.spectra.check([class_names().index(m) for m in self.shuffle_pool])
 
     def __len__(self) -> int:
         return self.num_fields
@@ -124,7 +135,17 @@ class SyntheticSEMSource:
             pixel_size_um=self.pixel_size_um,
             spectra=self.spectra,
             bse_noise_scale=self.noise_scale_of(i),
+            minerals=self.minerals_of(i),
         )
+
+    def minerals_of(self, index: int) -> dict[str, str] | None:
+        """Field ``index``'s mineral replacements (`mineral_shuffle`), or None: the rock as its recipe says."""
+        i = self._index(index)
+        rng = np.random.default_rng([self.seed, i, 10])
+        if not self.mineral_shuffle or rng.uniform() >= self.mineral_shuffle:
+            return None
+        own = [m for m in self.rock_types[i % len(self.rock_types)].minerals() if m in self.shuffle_pool]
+        return dict(zip(own, rng.choice(self.shuffle_pool, len(own), replace=False).tolist(), strict=True))
 
     def noise_scale_of(self, index: int) -> float:
         """BSE noise factor of field ``index`` (fixed, or drawn log-uniformly for a range)."""
