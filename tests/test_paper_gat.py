@@ -25,6 +25,7 @@ BRIEF = [
     "--data.val_fields=1",
     "--data.eds_fraction=0.03",
     "--data.train_eds_fraction=null",
+    "--data.train_source_kwargs=null",  # granite as recipes make it: swapped minerals need the full budget
 ]
 
 
