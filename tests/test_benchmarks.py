@@ -19,7 +19,7 @@ def tiny_accuracy() -> dict:
 def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dict) -> None:
     report = tiny_accuracy
     classic = {"nearest-point", "superpixel-vote", "random-walker", "geodesic", "fast-global-smoother"}
-    expected = {"bse-only", "paper_gat", "paper_gat-shipped", "default", "default-shipped", "ceiling-measured-phases",
+    expected = {"bse-only", "paper_gat-shipped", "default", "default-shipped", "ceiling-measured-phases",
                 "oracle-dense-eds",
                 *classic}  # fmt: skip
     assert set(report["classic"]) == classic
