@@ -88,6 +88,38 @@ def write_manifest(folder: str | os.PathLike, files: Iterable[str]) -> Path:
     return path
 
 
+def owned_files(folder: Path) -> set[str]:
+    """Files fusionseg wrote under ``folder``: its manifest's, and each sub-folder manifest's (the field folders
+    of a multi-field run) with that manifest itself."""
+    owned = read_manifest(folder)
+    for manifest in folder.rglob(MANIFEST_NAME):
+        if manifest.parent != folder:
+            rel = manifest.parent.relative_to(folder).as_posix()
+            owned |= {f"{rel}/{f}" for f in read_manifest(manifest.parent)} | {f"{rel}/{MANIFEST_NAME}"}
+    return owned
+
+
+def is_complete(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` was published completely: a manifest whose every file is present (`publish`
+    lists the new files before moving them, so a run stopped while moving leaves a missing one)."""
+    folder = Path(folder)
+    files = read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else set()
+    return bool(files) and all((folder / f).is_file() for f in files)
+
+
+def remove_stale_staging(out: str | os.PathLike) -> None:
+    """Delete staging folders a killed run left beside ``out`` (``.<name>.staging.*``, made by `output_folder`)."""
+    out = Path(out)
+    for stale in out.parent.glob(f".{out.name}.staging.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _is_staging(rel: str) -> bool:
+    """A path inside a staging folder of a field folder (``.<field>.staging.*/...``): fusionseg's own."""
+    top = rel.split("/")[0]
+    return top.startswith(".") and ".staging." in top
+
+
 def _files_under(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
 
@@ -122,9 +154,10 @@ def check_output_folder(
     if not overwrite:
         raise OutputFolderError(
             f"output folder {out} exists and is not empty; choose another --out, or pass --overwrite to replace "
-            "the files fusionseg wrote there before (nothing else is touched)."
+            "the files fusionseg wrote there before (nothing else is touched), or --resume to keep the fields a "
+            "stopped multi-field `segment` already wrote."
         )
-    unknown = sorted(set(present) - read_manifest(out))
+    unknown = sorted(f for f in set(present) - owned_files(out) if not _is_staging(f))
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise OutputFolderError(
@@ -181,8 +214,11 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "check_output_folder",
+    "is_complete",
     "output_folder",
+    "owned_files",
     "publish",
     "read_manifest",
+    "remove_stale_staging",
     "write_manifest",
 ]

@@ -661,6 +661,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--overwrite", action="store_true", help="replace the files fusionseg wrote in --out before (nothing else)"
     )
+    p.add_argument(
+        "--resume", action="store_true", help="several fields: keep those already written in --out, map the rest"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     return p.parse_args(argv)
 
@@ -727,7 +730,7 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     result.timings["read_s"] = round(read_s, 2)
     result.info.update(memory_budget_gb=round(budget / 1e9, 2), tile_px=tile)
     written = time.perf_counter()
-    with output_folder(out, (path, a.image, a.checkpoint), a.overwrite) as staging:
+    with output_folder(out, (path, a.image, a.checkpoint), a.overwrite or a.resume) as staging:
         result.timings["total_s"] = round(time.perf_counter() - start, 2)  # before writing: summary.json holds it
         write_segment_outputs(staging, result, input_path=path)
     result.timings["write_s"] = round(time.perf_counter() - written, 2)
@@ -737,22 +740,33 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
 
 
 def run_segment(a: argparse.Namespace) -> Path:
-    """Segment every field ``a.input`` names: one field into ``--out``, several into ``--out/<field>/``."""
-    from fusionseg.export.safe_io import check_output_folder
+    """Segment every field ``a.input`` names: one field into ``--out``, several into ``--out/<field>/``.
+
+    Several fields: with ``--resume`` fields already written completely are kept; under torchrun or SLURM
+    each process maps its own share of the fields (`fusionseg.distributed`).
+    """
+    from fusionseg.distributed import process_rank, share_of
+    from fusionseg.export.safe_io import check_output_folder, is_complete, remove_stale_staging
 
     inputs = (a.input, a.image, a.checkpoint)
-    out = check_output_folder(a.out, inputs, a.overwrite)  # before any long work
+    out = check_output_folder(a.out, inputs, a.overwrite or a.resume)  # before any long work
     for what, path in (("input", a.input), ("--image", a.image), ("--checkpoint", a.checkpoint)):
         if path is not None and "*" not in str(path) and not Path(path).exists():
             raise SegmentError(f"{what} {path} does not exist; check the path.")
     if a.checkpoint is not None and not Path(a.checkpoint).is_file():
         raise SegmentError(f"--checkpoint {a.checkpoint} is not a file; give a .ckpt written by `fusionseg fit`.")
     paths = input_paths(a.input)
-    if len(paths) == 1:
-        segment_one(paths[0], a, out)
-        return out
-    for path in paths:
-        segment_one(path, a, out / path.stem)
+    rank, world_size = process_rank()
+    fields = [(path, out if len(paths) == 1 else out / path.stem) for path in paths]
+    kept = 0
+    for path, field_out in share_of(fields, rank, world_size):
+        remove_stale_staging(field_out)  # a killed run's; no other process maps this field
+        if a.resume and is_complete(field_out):
+            kept += 1
+            continue
+        segment_one(path, a, field_out)
+    if kept:
+        print(f"kept {kept} field(s) already written in {out} (--resume)")
     return out
 
 

@@ -2,8 +2,9 @@
 
 Each predicted field gets ``<output_dir>/<field name>/`` with the same files ``fusionseg segment``
 writes (phase TIFF, uncertainty, overlay, modal/grain/association tables, QC in ``summary.json``,
-reports), written into a staging folder renamed into place when complete (atomic). A field whose
-folder already holds a ``summary.json`` is skipped, so a re-run resumes where a stopped one ended.
+reports), written into a staging folder published when complete. A field whose folder was published
+completely is skipped, so a re-run resumes where a stopped one ended. Under DDP (``--trainer.strategy=ddp``)
+each process predicts and writes its own share of the fields (Lightning's unrepeated sampler): each once.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def field_folder(output_dir: Path, name: str, index: int) -> Path:
 
 
 def is_written(folder: Path) -> bool:
-    """A field folder is complete when its ``summary.json`` exists (it is renamed into place last)."""
-    return (folder / "summary.json").is_file()
+    """A field folder is done when it was published completely (`fusionseg.export.safe_io.is_complete`)."""
+    from fusionseg.export.safe_io import is_complete
+
+    return is_complete(folder)
 
 
 @PREDICTION_WRITERS.register("sem")
