@@ -114,19 +114,20 @@ class FusionSegCLI(LightningCLI):
         return parser
 
     def before_predict(self) -> None:
-        """Set the memory budget (checked on every predict field now, before any is mapped); when no prediction
-        writer is configured, add the one registered for the data's domain (`PREDICTION_WRITERS`; SEM: each
-        field's maps and reports under ``<logs>/predictions``), if there is one."""
+        """Set the memory budget (checked on every predict field of this process now, before any is mapped);
+        when no prediction writer is configured, add the one registered for the data's domain
+        (`PREDICTION_WRITERS`; SEM: each field's maps and reports under ``<logs>/predictions``), if there is one."""
         from lightning.pytorch.callbacks import BasePredictionWriter
 
+        from fusionseg.distributed import share_of
         from fusionseg.inference import OVERLAP_PX, available_memory, check_memory, min_tile_px
         from fusionseg.registry import PREDICTION_WRITERS
 
         budget = self.config.predict.get("max_memory") or available_memory()
         predict = self.datamodule.dataset("predict") if hasattr(self.datamodule, "dataset") else []
-        if self.model.hparams.task == "segmentation":
-            for sample in predict:
-                check_memory(budget, sample, min_tile_px(OVERLAP_PX), flag="--max_memory")
+        if self.model.hparams.task == "segmentation":  # this process's fields (DDP: Lightning's unrepeated split)
+            for index in share_of(range(len(predict)), self.trainer.global_rank, self.trainer.world_size):
+                check_memory(budget, predict[index], min_tile_px(OVERLAP_PX), flag="--max_memory")
         self.model.predict_max_memory = budget
 
         if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):

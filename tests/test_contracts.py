@@ -167,6 +167,20 @@ def test_sample_folder_trains_on_simulate_output(tmp_path) -> None:
     assert main(args) == 0
 
 
+def test_shipped_config_trains_on_a_simulate_folder_with_the_documented_command(tmp_path, capsys) -> None:
+    """README: the shipped config's simulator kwargs are replaced whole; only data.source changed -> the fix."""
+    from fusionseg.cli import main
+    from fusionseg.paths import DEFAULT_CONFIG
+
+    assert main(["simulate", "--n", "6", "--size", "24", "--out", str(tmp_path / "sim")]) == 0
+    common = ["fit", "--config", str(DEFAULT_CONFIG), "--data.source=sample-folder", "--trainer.fast_dev_run=true",
+              f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false"]  # fmt: skip
+    assert main([*common, f"--data.source_kwargs.root={tmp_path / 'sim'}"]) == 2
+    assert "--data.source_kwargs='{root: DIR}' --data.train_source_kwargs=null" in capsys.readouterr().err
+    documented = [f"--data.source_kwargs={{root: {tmp_path / 'sim'}}}", "--data.train_source_kwargs=null"]
+    assert main([*common, *documented]) == 0
+
+
 def test_domain_metadata_round_trips_through_sample_files(tmp_path) -> None:
     """``meta.domain`` is stored by its DOMAINS name; version-1 files (SEM fields at the top level) still load;
     float (regression) targets stay float."""

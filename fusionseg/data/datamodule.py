@@ -9,10 +9,10 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from fusionseg.errors import FusionSegError
-from fusionseg.registry import DATA_SOURCES, POINT_LABELLERS
+from fusionseg.registry import DATA_SOURCES, POINT_LABELLERS, RegistryArgumentError
 from fusionseg.sample import Sample
 from fusionseg.training import epoch_seed
 
@@ -21,7 +21,14 @@ SPLITS = ("train", "val", "test", "predict")
 
 def create_source(name: str, kwargs: dict[str, Any]) -> Any:
     """The source ``name`` (registry name or class_path) built with ``kwargs``, checked against the contract."""
-    source = DATA_SOURCES.create(name, **kwargs)
+    try:
+        source = DATA_SOURCES.create(name, **kwargs)
+    except RegistryArgumentError as err:  # typically a config written for another source, e.g. the simulator's
+        raise RegistryArgumentError(
+            f"{err} A config written for another source keeps its data.source_kwargs when only data.source changes "
+            "on the command line: replace them whole, e.g. --data.source=sample-folder "
+            "--data.source_kwargs='{root: DIR}' --data.train_source_kwargs=null."
+        ) from err
     if not callable(getattr(source, "__len__", None)) or not callable(getattr(source, "__getitem__", None)):
         raise FusionSegError(
             f"data source {name!r} built a {type(source).__name__}, which is not a sequence of Samples; a source "
@@ -64,25 +71,25 @@ class CachedDataset(Dataset):
         return self._store[index]
 
 
-class EpochShuffleSampler(Sampler[int]):
+class EpochShuffleSampler(DistributedSampler):
     """A permutation of ``range(n)`` drawn from (seed, epoch) alone; Lightning calls ``set_epoch``.
 
     Unlike ``shuffle=True`` (a draw from the global RNG), the order of epoch k does not depend on what
-    ran before it, so a run resumed at epoch k sees the batches an uninterrupted run saw.
+    ran before it, so a run resumed at epoch k sees the batches an uninterrupted run saw. Under DDP
+    (``num_replicas`` processes) process r takes every ``num_replicas``-th item of that one permutation from
+    r, padded by repeats to equal shares: batch b of the processes together holds the fields one process
+    with ``num_replicas`` times the batch size sees in its batch b. A `DistributedSampler`, so Lightning
+    uses it as it is.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = int(n), int(seed), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, n: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(range(int(n)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
     def __iter__(self):  # noqa: ANN204 (Iterator[int])
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        order = (order * -(-self.total_size // len(order)))[: self.total_size]  # equal shares: same step counts
+        return iter(order[self.rank : self.total_size : self.num_replicas])
 
 
 class FusionSegDataModule(L.LightningDataModule):
@@ -212,12 +219,34 @@ class FusionSegDataModule(L.LightningDataModule):
                 break
         return torch.cat(feats)[:max_spectra]
 
+    def _evaluation_sampler(self, split: str, data: CachedDataset) -> Sampler[int] | None:
+        """Under DDP each process evaluates its own fields, none twice (Lightning's default sampler would repeat
+        fields to even the shares, counting them twice in the synchronised metrics); None for one process."""
+        trainer = self.trainer
+        world_size = trainer.world_size if trainer is not None else 1
+        if world_size == 1:
+            return None
+        if len(data) < world_size:
+            raise FusionSegError(
+                f"data.{split}_fields is {len(data)} but {world_size} processes run: each needs at least one "
+                f"field; set data.{split}_fields to {world_size} or more."
+            )
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        return UnrepeatedDistributedSampler(data, num_replicas=world_size, rank=trainer.global_rank, shuffle=False)
+
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         data = self.dataset(split)
+        if shuffle:
+            trainer = self.trainer
+            share = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = EpochShuffleSampler(len(data), self.hparams.seed, *share)
+        else:
+            sampler = self._evaluation_sampler(split, data)
         return DataLoader(
             data,
             batch_size=self.hparams.batch_size,
-            sampler=EpochShuffleSampler(len(data), self.hparams.seed) if shuffle else None,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.hparams.num_workers > 0,

@@ -81,10 +81,12 @@ def modal_fractions(labels: Tensor, num_classes: int, ignore_index: int = IGNORE
 
 
 def summarise(metrics: dict[str, Tensor], class_names: list[str] | tuple[str, ...]) -> dict:
-    """Plain-Python summary of computed metrics: scalars plus per-class IoU of present classes."""
+    """Plain-Python summary of computed metrics: scalars, ``<prefix>pixels`` (pixels scored, over every DDP
+    process) and per-class IoU of present classes."""
     out = {k: float(v) for k, v in metrics.items() if v.numel() == 1}
-    confmat = next((v for k, v in metrics.items() if k.endswith("confmat")), None)
+    key, confmat = next(((k, v) for k, v in metrics.items() if k.endswith("confmat")), (None, None))
     if confmat is not None:
+        out[key.removesuffix("confmat") + "pixels"] = float(confmat.sum())
         iou = iou_from_confusion(confmat)
         out["per_class_iou"] = {class_names[i]: round(float(v), 4) for i, v in enumerate(iou) if not torch.isnan(v)}
     return out

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torch.nn.parameter import is_lazy  # lazily sized layers (shape known after loading) are not compared
 from torch_geometric.data import Batch
+from torchmetrics import MeanMetric
 
 from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
@@ -145,6 +146,8 @@ class FusionSegModule(L.LightningModule):
             metrics = regression_metrics(tuple(float(t) for t in error_thresholds))
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Field-weighted mean losses whose sums are synchronised across DDP processes (exact for any split).
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self._encoder_fitted = False
 
     # ----------------------------------------------------------------------------- forward
@@ -238,12 +241,14 @@ class FusionSegModule(L.LightningModule):
 
     def training_step(self, batch: list[Sample], batch_idx: int) -> Tensor:
         loss, _, _ = self._loss(batch)
-        self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
+        self.log("train/loss", loss, batch_size=len(batch), prog_bar=True, sync_dist=True)  # DDP: all processes' mean
         return loss
 
     def _eval_step(self, batch: list[Sample], batch_idx: int, stage: str) -> None:
         loss, out, graph = self._loss(batch)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch), prog_bar=stage == "val")
+        mean_loss = self.val_loss if stage == "val" else self.test_loss
+        mean_loss.update(loss.detach(), weight=len(batch))
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage == "val")
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         if self.hparams.task != "segmentation":
             metrics.update(*labelled(out, self.regression_target(batch, graph)))
@@ -259,14 +264,18 @@ class FusionSegModule(L.LightningModule):
         self._eval_step(batch, batch_idx, "test")
 
     def _log_metrics(self, metrics: Any, stage: str) -> None:
+        """Log the epoch's metrics; ``compute`` has summed their states over DDP processes, so every process
+        logs the same values (``sync_dist`` averages equal numbers: it only tells Lightning they are global)."""
         values = metrics.compute()
         if self.hparams.task != "segmentation":
-            self.log_dict({k: float(v) for k, v in values.items()}, prog_bar=stage == "val")
+            self.log_dict({k: float(v) for k, v in values.items()}, prog_bar=stage == "val", sync_dist=True)
             metrics.reset()
             return
         summary = summarise(values, self.class_names)
-        self.log_dict({k: v for k, v in summary.items() if k != "per_class_iou"}, prog_bar=stage == "val")
-        self.log_dict({f"{stage}/iou/{name}": v for name, v in summary.get("per_class_iou", {}).items()})
+        scalars = {k: v for k, v in summary.items() if k != "per_class_iou"}
+        self.log_dict(scalars, prog_bar=stage == "val", sync_dist=True)
+        per_class = {f"{stage}/iou/{name}": v for name, v in summary.get("per_class_iou", {}).items()}
+        self.log_dict(per_class, sync_dist=True)
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:
