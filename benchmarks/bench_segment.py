@@ -44,27 +44,36 @@ def write_field(size: int, folder: Path, eds_fraction: float = 0.01) -> None:
              offset_ev=ax.offset_ev, scale_ev=ax.scale_ev, beam_energy_kev=s.meta.domain.beam_energy_kev)  # fmt: skip
 
 
-def run_segment(folder: Path, out: Path, max_memory: str, time_budget: float, threads: int,
-                extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
-    """``fusionseg segment FOLDER`` in a child process: wall seconds, its peak RSS (``os.wait4``: this child
-    alone) and the per-stage timings of its ``summary.json``."""
+def run_child(cmd: list[str], log_path: Path, threads: int) -> dict:
+    """Run ``cmd`` in a child process (``OMP_NUM_THREADS=threads``, stderr to ``log_path``: a file, not a pipe,
+    which would block when full): its wall seconds, peak RSS in GiB (``os.wait4``: this child alone), exit code
+    and stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "fusionseg.cli", "segment", str(folder), "--out", str(out), "--max-memory",
-           max_memory, "--time-budget", str(time_budget), "--threads", str(threads), "--overwrite", *extra]  # fmt: skip
     start = time.perf_counter()
-    with (out.parent / f"{out.name}.stderr.txt").open("w+") as log:  # a file, not a pipe: a full pipe would block
+    with log_path.open("w+") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         log.seek(0)
         err = log.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"segment {' '.join(extra)} failed on {folder}: {err[-2000:]}")
+    return {"seconds": seconds, "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+            "returncode": os.waitstatus_to_exitcode(status), "stderr": err}  # fmt: skip
+
+
+def run_segment(folder: Path, out: Path, max_memory: str, time_budget: float, threads: int,
+                extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
+    """``fusionseg segment FOLDER`` in a child process: wall seconds, its peak RSS (``os.wait4``: this child
+    alone) and the per-stage timings of its ``summary.json``."""
+    cmd = [sys.executable, "-m", "fusionseg.cli", "segment", str(folder), "--out", str(out), "--max-memory",
+           max_memory, "--time-budget", str(time_budget), "--threads", str(threads), "--overwrite", *extra]  # fmt: skip
+    child = run_child(cmd, out.parent / f"{out.name}.stderr.txt", threads)
+    if child["returncode"] != 0:
+        raise RuntimeError(f"segment {' '.join(extra)} failed on {folder}: {child['stderr'][-2000:]}")
     summary = json.loads((out / "summary.json").read_text())
     timings = summary["timings"]
-    timings["start_and_write_s"] = round(seconds - timings.get("total_s", 0.0), 2)  # interpreter start + outputs
-    return {"tile_px": summary["training"].get("tile_px"), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
-            "seconds": round(seconds, 1), "timings": timings}  # fmt: skip
+    timings["start_and_write_s"] = round(child["seconds"] - timings.get("total_s", 0.0), 2)  # start + outputs
+    return {"tile_px": summary["training"].get("tile_px"), "peak_rss_gib": child["peak_rss_gib"],
+            "seconds": round(child["seconds"], 1), "timings": timings}  # fmt: skip
 
 
 def peak_rss(sizes: list[int], max_memory: str, time_budget: float, threads: int, eds_fraction: float,

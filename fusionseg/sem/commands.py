@@ -1,4 +1,4 @@
-"""The SEM domain's commands (``fusionseg simulate|demo|segment``), registered in `COMMANDS` like a plugin's.
+"""The SEM domain's commands (``fusionseg simulate|demo|segment|mosaic``), registered in `COMMANDS` like a plugin's.
 
 Each parses its arguments and calls library functions; the first docstring line is its ``fusionseg --help`` line.
 """
@@ -19,6 +19,14 @@ def segment_command(argv: list[str]) -> int:
     from fusionseg.sem.segment import segment_main
 
     return segment_main(argv)
+
+
+@COMMANDS.register("mosaic")
+def mosaic_command(argv: list[str]) -> int:
+    """map SEM fields with stage positions into one tiled phase map and modal table of the whole sample"""
+    from fusionseg.sem.mosaic import mosaic_main
+
+    return mosaic_main(argv)
 
 
 @COMMANDS.register("demo")
