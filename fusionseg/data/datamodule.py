@@ -219,11 +219,15 @@ class FusionSegDataModule(L.LightningDataModule):
                 break
         return torch.cat(feats)[:max_spectra]
 
+    def _process_share(self) -> tuple[int, int]:
+        """(number of processes, this one's global rank) of the attached trainer; (1, 0) without one."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def _evaluation_sampler(self, split: str, data: CachedDataset) -> Sampler[int] | None:
         """Under DDP each process evaluates its own fields, none twice (Lightning's default sampler would repeat
         fields to even the shares, counting them twice in the synchronised metrics); None for one process."""
-        trainer = self.trainer
-        world_size = trainer.world_size if trainer is not None else 1
+        world_size, rank = self._process_share()
         if world_size == 1:
             return None
         if len(data) < world_size:
@@ -233,14 +237,12 @@ class FusionSegDataModule(L.LightningDataModule):
             )
         from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-        return UnrepeatedDistributedSampler(data, num_replicas=world_size, rank=trainer.global_rank, shuffle=False)
+        return UnrepeatedDistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=False)
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         data = self.dataset(split)
         if shuffle:
-            trainer = self.trainer
-            share = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-            sampler = EpochShuffleSampler(len(data), self.hparams.seed, *share)
+            sampler = EpochShuffleSampler(len(data), self.hparams.seed, *self._process_share())
         else:
             sampler = self._evaluation_sampler(split, data)
         return DataLoader(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -454,17 +454,6 @@ def modal_rows(labels: np.ndarray, class_names: Sequence[str], pixel_size_um: fl
     from fusionseg.export.writers import modal_table
 
     return modal_table(counts_as_labels(label_counts(labels, len(class_names))), tuple(class_names), pixel_size_um)
-
-
-def foreign_files(folder: Path, also_ours: Iterable[str] = ()) -> list[str]:
-    """Files under ``folder`` that fusionseg did not write: neither in its manifests (`safe_io.owned_files`) nor
-    in ``also_ours``, nor hidden (names starting with a dot: manifests, an interrupted write's staging folders
-    and temporary files)."""
-    from fusionseg.export.safe_io import owned_files
-
-    ours = owned_files(folder) | set(also_ours)
-    present = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
-    return sorted(f for f in present if f not in ours and not any(part.startswith(".") for part in f.split("/")))
 
 
 __all__ = [

@@ -114,14 +114,17 @@ def remove_stale_staging(out: str | os.PathLike) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _is_staging(rel: str) -> bool:
-    """A path inside a staging folder of a field folder (``.<field>.staging.*/...``): fusionseg's own."""
-    top = rel.split("/")[0]
-    return top.startswith(".") and ".staging." in top
-
-
 def _files_under(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+
+
+def foreign_files(folder: Path, also_ours: Iterable[str] = ()) -> list[str]:
+    """Files under ``folder`` that fusionseg did not write: neither in its manifests (`owned_files`) nor in
+    ``also_ours``, nor hidden (a name starting with a dot: manifests, a stopped run's staging folders and
+    temporary files; never deleted, so counting a user's hidden file as ours loses nothing)."""
+    ours = owned_files(folder) | set(also_ours)
+    present = (f for f in _files_under(folder) if f not in ours)
+    return [f for f in present if not any(part.startswith(".") for part in f.split("/"))]
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -130,12 +133,16 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_output_folder(
-    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False
+    out: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    overwrite: bool = False,
+    also_ours: Iterable[str] = (),
 ) -> Path:
     """Raise `OutputFolderError` unless writing into ``out`` can only replace fusionseg's own files.
 
     Refused: ``out`` is a file; ``out`` is, or lies above, one of ``inputs``; ``out`` holds files and
-    ``overwrite`` is off; ``out`` holds files not listed in its manifest. Returns ``out`` resolved.
+    ``overwrite`` is off; ``out`` holds `foreign_files` (``also_ours``: relative paths a command writes
+    outside manifests). Returns ``out`` resolved.
     """
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
@@ -157,11 +164,11 @@ def check_output_folder(
             "the files fusionseg wrote there before (nothing else is touched), or --resume to keep the fields a "
             "stopped multi-field `segment` already wrote."
         )
-    unknown = sorted(f for f in set(present) - owned_files(out) if not _is_staging(f))
+    unknown = foreign_files(out, also_ours)
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise OutputFolderError(
-            f"--overwrite replaces only files fusionseg wrote, but {out} also holds {shown}; move them away or "
+            f"fusionseg replaces only files it wrote, but {out} also holds {shown}; move them away or "
             "choose another --out."
         )
     return out
@@ -214,6 +221,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "check_output_folder",
+    "foreign_files",
     "is_complete",
     "output_folder",
     "owned_files",

@@ -41,7 +41,6 @@ from fusionseg.export.mosaic import (
     check_overlaps,
     counts_as_labels,
     find_overlaps,
-    foreign_files,
     label_counts,
     mosaic_shape,
     place_fields,
@@ -230,21 +229,10 @@ def check_memory_of_mosaic(shape: tuple[int, int], budget: int) -> None:
 
 
 def check_out(out: Path, inputs: list[Path | None]) -> Path:
-    """``out`` resolved: new or empty, or a mosaic folder holding only fusionseg's files (a re-run)."""
-    from fusionseg.export.safe_io import OutputFolderError, check_output_folder
+    """``out`` resolved: new or empty, or a mosaic folder holding only fusionseg's files (a re-run resumes it)."""
+    from fusionseg.export.safe_io import check_output_folder
 
-    out = check_output_folder(out, inputs, overwrite=True) if not Path(out).is_dir() else Path(out).resolve()
-    for inp in inputs:
-        if inp is not None and (Path(inp).resolve() == out or out in Path(inp).resolve().parents):
-            raise OutputFolderError(f"--out {out} holds the input {inp}; write the mosaic to a new folder.")
-    foreign = foreign_files(out, {SETTINGS})
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputFolderError(
-            f"--out {out} holds files fusionseg did not write ({shown}); choose a new folder (a re-run of a mosaic "
-            "into its own folder resumes it)."
-        )
-    return out
+    return check_output_folder(out, inputs, overwrite=True, also_ours={SETTINGS})
 
 
 def check_settings(out: Path, a: argparse.Namespace) -> dict[str, Any]:
