@@ -29,7 +29,14 @@ T = TypeVar("T")
 _plugins_loaded = False
 # Modules whose import registers the built-in parts; imported on first registry query.
 # The SEM domain is a built-in plugin: registered through the same registries as a third-party one.
-_BUILTIN_MODULES = ("fusionseg.data", "fusionseg.encoders", "fusionseg.graphs", "fusionseg.models", "fusionseg.sem")
+_BUILTIN_MODULES = (
+    "fusionseg.acquisition",
+    "fusionseg.data",
+    "fusionseg.encoders",
+    "fusionseg.graphs",
+    "fusionseg.models",
+    "fusionseg.sem",
+)
 
 
 class UnknownNameError(FusionSegError, KeyError):
@@ -157,6 +164,7 @@ class Registry(Generic[T]):
 
 DATA_SOURCES: Registry = Registry("data source")
 SAMPLERS: Registry = Registry("point sampler")
+ACQUISITION_STRATEGIES: Registry = Registry("acquisition strategy")  # where to measure next (fusionseg.acquisition)
 POINT_ENCODERS: Registry = Registry("point encoder")
 GRAPH_BUILDERS: Registry = Registry("graph builder")
 BACKBONES: Registry = Registry("backbone")
