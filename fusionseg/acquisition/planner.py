@@ -140,7 +140,7 @@ class Planner:
         if k <= 0:
             return np.zeros((0, 2), dtype=np.int64)
         start = time.perf_counter()
-        view = PlanningView(self.image, self.coords, self.taken, self.budget, self.rng,
+        view = PlanningView(self.image, self.taken, self.budget, self.rng,
                             None if self.state is None else self.state.labels,
                             None if self.state is None else self.state.confidence, self.cache)  # fmt: skip
         coords = np.asarray(self.strategy(view, k), dtype=np.int64).reshape(-1, 2)[:k]
@@ -161,7 +161,8 @@ class Planner:
         if feats.ndim != 2 or len(feats) != len(rc):
             raise AcquisitionError(f"features must be (N, D) with one row per point (N = {len(rc)}), "
                                    f"got shape {feats.shape}.")  # fmt: skip
-        proposed = self._proposed_mask(rc)
+        self._check_inside(rc, "add() got")
+        proposed = np.isin(self._flat(rc), self._flat(self.pending))
         self._check_new(rc[~proposed], "add() got")
         if len(np.unique(self._flat(rc))) < len(rc):
             raise AcquisitionError("add() got the same pixel twice; each pixel is measured once.")
@@ -215,10 +216,6 @@ class Planner:
     # ----------------------------------------------------------------------------- checks
     def _flat(self, rc: np.ndarray) -> np.ndarray:
         return rc[:, 0] * self.taken.shape[1] + rc[:, 1]
-
-    def _proposed_mask(self, rc: np.ndarray) -> np.ndarray:
-        self._check_inside(rc, "add() got")
-        return np.isin(self._flat(rc), self._flat(self.pending))
 
     def _check_inside(self, rc: np.ndarray, who: str) -> None:
         h, w = self.taken.shape

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from fusionseg.data.samplers import draw_points
+from fusionseg.data.samplers import draw_points, region_interiors
 from fusionseg.registry import ACQUISITION_STRATEGIES, SAMPLERS
 
 REGION_PX = 64
@@ -50,19 +49,17 @@ class Regions:
     def of(cls, image: np.ndarray, n_regions: int) -> Regions:
         """SLIC superpixels of a (C, H, W) image, about ``n_regions`` of them."""
         import torch
-        from skimage.segmentation import find_boundaries
 
-        from fusionseg.graphs.superpixel import SuperpixelGraphBuilder  # one SLIC set-up for every region user
+        from fusionseg.graphs.superpixel import SuperpixelGraphBuilder, region_features  # the graph's SLIC set-up
 
         builder = SuperpixelGraphBuilder(n_segments=max(1, n_regions), compactness=0.3, sigma=1.0, max_num_iter=10)
         labels = builder.segment(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
-        flat, value = labels.ravel(), image.mean(0).ravel().astype(np.float64)
-        area = np.bincount(flat).astype(np.float64)
-        mean = np.bincount(flat, value) / area
-        std = np.sqrt(np.clip(np.bincount(flat, value**2) / area - mean**2, 0, None))
-        depth = ndimage.distance_transform_edt(~find_boundaries(labels, mode="inner"))
-        interior = np.array(ndimage.maximum_position(depth, labels, np.arange(len(area))), dtype=np.int64)
-        return cls(labels, area, mean, std, interior.reshape(-1, 2))
+        feats, _ = region_features(image, labels, qs=())  # per channel: mean, std; then log(1 + area), centroid
+        c = image.shape[0]
+        area = np.bincount(labels.ravel()).astype(np.float64)
+        mean, std = feats[:, 0 : 2 * c : 2].mean(1), feats[:, 1 : 2 * c : 2].mean(1)  # averaged over channels
+        return cls(labels, area, mean.astype(np.float64), std.astype(np.float64),
+                   region_interiors(labels, np.arange(len(area))))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.area)
@@ -70,11 +67,10 @@ class Regions:
 
 @dataclass
 class PlanningView:
-    """What a strategy may read: the (C, H, W) image, the measured points, pixels already taken (measured or
-    proposed), the current map (None before the first update), the budget (points) and the shared state."""
+    """What a strategy may read: the (C, H, W) image, pixels already taken (measured or proposed), the
+    budget (points), the current map and its confidence (None before the first update) and the shared state."""
 
     image: np.ndarray
-    coords: np.ndarray
     taken: np.ndarray
     budget: int
     rng: np.random.Generator
@@ -138,7 +134,7 @@ def top_up(view: PlanningView, chosen: np.ndarray, k: int) -> np.ndarray:
 class StaticDesign:
     """A `SAMPLERS` design for the whole budget, planned on the first call and handed out in a random order."""
 
-    sampler_name = "random"
+    sampler_name: str
 
     def __init__(self, **sampler_kwargs: Any) -> None:
         self.sampler = SAMPLERS.create(self.sampler_name, **sampler_kwargs)
@@ -155,7 +151,7 @@ class StaticDesign:
 
 
 @ACQUISITION_STRATEGIES.register("random")
-class RandomDesign(StaticDesign):
+class RandomDesign:
     """Uniformly random pixels (the reference every other strategy is measured against)."""
 
     def __call__(self, view: PlanningView, k: int) -> np.ndarray:

@@ -116,7 +116,6 @@ class SuperpixelSampler:
         self, height: int, width: int, n_points: int, rng: np.random.Generator, image: np.ndarray | None = None
     ) -> np.ndarray:
         import torch
-        from skimage.segmentation import find_boundaries
 
         from fusionseg.graphs.superpixel import SuperpixelGraphBuilder  # one SLIC set-up for regions and points
 
@@ -131,9 +130,8 @@ class SuperpixelSampler:
             n_segments=n_points, compactness=self.compactness, sigma=self.sigma, max_num_iter=10
         )
         segments = regions.segment(img)
-        depth = ndimage.distance_transform_edt(~find_boundaries(segments, mode="inner"))
         ids = np.argsort(-np.bincount(segments.ravel()), kind="stable")[:n_points]  # labels are 0..R-1; largest first
-        chosen = np.array(ndimage.maximum_position(depth, labels=segments, index=ids), dtype=np.int64).reshape(-1, 2)
+        chosen = region_interiors(segments, ids)
         if len(chosen) < n_points:
             chosen = np.concatenate([chosen, self._fill(height, width, n_points - len(chosen), chosen, rng)])
         return chosen.astype(np.float64)
@@ -148,6 +146,15 @@ class SuperpixelSampler:
         free[cand[:, 0] * width + cand[:, 1]] = False
         extra = rng.choice(np.flatnonzero(free), size=n - len(cand), replace=False)
         return np.concatenate([cand, np.stack(np.divmod(extra, width), axis=1)])
+
+
+def region_interiors(segments: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """(len(ids), 2) int64 (row, col) of the pixel of each region ``ids`` of ``segments`` (H, W) farthest from
+    the region's border: where a spectrum is least mixed with the neighbours'."""
+    from skimage.segmentation import find_boundaries
+
+    depth = ndimage.distance_transform_edt(~find_boundaries(segments, mode="inner"))
+    return np.array(ndimage.maximum_position(depth, labels=segments, index=ids), dtype=np.int64).reshape(-1, 2)
 
 
 def draw_points(

@@ -9,6 +9,7 @@ any dense source (the simulator draws spectra only where asked; a dense EDS file
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,7 @@ def model_segmenter(model: Any, tile_px: int = 512) -> Callable[[Sample], tuple[
     identified = IdentifiedPoints()
 
     def segment(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        labelled = Sample(image=sample.image, point_coords=sample.point_coords, point_features=sample.point_features,
-                          meta=sample.meta, point_target=identified(sample))  # fmt: skip
+        labelled = replace(sample, point_target=identified(sample))
         with torch.inference_mode():
             labels, conf = predict_field(model, labelled, tile_px)
         return labels.numpy(), conf.numpy()
