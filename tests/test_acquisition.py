@@ -85,3 +85,86 @@ def test_strategies_are_registered() -> None:
     assert {"random", "grid", "stratified", "superpixel", "unmeasured-regions", "uncertainty", "hybrid"} <= set(
         ACQUISITION_STRATEGIES.names()
     )
+
+
+def test_measurable_mask_is_respected() -> None:
+    """Only pixels of the EDS-acquired area are proposed; shares are of that area."""
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[:, :32] = True
+    for strategy in ("grid", "superpixel", "uncertainty"):
+        planner = Planner(two_level_image(), budget=0.01, batch_size=5, strategy=strategy, segmenter=fake_segmenter,
+                          measurable=mask)  # fmt: skip
+        run_acquisition(planner, lambda c: np.ones((len(c), 3)))
+        assert planner.measured == round(0.01 * 64 * 32)
+        assert mask[planner.coords[:, 0], planner.coords[:, 1]].all(), strategy
+    with pytest.raises(AcquisitionError, match="measurable"):
+        Planner(two_level_image(), budget=4, batch_size=2, measurable=np.zeros((64, 64), dtype=bool))
+
+
+# ----------------------------------------------------------------------------- fusionseg segment --acquire
+@pytest.fixture(scope="module")
+def dense_folder(tmp_path_factory: pytest.TempPathFactory):
+    """A 48^2 simulated field as a user's dense EDS folder (bse.tif + eds.npz), EDS over the left 40 columns."""
+    import tifffile
+
+    from fusionseg.sem.data.synthetic.field import simulate_field
+
+    folder = tmp_path_factory.mktemp("dense")
+    fld = simulate_field("granite", 48, seed=5)
+    cube = fld.dense_spectra().astype(np.float32)
+    cube[:, 40:] = 0  # not acquired
+    tifffile.imwrite(folder / "bse.tif", (fld.bse * 65535).astype(np.uint16))
+    ax = fld.spectra.axis
+    np.savez(folder / "eds.npz", spectra=cube, offset_ev=ax.offset_ev, scale_ev=ax.scale_ev, beam_energy_kev=20.0)
+    return folder
+
+
+def test_segment_acquire_writes_order_and_picture(dense_folder, tmp_path) -> None:
+    import csv
+    import json
+
+    from fusionseg.sem.segment import segment_main
+
+    out = tmp_path / "out"
+    rc = segment_main([str(dense_folder), "--acquire", "adaptive", "--eds-budget", "24", "--batch", "6",
+                       "--threads", "1", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    rows = list(csv.DictReader((out / "acquisition.csv").open()))
+    order = np.array([[int(r["row"]), int(r["col"]), int(r["step"])] for r in rows])
+    assert len(order) == 24 and sorted(set(order[:, 2])) == [0, 1, 2, 3]  # four batches of six
+    assert (order[:, 1] < 40).all()  # never where the map has no spectrum
+    assert len(np.unique(order[:, 0] * 48 + order[:, 1])) == 24
+    assert (out / "acquisition.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["points"] == 24 and summary["acquisition"]["measured"] == 24
+    assert [b["measured"] for b in summary["acquisition"]["batches"]] == [6, 12, 18, 24]
+    points = list(csv.DictReader((out / "points.csv").open()))
+    assert len(points) == 24  # the final map is made from exactly the acquired spectra
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eds-budget", "0.01"], "add --acquire"),
+        (["--acquire", "uncertanty"], "Did you mean 'uncertainty'"),
+        (["--acquire", "adaptive", "--eds-budget", "5000"], "exceeds"),
+    ],
+)
+def test_segment_acquire_bad_requests(dense_folder, tmp_path, capsys, args, message) -> None:
+    from fusionseg.sem.segment import segment_main
+
+    out = tmp_path / "out"
+    assert segment_main([str(dense_folder), *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_acquisition_amount_rejects_nonsense() -> None:
+    import argparse
+
+    from fusionseg.sem.segment import acquisition_amount
+
+    assert acquisition_amount("0.003") == 0.003 and acquisition_amount("40") == 40
+    for bad in ("0", "-1", "1.5", "inf", "nan", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            acquisition_amount(bad)

@@ -1,6 +1,6 @@
 """`Planner`: decide where to measure next, batch by batch, with the current map in the loop.
 
-    planner = Planner(image, budget=0.003, batch_size=0.0005, strategy="hybrid", segmenter=segmenter)
+    planner = Planner(image, budget=0.003, batch_size=0.0005, strategy="uncertainty", segmenter=segmenter)
     while not planner.done:
         coords = planner.propose()          # (k, 2) int (row, col) pixels, never proposed twice
         spectra = microscope.measure(coords)
@@ -40,7 +40,7 @@ class AcquisitionError(FusionSegError):
 class PlannerState:
     """The loop after an update: the map and its confidence, what was spent, and whether to stop.
 
-    labels/confidence: (H, W); measured: points so far; fraction: measured / pixels; step: updates so far;
+    labels/confidence: (H, W); measured: points so far; fraction: measured / measurable pixels; step: updates so far;
     mean_confidence: mean of ``confidence`` (the expected pixel accuracy when it is calibrated);
     changed: share of pixels whose label changed since the previous update (1.0 on the first);
     stop: True when the budget is spent or ``confidence_target`` is met; reason: which, in words.
@@ -81,6 +81,8 @@ class Planner:
     meta:              the `SampleMeta` of the points handed to the segmenter (class names, domain metadata).
     confidence_target: stop once the map's mean confidence reaches it (None: spend the budget).
     seed:              random choices of the strategy.
+    measurable:        (H, W) bool, the pixels that can be measured (e.g. a dense file's EDS-acquired area);
+                       None: all. Shares of ``budget``/``batch_size`` are of these pixels.
     """
 
     def __init__(
@@ -88,18 +90,23 @@ class Planner:
         image: Any,
         budget: float,
         batch_size: float,
-        strategy: str | Callable = "hybrid",
+        strategy: str | Callable = "uncertainty",
         segmenter: Segmenter | None = None,
         meta: SampleMeta | None = None,
         confidence_target: float | None = None,
         seed: int = 0,
+        measurable: Any = None,
     ) -> None:
         img = np.asarray(image.numpy() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
         img = img[None] if img.ndim == 2 else img
         if img.ndim != 3 or min(img.shape) < 1 or not np.isfinite(img).all():
             raise AcquisitionError(f"image must be a finite (H, W) or (C, H, W) array, got shape {img.shape}.")
         self.image = img
-        pixels = img.shape[1] * img.shape[2]
+        can = np.ones(img.shape[1:], dtype=bool) if measurable is None else np.asarray(measurable, dtype=bool)
+        if can.shape != img.shape[1:] or not can.any():
+            raise AcquisitionError(f"measurable must be an (H, W) = {img.shape[1:]} bool mask with at least one "
+                                   f"True pixel, got shape {can.shape} with {int(can.sum())}.")  # fmt: skip
+        self.pixels = pixels = int(can.sum())
         self.budget = points_of(budget, pixels, "budget")
         self.batch_size = min(points_of(batch_size, pixels, "batch_size"), self.budget)
         if confidence_target is not None and not 0 < confidence_target <= 1:
@@ -110,7 +117,7 @@ class Planner:
         self.coords = np.zeros((0, 2), dtype=np.int64)
         self.features: list[np.ndarray] = []
         self.steps = np.zeros(0, dtype=np.int64)  # update step at which each point was measured
-        self.taken = np.zeros(img.shape[1:], dtype=bool)  # measured or proposed
+        self.taken = ~can  # measured, proposed or not measurable
         self.pending = np.zeros((0, 2), dtype=np.int64)
         self.state: PlannerState | None = None
         self.cache: dict[str, Any] = {}
@@ -190,7 +197,7 @@ class Planner:
         previous = None if self.state is None else self.state.labels
         changed = 1.0 if previous is None else float((previous != labels).mean())
         mean_conf = float(confidence.mean())
-        pixels = self.taken.size
+        pixels = self.pixels
         reason = ""
         if self.measured >= self.budget:
             reason = f"budget of {self.budget} points ({100 * self.budget / pixels:.3g} %) spent"
@@ -227,8 +234,8 @@ class Planner:
         self._check_inside(rc, who)
         flat = self._flat(rc)
         if len(np.unique(flat)) < len(flat) or self.taken.ravel()[flat].any():
-            raise AcquisitionError(f"{who} a pixel that is already measured or proposed (or twice); each pixel "
-                                   "is measured once.")  # fmt: skip
+            raise AcquisitionError(f"{who} a pixel that is already measured or proposed (or twice), or outside the "
+                                   "measurable area; each measurable pixel is measured once.")  # fmt: skip
 
 
 def run_acquisition(

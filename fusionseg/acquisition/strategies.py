@@ -241,18 +241,29 @@ class UnmeasuredRegions:
         return Uncertainty()(rest, n) if view.confidence is not None else random_free(rest, n)
 
 
-@ACQUISITION_STRATEGIES.register("uncertainty")
+@ACQUISITION_STRATEGIES.register("uncertainty", "adaptive")
 class Uncertainty:
     """Regions where the current map expects the most wrong pixels (sum over the region of 1 - confidence),
-    divided by (1 + points already in the region)^2; one point per region at its most interior untaken
-    pixel, spread within the batch (`spread_picks`). First batch (no map yet): stratified."""
+    divided by (1 + points already in the region)^``count_power`` and raised by ``novelty_weight`` times the
+    region's BSE novelty (distance of its mean to the nearest measured region's, in noise units, at most 10);
+    one point per region at its most interior untaken pixel, spread within the batch (`spread_picks`). First
+    batch (no map yet): the ``first`` static design."""
+
+    def __init__(self, first: str = "stratified", count_power: float = 2.0, novelty_weight: float = 0.0) -> None:
+        self.first = ACQUISITION_STRATEGIES.create(first)
+        self.count_power, self.novelty_weight = float(count_power), float(novelty_weight)
 
     def __call__(self, view: PlanningView, k: int) -> np.ndarray:
         if view.confidence is None:
-            return StratifiedDesign()(view, k)
+            return self.first(view, k)
         regions = view.regions
         doubt = np.bincount(regions.labels.ravel(), 1.0 - view.confidence.ravel(), minlength=len(regions))
-        priority = doubt / (1.0 + measured_regions(view)) ** 2
+        counts = measured_regions(view)
+        priority = doubt / (1.0 + counts) ** self.count_power
+        if self.novelty_weight:
+            noise = max(float(np.median(regions.std)), 1e-6)
+            novelty = nearest_gap(regions.mean, regions.mean[counts > 0]) / noise
+            priority *= 1 + self.novelty_weight * np.minimum(novelty, 10.0)
         picks = spread_picks(view, priority, k, batch_radius(view, k))
         chosen = view.free(regions.interior[picks]) if len(picks) else np.zeros((0, 2), dtype=np.int64)
         return top_up(view, chosen, k)

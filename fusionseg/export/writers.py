@@ -150,6 +150,37 @@ def write_uncertainty_png(path: Path, uncertainty: np.ndarray, points: np.ndarra
     return save_figure(fig, path)
 
 
+def write_acquisition_csv(path: Path, order: np.ndarray) -> Path:
+    """The acquisition order: one row per measured point, ``row,col,step`` (pixels; step 0 = first batch)."""
+
+    def rows(fh: IO[str]) -> None:
+        w = csv.writer(fh)
+        w.writerow(["row", "col", "step"])
+        w.writerows(np.asarray(order, dtype=np.int64).tolist())
+
+    return _write_text(path, rows)
+
+
+def write_acquisition_png(path: Path, image: np.ndarray, order: np.ndarray) -> Path:
+    """The (H, W) image in grey with each measured point coloured by the batch it was measured in."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    order = np.asarray(order, dtype=np.int64).reshape(-1, 3)
+    fig, ax = plt.subplots(figsize=(5.4, 4.6))
+    ax.imshow(image, cmap="gray", interpolation="nearest")
+    steps = order[:, 2] + 1
+    dots = ax.scatter(order[:, 1], order[:, 0], s=6, c=steps, cmap="plasma", edgecolors="black", linewidths=0.2,
+                      vmin=1, vmax=max(int(steps.max(initial=1)), 2))  # fmt: skip
+    ax.set_title(f"where each batch was measured ({len(order)} points)")
+    ax.axis("off")
+    fig.colorbar(dots, ax=ax, fraction=0.046, label="batch")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def hspy_available() -> bool:
     """RosettaSciIO's .hspy writer needs h5py."""
     import importlib.util

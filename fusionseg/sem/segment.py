@@ -131,6 +131,7 @@ class SegmentResult:
     info: dict[str, Any] = field(default_factory=dict)
     model_labels: Tensor | None = None  # the model's map before honouring the points (QC)
     qc: dict[str, Any] = field(default_factory=dict)  # `fusionseg.sem.export.qc.quality_checks`
+    acquisition_order: np.ndarray | None = None  # (N, 3) row, col, batch of each point (``--acquire``)
 
 
 # ----------------------------------------------------------------------------- training data
@@ -624,6 +625,18 @@ def confidence(text: str) -> float:
     return value
 
 
+def acquisition_amount(text: str) -> float:
+    """A share of the pixels in (0, 1) or a whole number of points >= 1 (``--eds-budget``, ``--batch``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < 1 or (np.isfinite(value) and value >= 1 and value == int(value))):
+        raise argparse.ArgumentTypeError(f"{text} must be a share of the pixels in (0, 1) (0.003 = 0.3 %) or a "
+                                         "whole number of points >= 1")  # fmt: skip
+    return value if value < 1 else int(value)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
     p.add_argument("input", type=Path, help="EDS file (.bcf, .spd, .hspy, ...) or folder (image + eds.npz/points.csv)")
@@ -632,6 +645,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--eds-fraction", type=fraction, help="keep this fraction of a dense map's spectra (0..1]")
     amount.add_argument("--eds-points", type=int_at_least(1), help="keep this many spectra of a dense map")
+    amount.add_argument("--acquire", metavar="STRATEGY",
+                        help="simulate adaptive acquisition on a dense map: measure batch by batch where the "
+                        "planner asks (adaptive = uncertainty; also random, grid, stratified, superpixel, "
+                        "unmeasured-regions, hybrid); writes acquisition.csv/.png")  # fmt: skip
+    p.add_argument(
+        "--eds-budget",
+        type=acquisition_amount,
+        help="--acquire: spectra to measure, a share of the pixels (default 0.003 = 0.3 %%) or a count",
+    )
+    p.add_argument("--batch", type=acquisition_amount,
+                   help="--acquire: spectra per batch, share or count (default 0.0005); the map is updated "
+                   "after each")  # fmt: skip
     p.add_argument(
         "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
     )
@@ -718,8 +743,12 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     budget = a.max_memory or available_memory()
     tile = a.tile or tile_for_memory(budget, sample, training=True)  # the shipped weights may fall back to training
     check_memory(budget, sample, tile, training=True)
-    sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
     checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)
+    acquisition = None
+    if a.acquire:
+        sample, acquisition = acquire_field(sample, a, tile)
+    else:
+        sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
     config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
                            honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
@@ -729,6 +758,8 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     result = segment_field(sample, checkpoint, config)
     result.timings["read_s"] = round(read_s, 2)
     result.info.update(memory_budget_gb=round(budget / 1e9, 2), tile_px=tile)
+    if acquisition is not None:
+        result.info["acquisition"], result.acquisition_order = acquisition
     written = time.perf_counter()
     with output_folder(out, (path, a.image, a.checkpoint), a.overwrite or a.resume) as staging:
         result.timings["total_s"] = round(time.perf_counter() - start, 2)  # before writing: summary.json holds it
@@ -737,6 +768,38 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     print(f"{path.name}:")
     print("\n".join(f"  {line}" for line in qc_lines(result.qc)))
     return result
+
+
+ACQUIRE_BUDGET, ACQUIRE_BATCH = 0.003, 0.0005  # --acquire defaults: 0.3 % of the pixels in six batches
+
+
+def check_acquisition_args(a: argparse.Namespace) -> None:
+    """Before any work: a known strategy, and --eds-budget/--batch only with --acquire."""
+    from fusionseg.registry import ACQUISITION_STRATEGIES
+
+    if a.acquire is None:
+        if a.eds_budget is not None or a.batch is not None:
+            raise SegmentError("--eds-budget and --batch set an adaptive acquisition; add --acquire adaptive "
+                               "(or another strategy), or keep a fixed share with --eds-fraction.")  # fmt: skip
+        return
+    ACQUISITION_STRATEGIES.get(a.acquire)  # an unknown name lists the known ones
+
+
+def acquire_field(sample: Sample, a: argparse.Namespace, tile_px: int) -> tuple[Sample, tuple[dict, np.ndarray]]:
+    """``--acquire``: the points an acquisition planner measures on the dense map, batch by batch, with the
+    maps of ``--checkpoint`` (else the shipped weights) in the loop; (field, (summary, acquisition order))."""
+    from fusionseg.paths import DEFAULT_WEIGHTS
+    from fusionseg.sem.acquire import acquire_points, acquisition_summary
+
+    start = time.perf_counter()
+    model = load_checkpoint_model(a.checkpoint or DEFAULT_WEIGHTS)
+    budget, batch = a.eds_budget or ACQUIRE_BUDGET, a.batch or ACQUIRE_BATCH
+    acquired, planner, states = acquire_points(sample, model, budget, batch, a.acquire, a.seed, tile_px)
+    for s in states:
+        log.info("acquisition batch %d: %d points, mean confidence %.3f", s.step, s.measured, s.mean_confidence)
+    summary = acquisition_summary(planner, states, a.acquire)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    return acquired, (summary, planner.order())
 
 
 def run_segment(a: argparse.Namespace) -> Path:
@@ -755,6 +818,7 @@ def run_segment(a: argparse.Namespace) -> Path:
             raise SegmentError(f"{what} {path} does not exist; check the path.")
     if a.checkpoint is not None and not Path(a.checkpoint).is_file():
         raise SegmentError(f"--checkpoint {a.checkpoint} is not a file; give a .ckpt written by `fusionseg fit`.")
+    check_acquisition_args(a)
     paths = input_paths(a.input)
     rank, world_size = process_rank()
     fields = [(path, out if len(paths) == 1 else out / path.stem) for path in paths]

@@ -27,6 +27,8 @@ from fusionseg.export.writers import (
     atomic_path,
     hspy_available,
     modal_table,
+    write_acquisition_csv,
+    write_acquisition_png,
     write_hspy_phase_map,
     write_json,
     write_modal_csv,
@@ -205,6 +207,10 @@ def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -
     coords = sample.point_coords.numpy()
     write_uncertainty_png(out / files["uncertainty_png"], uncertainty, coords)
     _write_points_csv(out / files["points_csv"], coords, sample.point_target, names)
+    if result.acquisition_order is not None:  # `fusionseg segment --acquire`: where and when each point was measured
+        files.update(acquisition_csv="acquisition.csv", acquisition_png="acquisition.png")
+        write_acquisition_csv(out / files["acquisition_csv"], result.acquisition_order)
+        write_acquisition_png(out / files["acquisition_png"], sample.image[0].numpy(), result.acquisition_order)
     notes = list(result.info.get("notes", []))
     if hspy_available():
         _write_hspy_files(out, stem, result, labels, uncertainty, files)
@@ -259,9 +265,11 @@ def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.n
         "qc": result.qc,
         "energy_axis": None if sem_meta(s.meta).energy_axis is None else vars(sem_meta(s.meta).energy_axis),
         "beam_energy_kev": sem_meta(s.meta).beam_energy_kev,
-        "training": {k: v for k, v in result.info.items() if k != "notes"},
+        "training": {k: v for k, v in result.info.items() if k not in ("notes", "acquisition")},
         "notes": notes,
     }
+    if "acquisition" in result.info:
+        summary["acquisition"] = result.info["acquisition"]
     if result.point_labels is not None:
         summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
     target = sem_meta(s.meta).original_target
