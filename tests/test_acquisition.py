@@ -168,3 +168,33 @@ def test_acquisition_amount_rejects_nonsense() -> None:
     for bad in ("0", "-1", "1.5", "inf", "nan", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             acquisition_amount(bad)
+
+
+def test_default_batch_spends_the_budget_in_default_batches() -> None:
+    from fusionseg.acquisition import DEFAULT_BATCHES
+
+    planner = Planner(two_level_image(), budget=48, strategy="random", segmenter=fake_segmenter)
+    states = run_acquisition(planner, lambda c: np.ones((len(c), 3)))
+    assert len(states) == DEFAULT_BATCHES and planner.measured == 48
+
+
+def test_benchmark_scores_strategies_and_reports(tmp_path, capsys) -> None:
+    """benchmarks/bench_acquisition.py on two tiny fields: one row per strategy, the table and the plot."""
+    import argparse
+    import json
+
+    from benchmarks import bench_acquisition as bench
+    from fusionseg.pretrain import load_weights, shipped_weights_path
+    from fusionseg.sem.data.synthetic.field import simulate_field
+
+    model = load_weights(shipped_weights_path("default"))
+    fields = [simulate_field(rock, 48, seed=1) for rock in ("granite", "basalt")]
+    rows = [{"case": "synthetic", "split": "validation", **bench.score(fields, s, 0.01, model)}
+            for s in ("random", "uncertainty")]  # fmt: skip
+    for row in rows:
+        assert row["points_per_field"] == 23 and 0 < row["miou"] <= 1 and 0 < row["ceiling_miou"] <= 1
+    results = tmp_path / "acq.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench.report(argparse.Namespace(results=str(results), plot=str(tmp_path / "curves.png")))
+    table = capsys.readouterr().out
+    assert "| 1 % |" in table and "uncertainty" in table and (tmp_path / "curves.png").is_file()

@@ -5,6 +5,13 @@ pixels. Domain-free: a domain supplies the segmenter (SEM: `fusionseg.sem.acquir
 """
 
 from fusionseg.acquisition import strategies  # noqa: F401  (registers the strategies)
-from fusionseg.acquisition.planner import AcquisitionError, Planner, PlannerState, Segmenter, run_acquisition
+from fusionseg.acquisition.planner import (
+    DEFAULT_BATCHES,
+    AcquisitionError,
+    Planner,
+    PlannerState,
+    Segmenter,
+    run_acquisition,
+)
 
-__all__ = ["AcquisitionError", "Planner", "PlannerState", "Segmenter", "run_acquisition"]
+__all__ = ["DEFAULT_BATCHES", "AcquisitionError", "Planner", "PlannerState", "Segmenter", "run_acquisition"]

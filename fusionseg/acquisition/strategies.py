@@ -16,11 +16,14 @@ regions that hold no spectrum yet:
 * ``hybrid``: each batch shared between ``unmeasured-regions`` and ``uncertainty``.
 
 Regions are SLIC superpixels of the image (one per point of the budget, at most 64 px each;
-`fusionseg.graphs.superpixel`), computed once per planner and shared by the strategies (``view.regions``).
+`fusionseg.graphs.superpixel`), computed once per planner and shared by the strategies (``view.regions``); a
+strategy that ``needs_regions`` has them built in a background thread from the planner's start, so the
+first batch (stratified for ``uncertainty``) is measured and mapped meanwhile.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +68,20 @@ class Regions:
         return len(self.area)
 
 
+def region_count(budget: int, pixels: int) -> int:
+    """Regions the strategies read: one per point of the budget, but at most ``REGION_PX`` px each, so that
+    small grains get their own region."""
+    return max(budget, pixels // REGION_PX)
+
+
+def build_regions_in_background(image: np.ndarray, budget: int, cache: dict[str, Any]) -> None:
+    """Start `Regions.of` in a thread and leave its future in ``cache`` (`PlanningView.regions` waits for it): a
+    planner whose first batch needs no regions builds them while that batch is measured and mapped."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionseg-regions")
+    cache["regions"] = pool.submit(Regions.of, image, region_count(budget, image.shape[1] * image.shape[2]))
+    pool.shutdown(wait=False)  # the thread ends with the build
+
+
 @dataclass
 class PlanningView:
     """What a strategy may read: the (C, H, W) image, pixels already taken (measured or proposed), the
@@ -84,11 +101,15 @@ class PlanningView:
 
     @property
     def regions(self) -> Regions:
-        """The field's BSE superpixels, one per point of the budget but at most ``REGION_PX`` px each, so that
-        small grains get their own region (computed on first use)."""
-        if "regions" not in self.cache:
-            self.cache["regions"] = Regions.of(self.image, max(self.budget, self.taken.size // REGION_PX))
-        return self.cache["regions"]
+        """The field's BSE superpixels (`region_count` of them), built on first use or waited for when a
+        background build was started (`build_regions_in_background`)."""
+        regions = self.cache.get("regions")
+        if regions is None:
+            regions = Regions.of(self.image, region_count(self.budget, self.taken.size))
+        elif isinstance(regions, Future):
+            regions = regions.result()
+        self.cache["regions"] = regions
+        return regions
 
     def with_taken(self, rc: np.ndarray) -> PlanningView:
         """The same view with the pixels ``rc`` (N, 2) taken as well (a batch's earlier picks)."""
@@ -215,6 +236,8 @@ class UnmeasuredRegions:
     """BSE regions without a spectrum: most novel mean BSE (in units of the within-region noise) and largest
     first; the novelty of every region is updated after each pick, so one batch covers distinct BSE levels."""
 
+    needs_regions = True
+
     def __init__(self, novelty_weight: float = 1.0) -> None:
         self.novelty_weight = float(novelty_weight)
 
@@ -249,6 +272,8 @@ class Uncertainty:
     one point per region at its most interior untaken pixel, spread within the batch (`spread_picks`). First
     batch (no map yet): the ``first`` static design."""
 
+    needs_regions = True
+
     def __init__(self, first: str = "stratified", count_power: float = 2.0, novelty_weight: float = 0.0) -> None:
         self.first = ACQUISITION_STRATEGIES.create(first)
         self.count_power, self.novelty_weight = float(count_power), float(novelty_weight)
@@ -273,6 +298,8 @@ class Uncertainty:
 class Hybrid:
     """Each batch: ``regions_share`` of it to `UnmeasuredRegions`, the rest to `Uncertainty` (all of it to
     unmeasured regions until the first map exists)."""
+
+    needs_regions = True
 
     def __init__(self, regions_share: float = 0.5) -> None:
         self.regions_share = float(regions_share)

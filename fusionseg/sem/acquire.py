@@ -1,11 +1,11 @@
 """Adaptive EDS acquisition for SEM fields: a trained model as the planner's segmenter, and the loop run on
 any dense source (the simulator draws spectra only where asked; a dense EDS file gives its pixels' spectra).
 
-    planner = Planner(bse, budget=0.003, batch_size=0.0005, strategy="uncertainty",
+    planner = Planner(bse, budget=0.003, batch_size=0.00025, strategy="uncertainty",
                       segmenter=model_segmenter(model), meta=sample.meta)
     states = run_acquisition(planner, measure=field.spectra_at)  # fusionseg.acquisition.run_acquisition
 
-``fusionseg segment FILE --acquire adaptive --eds-budget 0.003 --batch 0.0005`` runs `acquire_points` on a
+``fusionseg segment FILE --acquire adaptive --eds-budget 0.003 --batch 0.00025`` runs `acquire_points` on a
 dense map and maps the field from the points it chose.
 """
 
@@ -51,8 +51,9 @@ class IdentifiedPoints:
 def model_segmenter(model: Any, tile_px: int = 512) -> Callable[[Sample], tuple[np.ndarray, np.ndarray]]:
     """The planner's segmenter from a trained `FusionSegModule`: points identified against the mineral library
     in the model's classes (as the accuracy benchmark does), spectra rebinned onto the model's energy axis when
-    the file's differs, map and confidence predicted (tiled beyond ``tile_px``); no field adaptation or held-out
-    check inside the loop (the final map of ``fusionseg segment`` has them)."""
+    the file's differs, the refiner adapted to the field's points once (as ``segment`` does; the model skips it
+    below 50 identified points), map and confidence predicted (tiled beyond ``tile_px``). No held-out check or
+    classic floor inside the loop (the final map of ``fusionseg segment`` has them)."""
     identified = IdentifiedPoints(tuple(model.class_names))
     axis = model_meta(model).energy_axis
 
@@ -63,8 +64,9 @@ def model_segmenter(model: Any, tile_px: int = 512) -> Callable[[Sample], tuple[
             feats = rebin_spectra(feats, sem.energy_axis, axis)
         meta = replace(sample.meta, domain=replace(sem, energy_axis=axis), class_names=tuple(model.class_names))
         labelled = replace(sample, point_features=feats, meta=meta, point_target=identified(sample))
-        with torch.inference_mode():
-            labels, conf = predict_field(model, labelled, tile_px)
+        with model.adapted_to(labelled, tile_px):  # once per field, not per tile
+            with torch.inference_mode():
+                labels, conf = predict_field(model, labelled, tile_px)
         return labels.numpy(), conf.numpy()
 
     return segment
@@ -74,7 +76,7 @@ def acquire_points(
     sample: Sample,
     model: Any,
     budget: float,
-    batch_size: float,
+    batch_size: float | None = None,
     strategy: str = "uncertainty",
     seed: int = 0,
     tile_px: int = 512,

@@ -655,8 +655,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="--acquire: spectra to measure, a share of the pixels (default 0.003 = 0.3 %%) or a count",
     )
     p.add_argument("--batch", type=acquisition_amount,
-                   help="--acquire: spectra per batch, share or count (default 0.0005); the map is updated "
-                   "after each")  # fmt: skip
+                   help="--acquire: spectra per batch, share or count (default: the budget in 12 batches); the "
+                   "map is updated after each")  # fmt: skip
     p.add_argument(
         "--sampler", default="random", help="where kept spectra lie: random, grid, stratified, superpixel (by image)"
     )
@@ -770,7 +770,7 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     return result
 
 
-ACQUIRE_BUDGET, ACQUIRE_BATCH = 0.003, 0.0005  # --acquire defaults: 0.3 % of the pixels in six batches
+ACQUIRE_BUDGET = 0.003  # --acquire default: 0.3 % of the pixels (in `fusionseg.acquisition.DEFAULT_BATCHES` batches)
 
 
 def check_acquisition_args(a: argparse.Namespace) -> None:
@@ -793,8 +793,8 @@ def acquire_field(sample: Sample, a: argparse.Namespace, tile_px: int) -> tuple[
 
     start = time.perf_counter()
     model = load_checkpoint_model(a.checkpoint or DEFAULT_WEIGHTS)
-    budget, batch = a.eds_budget or ACQUIRE_BUDGET, a.batch or ACQUIRE_BATCH
-    acquired, planner, states = acquire_points(sample, model, budget, batch, a.acquire, a.seed, tile_px)
+    budget = a.eds_budget or ACQUIRE_BUDGET
+    acquired, planner, states = acquire_points(sample, model, budget, a.batch, a.acquire, a.seed, tile_px)
     for s in states:
         log.info("acquisition batch %d: %d points, mean confidence %.3f", s.step, s.measured, s.mean_confidence)
     summary = acquisition_summary(planner, states, a.acquire)
