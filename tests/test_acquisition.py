@@ -159,6 +159,25 @@ def test_segment_acquire_bad_requests(dense_folder, tmp_path, capsys, args, mess
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
 
 
+def test_segment_acquire_needs_a_dense_map(dense_folder, tmp_path, capsys) -> None:
+    """A folder of point spectra cannot be re-measured: refused with the fix, nothing written."""
+    import shutil
+
+    from fusionseg.sem.segment import segment_main
+
+    points = tmp_path / "points"
+    shutil.copytree(dense_folder, points)
+    with np.load(dense_folder / "eds.npz") as npz:
+        arrays = dict(npz)
+    arrays["coords"] = np.array([[3.0, 4.0], [20.0, 30.0]])
+    arrays["spectra"] = arrays["spectra"][[3, 20], [4, 30]]
+    np.savez(points / "eds.npz", **arrays)
+    out = tmp_path / "out"
+    assert segment_main([str(points), "--acquire", "adaptive", "--out", str(out)]) == 2
+    assert "dense EDS map" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_acquisition_amount_rejects_nonsense() -> None:
     import argparse
 
