@@ -1,7 +1,8 @@
 """Adaptive acquisition: mIoU of the shipped model against the number of spectra, per planner strategy.
 
     python benchmarks/bench_acquisition.py run --split test --case synthetic --out docs/results/acquisition.jsonl
-    python benchmarks/bench_acquisition.py run --split test --case repka2025 --out docs/results/acquisition.jsonl
+    python benchmarks/bench_acquisition.py run --split test --case repka2025 --draws 4 \
+        --out docs/results/acquisition.jsonl
     python benchmarks/bench_acquisition.py report docs/results/acquisition.jsonl --plot docs/acquisition_curves.png
     python benchmarks/bench_acquisition.py plan-time     # seconds per planning step at 1024^2 and 2048^2
 
@@ -14,9 +15,9 @@ split's mIoU by ~0.02). Each strategy runs the planner loop to the budget in
 accuracy) with the measured-phases ceiling (the truth where some spectrum hit the phase). Static designs
 (random, grid, stratified, superpixel) do not read the map, so they are segmented once, at the end.
 ``run`` appends one JSON line per (case, split, strategy, budget) and skips those already in ``--out``
-(resumable). ``plan-time``: a 0.3 % budget in ``BATCHES`` batches on a simulated granite field, the map's
-confidence drawn at random (the planner's own time, not the model's); the first adaptive batch also builds
-the BSE regions once.
+(resumable); the committed run is ``docs/results/acquisition.jsonl``. ``plan-time``: a 0.3 % budget in
+``BATCHES`` batches on a simulated granite field (the first map by the shipped model, later confidence maps drawn
+at random: the planner's own time), the BSE regions built in the background meanwhile.
 """
 
 from __future__ import annotations
