@@ -123,6 +123,36 @@ def test_fused_map_beats_nearest_point_on_real_bruker(bruker) -> None:
 
 
 @needs_bruker
+def test_per_field_path_is_reproducible_under_load(bruker) -> None:
+    """No wall-clock cap by default: the same field and seed give the same map, even when a busy machine makes
+    each epoch slow (simulated: a sleep in every training step; a time cap would cut training short)."""
+    import time
+
+    from fusionseg.models.module import FusionSegModule
+
+    s = replace(sparse_acquisition(bruker, fraction=0.3, seed=0), meta=replace(bruker.meta))
+    config = SegmentConfig(seed=1, progress=False, num_threads=1, max_epochs=4, batches_per_epoch=3, mode="clusters",
+                           n_clusters=3)  # fmt: skip
+    assert config.time_budget_s is None
+    first = segment_field(s, config=config)
+    slow = FusionSegModule.training_step
+
+    def busy_step(self, *args, **kwargs):
+        time.sleep(0.05)
+        return slow(self, *args, **kwargs)
+
+    FusionSegModule.training_step = busy_step
+    try:
+        second = segment_field(s, config=config)
+        capped = segment_field(s, config=replace(config, time_budget_s=0.3))  # what a wall-clock cap does
+    finally:
+        FusionSegModule.training_step = slow
+    assert torch.equal(first.labels, second.labels) and torch.equal(first.confidence, second.confidence)
+    assert first.info["epochs"] == second.info["epochs"]
+    assert capped.info["epochs"] < first.info["epochs"]  # the cap, not the data, decided when training stopped
+
+
+@needs_bruker
 def test_fewer_points_than_classes(bruker) -> None:
     s = sparse_acquisition(bruker, n_points=3, seed=0)
     s = replace(s, point_target=torch.tensor([0, 1, 2]), meta=replace(s.meta, class_names=("a", "b", "c", "d")))

@@ -79,7 +79,7 @@ class SegmentConfig:
     min_val_points: int = 50  # fewer held-out points: no early stopping (their loss is too noisy)
     fusion: str = "late"
     num_threads: int | None = None  # torch CPU threads (1 is fastest on a busy machine)
-    time_budget_s: float = 50.0
+    time_budget_s: float | None = None  # wall-clock cap on per-field training (None: epochs only, reproducible)
     tile_px: int = 512
     overlap_px: int = OVERLAP_PX
     seed: int = 0
@@ -98,7 +98,7 @@ class SegmentConfig:
         """The API's counterpart of the command line's argument checks: impossible settings fail here."""
         checks = {
             "min_confidence": 0 <= self.min_confidence < 1,
-            "time_budget_s": self.time_budget_s > 0,
+            "time_budget_s": self.time_budget_s is None or self.time_budget_s > 0,
             "max_epochs": self.max_epochs >= 1,
             "crop_px": self.crop_px >= 8,
             "overlap_px": self.overlap_px >= 0,
@@ -275,7 +275,8 @@ def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[st
     if val_items:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor="val/loss", patience=config.patience))
     trainer = L.Trainer(
-        max_epochs=config.max_epochs, max_time={"seconds": config.time_budget_s}, accelerator="cpu", devices=1,
+        max_epochs=config.max_epochs, accelerator="cpu", devices=1,
+        max_time=None if config.time_budget_s is None else {"seconds": config.time_budget_s},
         logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=callbacks,
         enable_progress_bar=config.progress, num_sanity_val_steps=0, limit_val_batches=1.0 if val_items else 0,
     )  # fmt: skip
@@ -676,7 +677,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--n-clusters", type=int_at_least(2), help="phases for clustering (default: by silhouette)")
     p.add_argument("--min-confidence", type=confidence, default=0.9,
                    help="library posterior below which a point is unknown, in [0, 1)")  # fmt: skip
-    p.add_argument("--time-budget", type=positive_float, default=50.0, help="training time limit in seconds (> 0)")
+    p.add_argument(
+        "--time-budget",
+        type=positive_float,
+        default=None,
+        help="per-field training: a wall-clock cap in seconds (> 0); default none: at most 25 "
+        "epochs with early stopping, so a file and seed give the same map however busy the machine",
+    )
     p.add_argument("--tile", type=int_at_least(min_tile_px(SegmentConfig.overlap_px)),
                    help="prediction tile size in pixels (default: the largest that fits --max-memory)")  # fmt: skip
     p.add_argument("--max-memory", type=memory_size, default=None,
