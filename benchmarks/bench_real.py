@@ -4,11 +4,13 @@
     python benchmarks/bench_real.py --files my_map.bcf other.h5oina         # any dense hypermap (RosettaSciIO)
 
 Reference: the full spectrum image clustered as `fusionseg segment` clusters (Hellinger PCA, k-means, k by
-silhouette; `fusionseg.sem.identify.cluster_spectra`), over the measured pixels. For each share of the
+silhouette, low-count spectra a class of their own; `fusionseg.sem.identify.cluster_points`), over the measured
+pixels. For each share of the
 spectra (``--fractions``) and sampling seed (``--seeds``) the kept spectra are mapped by ``segment`` (its
-default path: the shipped weights, or per-field training when the library names too few spectra; which one is
-recorded per file), and by classic fills of the kept spectra's own clusters: nearest kept spectrum, geodesic,
-random walker. ARI is invariant to cluster numbering. Cases: both Bruker hypermaps of ``../shared/data/real``
+default path: the shipped weights on library minerals, or on the spectra's own clusters when the library names
+too few of them; which one is recorded per file), and by classic fills of the kept spectra's own clusters:
+nearest kept spectrum, geodesic, random walker. ARI is invariant to cluster numbering. Cases: both Bruker
+hypermaps of ``../shared/data/real``
 and the Repka et al. (2025) field with spectra simulated per mapped mineral (real geometry, not real spectra).
 Prints one JSON line per (file, fraction, method) with mean ± std over seeds; ``--out`` keeps them all.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,3 +118,31 @@ def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
     windows.clear()
     plain = segment_field(sample, checkpoint=DEFAULT_WEIGHTS, config=SegmentConfig(tile_px=96, adapt_refiner=False))
     assert windows == [] and plain.info["refiner"] == "refiner not adapted"  # `segment --no-adapt`
+
+
+def test_in_field_classes_mixes_the_network_into_the_field_classes(shipped) -> None:
+    """A field labelled in its own classes (clusters): the network's class probabilities mixed by the class map,
+    the refiner adapted and predicting in the field's classes, and the model as it was afterwards."""
+    sample = field(0.05)
+    model = copy.deepcopy(shipped)
+    graph = model.build_graphs([sample])
+    k = model.num_outputs
+    q = torch.zeros(k, 2)
+    q[:, 0] = 1.0
+    q[int(sample.point_target[0])] = torch.tensor([0.0, 1.0])  # the first point's mineral is field class 1
+    with torch.no_grad():
+        plain = model(graph.clone())
+        with model.in_field_classes(q):
+            mixed = model(graph.clone())
+            two = replace(sample, point_target=(sample.point_target == sample.point_target[0]).long(), target=None,
+                          meta=replace(sample.meta, class_names=("rest", "first")))  # fmt: skip
+            with model.adapted_to(two) as how:
+                labels = model.predict_samples([two])[0]["labels"]
+    assert model.class_map is None and mixed.shape == (len(plain), 2)
+    torch.testing.assert_close(mixed.exp(), (plain.softmax(-1) @ q).clamp_min(1e-6))
+    assert set(labels.unique().tolist()) == {0, 1} and ("fine-tuned" in how or "kept" in how)
+    first = (sample.target == sample.point_target[0]).numpy()
+    assert (labels.numpy() == first).mean() > 0.8
+    with pytest.raises(ValueError, match=rf"\({k}, K\) class map"):
+        with model.in_field_classes(torch.ones(2, 2)):
+            pass

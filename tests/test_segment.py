@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,21 @@ import tifffile
 import torch
 
 from fusionseg.baselines import nearest_point_map
+from fusionseg.sample import IGNORE_INDEX
 from fusionseg.sem.export.report import adjusted_rand_index
-from fusionseg.sem.identify import cluster_spectra, label_points, library_references, void_class, void_points
+from fusionseg.sem.identify import (
+    LOW_COUNT_NAME,
+    cluster_spectra,
+    label_points,
+    library_references,
+    void_class,
+    void_points,
+)
 from fusionseg.sem.meta import EnergyAxis
 from fusionseg.sem.segment import (
     SegmentConfig,
     SegmentError,
+    cluster_class_map,
     rebin_spectra,
     segment_field,
     segment_main,
@@ -25,6 +35,7 @@ from fusionseg.sem.segment import (
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 BCF30 = REAL / "bruker" / "30x30_instructively_packed_16bit_compressed.bcf"
+BCF16 = REAL / "bruker" / "16x16_12bit_packed_8bit.bcf"
 needs_bruker = pytest.mark.skipif(not BCF30.is_file(), reason=f"real Bruker test file absent ({BCF30})")
 
 
@@ -99,6 +110,75 @@ def test_real_spectra_fall_back_to_clusters(bruker) -> None:
     s = sparse_acquisition(bruker, fraction=0.2, seed=0)
     pl = label_points(s.point_features, s.meta.domain.energy_axis, s.meta.domain.beam_energy_kev, n_clusters=3)
     assert pl.mode == "clusters" and pl.names == ("cluster-0", "cluster-1", "cluster-2")
+
+
+def test_clustering_keeps_low_count_spectra_out_and_reports_its_choice() -> None:
+    axis = EnergyAxis()
+    refs, _ = library_references(("quartz", "calcite"), axis, 20.0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.poisson((refs / refs.sum(1, keepdim=True)).repeat(20, 1) * 2000, generator=gen)
+    holes = torch.poisson(torch.full((4, axis.size), 30 / axis.size), generator=gen)  # a pore: ~30 counts
+    pl = label_points(torch.cat([x, holes]), axis, 20.0, mode="clusters")
+    assert pl.names == ("cluster-0", "cluster-1", LOW_COUNT_NAME)
+    assert (pl.labels[-4:] == 2).all() and set(pl.labels[:40].tolist()) == {0, 1}
+    assert len(set(pl.labels[0:40:2].tolist())) == 1  # every quartz spectrum in one cluster
+    report = pl.clustering
+    assert report["clusters"] == 2 and report["low_count_spectra"] == 4
+    assert report["chosen_by"] == "best mean silhouette width"
+    scores = report["silhouette_by_k"]
+    assert list(scores) == [str(k) for k in range(2, 11)] and max(scores, key=scores.get) == "2"
+    assert label_points(x, axis, 20.0, mode="clusters", n_clusters=3).clustering["silhouette_by_k"] == {}
+
+
+def test_cluster_class_map_is_a_distribution_per_model_class() -> None:
+    model = torch.tensor([0, 0, 0, 2, 2, IGNORE_INDEX])
+    field = torch.tensor([1, 1, 0, 0, 0, 1])
+    q = cluster_class_map(model, field, n_model=3, n_field=2)
+    torch.testing.assert_close(q.sum(1), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(q[0], torch.tensor([1.5 / 4, 2.5 / 4], dtype=torch.float64))  # 1 + 2 points, + prior
+    torch.testing.assert_close(q[1], torch.tensor([0.5, 0.5], dtype=torch.float64))  # no point: uniform
+    assert q[2, 0] > 0.8
+
+
+@needs_bruker
+def test_shipped_weights_map_real_clusters_reproducibly(bruker) -> None:
+    """A real hypermap the library cannot name: the shipped weights map its spectrum clusters (the refiner
+    adapted to them), ahead of the nearest kept spectrum against the dense clustering; a rerun gives the same map."""
+    from fusionseg.paths import DEFAULT_WEIGHTS
+
+    cube = bruker.meta.domain.dense_spectra
+    h, w, _ = cube.shape
+    ref = cluster_spectra(torch.from_numpy(cube.reshape(h * w, -1).astype(np.float32))).view(h, w).numpy()
+    config = SegmentConfig(progress=False, num_threads=1, fallback_per_field=True)
+    fused, nearest = [], []
+    for seed in range(3):
+        s = sparse_acquisition(bruker, fraction=0.1, seed=seed)
+        s = replace(s, meta=replace(s.meta, class_names=()))
+        result = segment_field(s, DEFAULT_WEIGHTS, replace(config, seed=seed))
+        assert result.mode == "shipped weights on spectrum clusters", result.mode
+        assert all(n.startswith("cluster-") for n in result.class_names) and result.point_labels.clustering
+        fused.append(adjusted_rand_index(result.labels.numpy(), ref))
+        y = result.sample.point_target.numpy()
+        nearest.append(adjusted_rand_index(nearest_point_map(s.point_coords.numpy(), y, (h, w)), ref))
+        if seed == 0:
+            again = segment_field(s, DEFAULT_WEIGHTS, config)
+            assert torch.equal(again.labels, result.labels)
+            assert not any("no substantial cluster structure" in n for n in result.info["notes"])
+    print(f"ARI vs dense clustering: shipped weights on clusters {np.round(fused, 3)}, nearest {np.round(nearest, 3)}")
+    assert np.mean(fused) > np.mean(nearest) + 0.05
+
+
+@pytest.mark.skipif(not BCF16.is_file(), reason=f"real Bruker test file absent ({BCF16})")
+def test_noise_clusters_are_flagged() -> None:
+    """80-count spectra: the best silhouette is far under 0.25, and the map's notes say the clusters are tentative."""
+    from fusionseg.paths import DEFAULT_WEIGHTS
+    from fusionseg.sem.data.readers import read_input
+
+    s = sparse_acquisition(read_input(BCF16), fraction=0.3, seed=0)
+    s = replace(s, meta=replace(s.meta, class_names=()))
+    result = segment_field(s, DEFAULT_WEIGHTS, SegmentConfig(progress=False, num_threads=1, fallback_per_field=True))
+    assert max(result.point_labels.clustering["silhouette_by_k"].values()) < 0.25
+    assert any("no substantial cluster structure" in n for n in result.info["notes"])
 
 
 @needs_bruker
@@ -188,4 +268,7 @@ def test_cli_writes_all_outputs(tmp_path: Path) -> None:
     assert labels.shape == (30, 30) and set(np.unique(labels)) <= {0, 1, 2}
     report = (out / "report.md").read_text()
     assert "| cluster-0 (" in report and "measured spectra: 180" in report  # clusters named by their elements
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "shipped weights on spectrum clusters"
+    assert summary["clustering"]["clusters"] == 3 and summary["clustering"]["chosen_by"] == "given (--n-clusters)"
     assert segment_main([*args, "--out", str(out)]) == 2  # refuses to overwrite without --overwrite

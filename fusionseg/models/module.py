@@ -37,6 +37,7 @@ from fusionseg.sample import IGNORE_INDEX, Sample
 # Metric each task's checkpoints are chosen by, and whether higher is better.
 MONITOR = {"segmentation": ("val/miou", "max"), "regression": ("val/rmse", "min")}
 DEFAULT_LOSS = {"segmentation": "ce", "regression": "l2"}
+CLASS_MAP_FLOOR = 1e-6  # least probability of a field class under `in_field_classes` (its log stays finite)
 
 ARCHITECTURE_KEYS = (
     "class_names", "num_outputs", "task", "point_context", "image_channels", "point_channels", "hidden_channels",
@@ -156,9 +157,32 @@ class FusionSegModule(L.LightningModule):
         return Batch.from_data_list([self.graph_builder(s) for s in samples])
 
     def forward(self, graph: Batch) -> Tensor:
-        """Per-image-node outputs (M, num_outputs) of a batched graph with raw point spectra."""
+        """Per-image-node outputs (M, num_outputs) of a batched graph with raw point spectra; inside
+        `in_field_classes`, log-probabilities (M, K) of the field's own classes instead."""
         graph[POINT].x = self.point_encoder(graph[POINT].x)
-        return self.head(self.fusion(graph), graph)
+        out = self.head(self.fusion(graph), graph)
+        if self.class_map is not None:
+            out = (out.softmax(-1) @ self.class_map.to(out)).clamp_min(CLASS_MAP_FLOOR).log()
+        return out
+
+    @contextmanager
+    def in_field_classes(self, class_map: Tensor) -> Iterator[None]:
+        """Predict a field labelled in its own classes (e.g. spectrum clusters) for the duration.
+
+        ``class_map`` (num_outputs, K): P(field class k | model class m), rows summing to 1. The network's
+        class probabilities are mixed into the field's K classes; the refiner, blind to class identity,
+        then reads them with its classic features of the field's labelled points as it reads its own classes.
+        """
+        if self.refiner is None or tuple(class_map.shape[:1]) != (self.num_outputs,):
+            raise ValueError(
+                f"in_field_classes needs a segmentation model with a refiner and a ({self.num_outputs}, K) class "
+                f"map; got {tuple(class_map.shape)}{'' if self.refiner is not None else ' and no refiner'}."
+            )
+        self.class_map = class_map.float()
+        try:
+            yield
+        finally:
+            self.class_map = None
 
     def pixel_outputs(self, samples: list[Sample], mask: bool = True) -> tuple[Tensor, Batch]:
         """Per-pixel outputs (sum H*W, K) for a list of samples, and the batched graph.
@@ -287,6 +311,9 @@ class FusionSegModule(L.LightningModule):
     predict_max_memory: float | None = None
     """Bytes a predicted field may use (``fusionseg predict --max_memory``): larger segmentation fields are
     predicted in overlapping tiles of the size that fits (`fusionseg.inference`); None: whole fields."""
+
+    class_map: Tensor | None = None
+    """(num_outputs, K) set by `in_field_classes` while predicting a field in its own classes; None: the model's."""
 
     field_adaptation: FieldAdaptation | None = FieldAdaptation()
     """How each predicted field's own labelled points fine-tune the refiner first (`fusionseg.models.adaptation`);

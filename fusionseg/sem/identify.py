@@ -10,6 +10,7 @@ badly (deviance per count above ``max_deviance``) is labelled unknown.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -166,6 +167,8 @@ def best_library_labels(
 # ----------------------------------------------------------------------------- point labelling
 # (added for `fusionseg segment`: confidence threshold, "unknown", unsupervised clustering)
 UNKNOWN_NAME = "unknown"
+LOW_COUNT_NAME = "low counts (pore?)"
+N_COMPONENTS = 8  # principal components of the Hellinger spectra that clustering reads
 
 
 class IdentificationError(FusionSegError):
@@ -181,6 +184,7 @@ class PointLabels:
     names: tuple[str, ...]
     confidence: Tensor
     mode: str
+    clustering: dict[str, Any] | None = None  # `Clustering.report` (mode "clusters")
 
     def counts(self) -> dict[str, int]:
         """Points per name (unknown included)."""
@@ -215,40 +219,99 @@ def silhouette(features: Tensor, labels: Tensor) -> float:
     return float(s.masked_fill(size[labels] <= 1, 0).mean())
 
 
-def cluster_spectra(
-    spectra: Tensor, n_clusters: int | None = None, max_clusters: int = 10, seed: int = 0, n_components: int = 8
-) -> Tensor:
-    """Unsupervised phase labels (N,) of spectra: k-means (scipy ``kmeans2``, k-means++) on Hellinger PCA.
+@dataclass
+class Clustering:
+    """labels (N,) cluster per spectrum, ids by decreasing size; ``silhouettes``: mean silhouette width per k
+    tried (empty when k was given); ``low_counts``: id of the low-count cluster (kept out of the fit), or None."""
 
-    ``n_clusters=None`` picks k in 2..max_clusters by the best silhouette (on at most 2000 spectra).
+    labels: Tensor
+    silhouettes: dict[int, float]
+    chosen_by: str  # how k was chosen, in words
+    low_counts: int | None = None
+
+    def report(self, n_components: int) -> dict[str, Any]:
+        """What an analyst needs to judge the clusters (``summary.json``'s ``clustering``)."""
+        k = int(self.labels.max()) + 1 - (self.low_counts is not None)
+        return {
+            "clusters": k,
+            "chosen_by": self.chosen_by,
+            "silhouette_by_k": {str(n): round(v, 4) for n, v in self.silhouettes.items()},
+            "features": f"Hellinger (square root of count fractions), {n_components} principal components",
+            "low_count_spectra": 0 if self.low_counts is None else int((self.labels == self.low_counts).sum()),
+            "low_count_rule": f"under {LOW_COUNT_SHARE:g} x the median total counts: kept out of the fit, own class",
+        }
+
+
+LOW_COUNT_SHARE = 0.1
+"""Spectra with under this share of the median total counts (a pore, a crack: `void_points`) are kept out of the
+clustering: their composition is noise, and they form a class of their own."""
+
+
+def cluster_points(
+    spectra: Tensor,
+    n_clusters: int | None = None,
+    max_clusters: int = 10,
+    seed: int = 0,
+    n_components: int = N_COMPONENTS,
+) -> Clustering:
+    """Unsupervised phase labels of spectra (N, C): k-means (scipy ``kmeans2``, k-means++) on Hellinger PCA.
+
+    Low-count spectra (`void_points`) are kept out of the fit and labelled as one extra cluster, the last id.
+    ``n_clusters=None`` picks k in 2..max_clusters by the best mean silhouette (on at most 2000 spectra).
     Cluster ids are ordered by decreasing size.
     """
-    from scipy.cluster.vq import kmeans2
-
     n = len(spectra)
     if n < 2:
         raise IdentificationError(f"clustering needs at least 2 spectra, got {n}; measure more points.")
+    low = void_points(spectra, LOW_COUNT_SHARE)
+    if int((~low).sum()) < 2:
+        low[:] = False
+    fitted = _kmeans(spectra[~low], n_clusters, max_clusters, seed, n_components)
+    labels = torch.full((n,), int(fitted.labels.max()) + 1, dtype=torch.long)
+    labels[~low] = fitted.labels
+    return Clustering(labels, fitted.silhouettes, fitted.chosen_by, int(labels.max()) if low.any() else None)
+
+
+def _kmeans(spectra: Tensor, n_clusters: int | None, max_clusters: int, seed: int, n_components: int) -> Clustering:
+    from scipy.cluster.vq import kmeans2
+
+    n = len(spectra)
     feats = spectrum_features(spectra, n_components)
-    rng = torch.Generator().manual_seed(seed)
-    sub = torch.randperm(n, generator=rng)[:2000]
+    sub = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:2000]
 
     def run(k: int) -> Tensor:
         _, lab = kmeans2(feats.numpy(), k, seed=seed, minit="++")
         return torch.from_numpy(lab).long()
 
+    silhouettes: dict[int, float] = {}
+    if float((feats - feats.mean(0)).abs().max()) < 1e-9:  # identical spectra: one cluster, whatever k asks
+        return Clustering(torch.zeros(n, dtype=torch.long), {}, "identical spectra: one cluster")
     if n_clusters is None:
         ks = range(2, min(max_clusters, n - 1) + 1)
         if not ks:
-            return torch.zeros(n, dtype=torch.long)
+            return Clustering(torch.zeros(n, dtype=torch.long), {}, f"{n} spectra: too few to compare k")
         fits = {k: run(k) for k in ks}
-        best = max(ks, key=lambda k: silhouette(feats[sub], fits[k][sub]) if fits[k][sub].unique().numel() > 1 else -1)
-        labels = fits[best]
+        silhouettes = {k: silhouette(feats[sub], fits[k][sub]) if fits[k][sub].unique().numel() > 1 else -1.0
+                       for k in ks}  # fmt: skip
+        labels = fits[max(ks, key=silhouettes.__getitem__)]
     else:
         if not 1 <= n_clusters <= n:
             raise IdentificationError(f"n_clusters must be in 1..{n} (the number of spectra), got {n_clusters}.")
         labels = run(n_clusters)
     order = torch.argsort(torch.bincount(labels, minlength=int(labels.max()) + 1), descending=True)
-    return torch.argsort(order)[labels]
+    how = "best mean silhouette width" if silhouettes else "given (--n-clusters)"
+    return Clustering(torch.argsort(order)[labels], silhouettes, how)
+
+
+def cluster_spectra(
+    spectra: Tensor,
+    n_clusters: int | None = None,
+    max_clusters: int = 10,
+    seed: int = 0,
+    n_components: int = N_COMPONENTS,
+) -> Tensor:
+    """(N,) labels of `cluster_points` (low-count spectra: the last id)."""
+    return cluster_points(spectra, n_clusters, max_clusters, seed, n_components).labels
 
 
 def cluster_references(spectra: Tensor, labels: Tensor) -> Tensor:
@@ -283,15 +346,17 @@ def label_points(
         raise IdentificationError(f"mode must be 'auto', 'library' or 'clusters', got {mode!r}.")
     if len(spectra) < 2:
         raise IdentificationError(f"only {len(spectra)} measured spectra; measure at least 2 points (more is better).")
-    clusters = cluster_spectra(spectra, n_clusters=n_clusters, seed=seed)
+    clustering = cluster_points(spectra, n_clusters=n_clusters, seed=seed)
+    clusters = clustering.labels
     if mode != "clusters":
         lib = _library_labels(spectra, energy_axis, beam_energy_kev, class_names, clusters, min_confidence,
                               max_deviance_ratio)  # fmt: skip
         if mode == "library" or (lib.labels != UNKNOWN).float().mean() >= min_identified:
             return lib
     own = identify_spectra(spectra, cluster_references(spectra, clusters))
-    return PointLabels(clusters, tuple(f"cluster-{k}" for k in range(int(clusters.max()) + 1)), own.confidence,
-                       "clusters")  # fmt: skip
+    ids = range(int(clusters.max()) + 1)
+    names = tuple(LOW_COUNT_NAME if k == clustering.low_counts else f"cluster-{k}" for k in ids)
+    return PointLabels(clusters, names, own.confidence, "clusters", clustering.report(N_COMPONENTS))
 
 
 def _library_labels(

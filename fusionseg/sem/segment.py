@@ -5,9 +5,11 @@
 
 Two ways to map a field:
 
-* ``--checkpoint``: inductive prediction with a trained `FusionSegModule` (spectra rebinned onto
-  the checkpoint's energy axis when the file's calibration differs).
-* no checkpoint: the measured points are labelled (mineral library, else k-means clusters) and a
+* ``--checkpoint`` (default: the shipped weights): inductive prediction with a trained `FusionSegModule`
+  (spectra rebinned onto the checkpoint's energy axis when the file's calibration differs). Points are
+  labelled by the mineral library; when it names too few of them (or ``--mode clusters``), by clustering
+  their spectra, the network's classes mixed into the clusters (`FusionSegModule.in_field_classes`).
+* ``--per-field``: the measured points are labelled (mineral library, else k-means clusters) and a
   small graph model is trained on this field alone. Each step hides a random part of the points
   (queries) and learns to predict their labels from the image and the remaining points (context),
   on crops around points; held-out points drive early stopping. Large fields are predicted in
@@ -48,11 +50,12 @@ from fusionseg.inference import (
 from fusionseg.sample import IGNORE_INDEX, Sample, odd_input_notes
 from fusionseg.sem.classic_floor import ClassicFill, better_classic
 from fusionseg.sem.data.acquisition import measured_points, sparse_acquisition
-from fusionseg.sem.identify import UNKNOWN, PointLabels, label_points
+from fusionseg.sem.identify import UNKNOWN, PointLabels, best_library_labels, label_points
 from fusionseg.sem.meta import EnergyAxis, hide_target, model_meta, sem_meta
 from fusionseg.sem.spectrum import rebin_spectra
 
 log = logging.getLogger(__name__)
+WEAK_SILHOUETTE = 0.25  # a best mean silhouette below this: no substantial cluster structure (Kaufman & Rousseeuw)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -370,47 +373,11 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
     for note in notes:
         log.warning(note)
     if checkpoint is not None:
-        start = time.perf_counter()
-        model = load_checkpoint_model(checkpoint)
-        if not config.adapt_refiner:
-            model.field_adaptation = None
-        adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
-        pt = adapted.point_target
-        identified = 0.0 if pt is None else float((pt != IGNORE_INDEX).float().mean())
-        if config.fallback_per_field and identified < 0.5:
-            why = f"the library identifies {100 * identified:.0f} % of the spectra, too few for the shipped weights"
-            return _per_field_instead(sample, config, why)
-        for note in ckpt_notes:
-            log.warning(note)
-        timings["identify_s"] = round(time.perf_counter() - start, 2)
-        start = time.perf_counter()
-        with model.adapted_to(adapted, config.tile_px) as refiner:  # once per field (not per tile), within a tile
-            timings["adapt_s"] = round(time.perf_counter() - start, 2)
-            labels, conf = predict_field(model, adapted, config.tile_px, config.overlap_px)
-        timings["predict_s"] = round(time.perf_counter() - start, 2)  # adaptation included
-        mode = "shipped weights" if config.fallback_per_field else "checkpoint"
-        info = {"notes": notes + ckpt_notes, "checkpoint": str(checkpoint), "refiner": refiner}
-        result = SegmentResult(labels, conf, tuple(model.class_names), adapted, mode, timings=timings, info=info)
-        withheld = withheld_points(adapted, config.held_out_share, config.seed)
-        how = f"{int(withheld.sum())} identified points ({100 * config.held_out_share:.0f} %) withheld, map predicted "
-        result = finish_result(result, model, config, withheld, how + "without them")
-        if model.refiner is not None:
-            timings["classic_features_s"] = round(model.refiner.features.seconds, 2)  # every pass together
-        agree = result.qc["agreement_model"]["share"]
-        if config.fallback_per_field and agree is not None and agree < 0.5:
-            return _per_field_instead(sample, config, f"the shipped weights' map agrees with {100 * agree:.0f} % of "
-                                      "the identified points (this field is unlike their training data)")  # fmt: skip
-        return result
+        return _segment_with_weights(sample, checkpoint, config, notes)
     start = time.perf_counter()
     points = None
     if sample.point_target is None:
         points = identify_points(sample, config)
-        if points.mode == "clusters":  # name clusters by composition: "cluster-0 (Si-Al-K)"
-            from fusionseg.sem.export.spectra import cluster_names
-
-            named = cluster_names(sample.point_features.numpy(), points.labels.numpy(), points.names,
-                                  sem_meta(sample.meta).energy_axis, sem_meta(sample.meta).beam_energy_kev)  # fmt: skip
-            points = replace(points, names=named)
         sample = with_point_labels(sample, points)
     timings["identify_s"] = round(time.perf_counter() - start, 2)
     if config.method != "model":
@@ -428,12 +395,101 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
     start = time.perf_counter()
     labels, conf = predict_field(model, sample, config.tile_px, config.overlap_px)
     timings["predict_s"] = round(time.perf_counter() - start, 2)
-    info["notes"] = notes
+    info["notes"] = notes + clustering_notes(points)
     result = SegmentResult(labels, conf, sample.meta.class_names, sample, "per-field training", points, timings, info)
     withheld = validation_points(sample, config)
     how = (f"the {int(withheld.sum())} validation points (never in the loss), map predicted without them"
            if withheld.any() else f"fewer than {config.min_val_points} validation points")  # fmt: skip
     return finish_result(result, model, config, withheld, how)
+
+
+def _segment_with_weights(sample: Sample, checkpoint: Path, config: SegmentConfig, notes: list[str]) -> SegmentResult:
+    """Inductive prediction with a trained model: points labelled in its classes by the mineral library, or, for
+    the shipped weights on a field the library cannot name, by clustering (`_weights_on_clusters`)."""
+    start = time.perf_counter()
+    model = load_checkpoint_model(checkpoint)
+    if not config.adapt_refiner:
+        model.field_adaptation = None
+    adapted, ckpt_notes = adapt_to_checkpoint(sample, model)
+    pt = adapted.point_target
+    identified = 0.0 if pt is None else float((pt != IGNORE_INDEX).float().mean())
+    for note in ckpt_notes:
+        log.warning(note)
+    info = {"notes": notes + ckpt_notes, "checkpoint": str(checkpoint)}
+    timings = {"identify_s": round(time.perf_counter() - start, 2)}
+    if config.mode == "clusters":
+        return _weights_on_clusters(sample, adapted, model, config, "--mode clusters", info, timings)
+    if config.fallback_per_field and identified < 0.5:
+        why = f"the library identifies {100 * identified:.0f} % of the spectra, too few to name the phases"
+        if config.mode == "library":  # minerals asked for: train on the named points instead
+            return _per_field_instead(sample, config, why)
+        return _weights_on_clusters(sample, adapted, model, config, why, info, timings)
+    mode = "shipped weights" if config.fallback_per_field else "checkpoint"
+    return _predict_with_weights(model, adapted, sample, config, mode, None, info, timings)
+
+
+def _weights_on_clusters(
+    sample: Sample, adapted: Sample, model: Any, config: SegmentConfig, why: str, info: dict, timings: dict
+) -> SegmentResult:
+    """The shipped weights on the field's spectrum clusters (`in_field_classes`): the network's classes are
+    mixed into the clusters through the points' best library matches, and the refiner (fine-tuned on the
+    field's points) propagates the cluster labels. Per-field training when there is no refiner or too few
+    points to cluster."""
+    start = time.perf_counter()
+    if model.refiner is None or adapted.num_points < 4:
+        return _per_field_instead(sample, config, why)
+    points = identify_points(sample, replace(config, mode="clusters"))
+    if len(points.names) < 2:  # one phase: nothing to propagate (the per-field path maps it and says so)
+        return segment_field(sample, None, replace(config, fallback_per_field=False, mode="clusters"))
+    field = with_point_labels(adapted, points)
+    library = best_library_labels(adapted.point_features, model.class_names, model_meta(model).energy_axis,
+                                  model_meta(model).beam_energy_kev)  # fmt: skip
+    class_map = cluster_class_map(library, field.point_target, model.num_outputs, len(field.meta.class_names))
+    timings["identify_s"] = round(timings["identify_s"] + time.perf_counter() - start, 2)
+    note = f"{why}: the points are labelled by clustering their spectra ({len(points.names)} clusters)"
+    for text in (note, *clustering_notes(points)):
+        log.warning(text)
+    info["notes"][:0] = [note, *clustering_notes(points)]
+    mode = f"{'shipped weights' if config.fallback_per_field else 'checkpoint'} on spectrum clusters"
+    with model.in_field_classes(class_map):
+        return _predict_with_weights(model, field, sample, config, mode, points, info, timings)
+
+
+def cluster_class_map(model_labels: Tensor, field_labels: Tensor, n_model: int, n_field: int) -> Tensor:
+    """(n_model, n_field) P(field class | model class) counted over points labelled in both (IGNORE_INDEX: not),
+    plus one point spread evenly over the field classes: a model class no point resembles maps uniformly."""
+    both = (model_labels != IGNORE_INDEX) & (field_labels != IGNORE_INDEX)
+    counts = torch.zeros(n_model, n_field, dtype=torch.float64)
+    counts.index_put_((model_labels[both], field_labels[both]), torch.ones(int(both.sum()), dtype=torch.float64),
+                      accumulate=True)  # fmt: skip
+    return (counts + 1.0 / n_field) / (counts.sum(1, keepdim=True) + 1.0)
+
+
+def _predict_with_weights(
+    model: Any, field: Sample, original: Sample, config: SegmentConfig, mode: str, points: PointLabels | None,
+    info: dict, timings: dict,
+) -> SegmentResult:  # fmt: skip
+    """Map ``field`` (points labelled in the classes the model predicts) with the refiner adapted to it, then the
+    held-out check and classic floor; per-field training on ``original`` (the field as read) instead when the
+    shipped weights disagree with the withheld points."""
+    start = time.perf_counter()
+    with model.adapted_to(field, config.tile_px) as refiner:  # once per field (not per tile), within a tile
+        timings["adapt_s"] = round(time.perf_counter() - start, 2)
+        labels, conf = predict_field(model, field, config.tile_px, config.overlap_px)
+    timings["predict_s"] = round(time.perf_counter() - start, 2)  # adaptation included
+    result = SegmentResult(labels, conf, tuple(field.meta.class_names), field, mode, points, timings,
+                           {**info, "refiner": refiner})  # fmt: skip
+    withheld = withheld_points(field, config.held_out_share, config.seed)
+    how = f"{int(withheld.sum())} labelled points ({100 * config.held_out_share:.0f} %) withheld, map predicted "
+    result = finish_result(result, model, config, withheld, how + "without them")
+    if model.refiner is not None:
+        timings["classic_features_s"] = round(model.refiner.features.seconds, 2)  # every pass together
+    agree = result.qc["agreement_model"]["share"]
+    if config.fallback_per_field and agree is not None and agree < 0.5:
+        return _per_field_instead(original, config,
+                                  f"the shipped weights' map agrees with {100 * agree:.0f} % of the withheld "
+                                  "points (this field is unlike their training data)")  # fmt: skip
+    return result
 
 
 def _per_field_instead(sample: Sample, config: SegmentConfig, why: str) -> SegmentResult:
@@ -577,14 +633,33 @@ def classic_segment(
 
 
 def identify_points(sample: Sample, config: SegmentConfig) -> PointLabels:
-    """Library/cluster labels of the measured spectra (a single spectrum is identified against the library)."""
-    spectra = sample.point_features
+    """Library/cluster labels of the measured spectra (a single spectrum is identified against the library);
+    clusters are named by composition ("cluster-0 (Si-Al-K)")."""
+    spectra, sem = sample.point_features, sem_meta(sample.meta)
     single = len(spectra) == 1
-    points = label_points(spectra.repeat(2, 1) if single else spectra, sem_meta(sample.meta).energy_axis,
-                          sem_meta(sample.meta).beam_energy_kev, mode="library" if single else config.mode,
-                          min_confidence=config.min_confidence, n_clusters=config.n_clusters,
-                          seed=config.seed)  # fmt: skip
-    return replace(points, labels=points.labels[:1]) if single else points
+    points = label_points(spectra.repeat(2, 1) if single else spectra, sem.energy_axis, sem.beam_energy_kev,
+                          mode="library" if single else config.mode, min_confidence=config.min_confidence,
+                          n_clusters=config.n_clusters, seed=config.seed)  # fmt: skip
+    if single:
+        return replace(points, labels=points.labels[:1])
+    if points.mode == "clusters":
+        from fusionseg.sem.export.spectra import cluster_names
+
+        named = cluster_names(spectra.numpy(), points.labels.numpy(), points.names, sem.energy_axis,
+                              sem.beam_energy_kev)  # fmt: skip
+        points = replace(points, names=named)
+    return points
+
+
+def clustering_notes(points: PointLabels | None) -> list[str]:
+    """A warning when the chosen clusters show no substantial structure (best mean silhouette under
+    `WEAK_SILHOUETTE`, Kaufman & Rousseeuw 1990): the phases are then tentative."""
+    scores = (points.clustering or {}).get("silhouette_by_k") if points is not None else None
+    if not scores or max(scores.values()) >= WEAK_SILHOUETTE:
+        return []
+    return [f"the spectra show no substantial cluster structure (best mean silhouette {max(scores.values()):.2f} < "
+            f"{WEAK_SILHOUETTE}): the {points.clustering['clusters']} clusters may split one noisy phase; measure "
+            "longer per point (more counts) before trusting them"]  # fmt: skip
 
 
 def _map_without_training(sample: Sample, labelled: Tensor) -> tuple[Tensor, Tensor, str]:
@@ -756,7 +831,8 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
         sample, acquisition = acquire_field(sample, a, tile)
     else:
         sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
-    config = SegmentConfig(mode=a.mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
+    mode = "clusters" if a.n_clusters is not None and a.mode == "auto" else a.mode  # a number of clusters: clusters
+    config = SegmentConfig(mode=mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
                            honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
                            fallback_per_field=shipped, adapt_refiner=not a.no_adapt,
@@ -842,13 +918,13 @@ def run_segment(a: argparse.Namespace) -> Path:
 
 
 def shipped_or_given_checkpoint(a: argparse.Namespace) -> tuple[Path | None, bool]:
-    """``--checkpoint``, else the shipped weights unless per-field training is asked for (``--per-field``,
-    ``--mode clusters`` or ``--n-clusters``: cluster names exist only in this field); (path, shipped?)."""
+    """``--checkpoint``, else the shipped weights unless ``--per-field`` asks for per-field training (with
+    ``--mode clusters`` or ``--n-clusters`` the shipped weights map the spectrum clusters); (path, shipped?)."""
     from fusionseg.paths import DEFAULT_WEIGHTS
 
     if a.checkpoint is not None:
         return a.checkpoint, False
-    if a.per_field or a.mode == "clusters" or a.n_clusters is not None:
+    if a.per_field:
         return None, False
     return DEFAULT_WEIGHTS, True
 

@@ -272,6 +272,8 @@ def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.n
         summary["acquisition"] = result.info["acquisition"]
     if result.point_labels is not None:
         summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
+        if result.point_labels.clustering is not None:
+            summary["clustering"] = result.point_labels.clustering
     target = sem_meta(s.meta).original_target
     if target is not None:
         summary["ari_vs_target"] = adjusted_rand_index(labels, np.asarray(target))
