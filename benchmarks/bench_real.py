@@ -48,14 +48,14 @@ def repka_sample():
 
 def reference_map(sample) -> np.ndarray:
     """(H, W) clusters of every measured pixel's spectrum, -1 where none was measured."""
-    from fusionseg.sem.identify import cluster_spectra
+    from fusionseg.sem.identify import cluster_points
     from fusionseg.sem.meta import sem_meta
 
     cube = np.asarray(sem_meta(sample.meta).dense_spectra)
     h, w, c = cube.shape
     measured = cube.sum(-1) > 0
     ref = np.full((h, w), -1, dtype=np.int64)
-    ref[measured] = cluster_spectra(torch.from_numpy(cube[measured].astype(np.float32))).numpy()
+    ref[measured] = cluster_points(torch.from_numpy(cube[measured].astype(np.float32))).labels.numpy()
     return ref
 
 
@@ -63,13 +63,13 @@ def method_maps(kept, seed: int) -> tuple[dict[str, np.ndarray], str]:
     """Each method's (H, W) map from the kept points, and the path `segment` took."""
     from fusionseg.baselines import classic_map
     from fusionseg.paths import DEFAULT_WEIGHTS
-    from fusionseg.sem.identify import cluster_spectra
+    from fusionseg.sem.identify import cluster_points
     from fusionseg.sem.segment import SegmentConfig, segment_field
 
     config = SegmentConfig(seed=seed, progress=False, num_threads=1, fallback_per_field=True)
     result = segment_field(kept, DEFAULT_WEIGHTS, config)
     maps = {"segment": result.labels.numpy()}
-    labels = cluster_spectra(kept.point_features, seed=seed).numpy()
+    labels = cluster_points(kept.point_features, seed=seed).labels.numpy()
     image, coords = kept.image.numpy(), kept.point_coords.numpy()
     for method in CLASSIC:
         maps[method] = classic_map(method, image, coords, labels, int(labels.max()) + 1)

@@ -16,7 +16,7 @@ from fusionseg.sample import IGNORE_INDEX
 from fusionseg.sem.export.report import adjusted_rand_index
 from fusionseg.sem.identify import (
     LOW_COUNT_NAME,
-    cluster_spectra,
+    cluster_points,
     label_points,
     library_references,
     void_class,
@@ -148,7 +148,7 @@ def test_shipped_weights_map_real_clusters_reproducibly(bruker) -> None:
 
     cube = bruker.meta.domain.dense_spectra
     h, w, _ = cube.shape
-    ref = cluster_spectra(torch.from_numpy(cube.reshape(h * w, -1).astype(np.float32))).view(h, w).numpy()
+    ref = cluster_points(torch.from_numpy(cube.reshape(h * w, -1).astype(np.float32))).labels.view(h, w).numpy()
     config = SegmentConfig(progress=False, num_threads=1, fallback_per_field=True)
     fused, nearest = [], []
     for seed in range(3):
@@ -186,7 +186,8 @@ def test_fused_map_beats_nearest_point_on_real_bruker(bruker) -> None:
     """10 % of the spectra; reference = k-means (k=4) of the full dense map; ARI averaged over 3 seeds."""
     cube = bruker.meta.domain.dense_spectra
     h, w, _ = cube.shape
-    ref = cluster_spectra(torch.from_numpy(cube.reshape(h * w, -1).astype(np.float64)), n_clusters=4).view(h, w)
+    cube = torch.from_numpy(cube.reshape(h * w, -1).astype(np.float64))
+    ref = cluster_points(cube, n_clusters=4).labels.view(h, w)
     fused, nearest = [], []
     for seed in range(3):
         s = sparse_acquisition(bruker, fraction=0.1, seed=seed)

@@ -173,7 +173,7 @@ class FusionSegModule(L.LightningModule):
         class probabilities are mixed into the field's K classes; the refiner, blind to class identity,
         then reads them with its classic features of the field's labelled points as it reads its own classes.
         """
-        if self.refiner is None or tuple(class_map.shape[:1]) != (self.num_outputs,):
+        if self.refiner is None or class_map.dim() != 2 or class_map.shape[0] != self.num_outputs:
             raise ValueError(
                 f"in_field_classes needs a segmentation model with a refiner and a ({self.num_outputs}, K) class "
                 f"map; got {tuple(class_map.shape)}{'' if self.refiner is not None else ' and no refiner'}."

@@ -195,13 +195,15 @@ class PointLabels:
         return {k: v for k, v in out.items() if v}
 
 
-def spectrum_features(spectra: Tensor, n_components: int = 8, max_fit: int = 3000) -> Tensor:
+def spectrum_features(spectra: Tensor, n_components: int = 8, max_fit: int = 3000, fit: Tensor | None = None) -> Tensor:
     """(N, n_components) principal components of Hellinger-transformed spectra (sqrt of count fractions).
 
     The square root stabilises Poisson variance, so Euclidean distances suit k-means (float64).
-    Components are fitted on at most ``max_fit`` spectra (evenly spaced), then every spectrum is projected.
+    Components are fitted on at most ``max_fit`` spectra (evenly spaced; among the ``fit`` rows when given, a
+    (N,) bool mask), then every spectrum is projected.
     """
-    mean, components, _ = principal_axes(hellinger(spectra[:: max(1, len(spectra) // max_fit)]), n_components)
+    rows = spectra if fit is None else spectra[fit]
+    mean, components, _ = principal_axes(hellinger(rows[:: max(1, len(rows) // max_fit)]), n_components)
     return torch.cat([(hellinger(spectra[rows]) - mean) @ components.T for rows in row_chunks(len(spectra))])
 
 
@@ -266,52 +268,43 @@ def cluster_points(
     low = void_points(spectra, LOW_COUNT_SHARE)
     if int((~low).sum()) < 2:
         low[:] = False
-    fitted = _kmeans(spectra[~low], n_clusters, max_clusters, seed, n_components)
-    labels = torch.full((n,), int(fitted.labels.max()) + 1, dtype=torch.long)
-    labels[~low] = fitted.labels
-    return Clustering(labels, fitted.silhouettes, fitted.chosen_by, int(labels.max()) if low.any() else None)
+    feats = spectrum_features(spectra, n_components, fit=~low)
+    return _kmeans(feats, low, n_clusters, max_clusters, seed)
 
 
-def _kmeans(spectra: Tensor, n_clusters: int | None, max_clusters: int, seed: int, n_components: int) -> Clustering:
+def _kmeans(feats: Tensor, low: Tensor, n_clusters: int | None, max_clusters: int, seed: int) -> Clustering:
+    """k-means of the rows of ``feats`` outside ``low``; the ``low`` rows form the last cluster. The silhouette that
+    picks k scores every row, the low-count cluster included (it is part of the partition the user gets)."""
     from scipy.cluster.vq import kmeans2
 
-    n = len(spectra)
-    feats = spectrum_features(spectra, n_components)
-    sub = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:2000]
+    fitted = feats[~low]
+    n = len(fitted)
+    sub = torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))[:2000]
 
-    def run(k: int) -> Tensor:
-        _, lab = kmeans2(feats.numpy(), k, seed=seed, minit="++")
-        return torch.from_numpy(lab).long()
+    def run(k: int) -> Tensor:  # (N,) labels: k-means ids by decreasing size, the low-count rows k
+        _, lab = kmeans2(fitted.numpy(), k, seed=seed, minit="++")
+        lab = torch.from_numpy(lab).long()
+        order = torch.argsort(torch.bincount(lab, minlength=k), descending=True)
+        return torch.full((len(feats),), k, dtype=torch.long).masked_scatter(~low, torch.argsort(order)[lab])
 
-    silhouettes: dict[int, float] = {}
-    if float((feats - feats.mean(0)).abs().max()) < 1e-9:  # identical spectra: one cluster, whatever k asks
-        return Clustering(torch.zeros(n, dtype=torch.long), {}, "identical spectra: one cluster")
-    if n_clusters is None:
-        ks = range(2, min(max_clusters, n - 1) + 1)
-        if not ks:
-            return Clustering(torch.zeros(n, dtype=torch.long), {}, f"{n} spectra: too few to compare k")
-        fits = {k: run(k) for k in ks}
-        silhouettes = {k: silhouette(feats[sub], fits[k][sub]) if fits[k][sub].unique().numel() > 1 else -1.0
-                       for k in ks}  # fmt: skip
-        labels = fits[max(ks, key=silhouettes.__getitem__)]
-    else:
+    def result(labels: Tensor, silhouettes: dict[int, float], how: str) -> Clustering:
+        k = int(labels[~low].max()) + 1
+        labels = labels.masked_fill(low, k)
+        return Clustering(labels, silhouettes, how, k if low.any() else None)
+
+    if float((fitted - fitted.mean(0)).abs().max()) < 1e-9:  # identical spectra: one cluster, whatever k asks
+        return result(torch.zeros(len(feats), dtype=torch.long), {}, "identical spectra: one cluster")
+    if n_clusters is not None:
         if not 1 <= n_clusters <= n:
             raise IdentificationError(f"n_clusters must be in 1..{n} (the number of spectra), got {n_clusters}.")
-        labels = run(n_clusters)
-    order = torch.argsort(torch.bincount(labels, minlength=int(labels.max()) + 1), descending=True)
-    how = "best mean silhouette width" if silhouettes else "given (--n-clusters)"
-    return Clustering(torch.argsort(order)[labels], silhouettes, how)
-
-
-def cluster_spectra(
-    spectra: Tensor,
-    n_clusters: int | None = None,
-    max_clusters: int = 10,
-    seed: int = 0,
-    n_components: int = N_COMPONENTS,
-) -> Tensor:
-    """(N,) labels of `cluster_points` (low-count spectra: the last id)."""
-    return cluster_points(spectra, n_clusters, max_clusters, seed, n_components).labels
+        return result(run(n_clusters), {}, "given (--n-clusters)")
+    ks = range(2, min(max_clusters, n - 1) + 1)
+    if not ks:
+        return result(torch.zeros(len(feats), dtype=torch.long), {}, f"{n} spectra: too few to compare k")
+    fits = {k: run(k) for k in ks}
+    silhouettes = {k: silhouette(feats[sub], fits[k][sub]) if fits[k][sub].unique().numel() > 1 else -1.0
+                   for k in ks}  # fmt: skip
+    return result(fits[max(ks, key=silhouettes.__getitem__)], silhouettes, "best mean silhouette width")
 
 
 def cluster_references(spectra: Tensor, labels: Tensor) -> Tensor:

@@ -446,10 +446,11 @@ def _weights_on_clusters(
                                   model_meta(model).beam_energy_kev)  # fmt: skip
     class_map = cluster_class_map(library, field.point_target, model.num_outputs, len(field.meta.class_names))
     timings["identify_s"] = round(timings["identify_s"] + time.perf_counter() - start, 2)
-    note = f"{why}: the points are labelled by clustering their spectra ({len(points.names)} clusters)"
-    for text in (note, *clustering_notes(points)):
+    new_notes = [f"{why}: the points are labelled by clustering their spectra ({len(points.names)} clusters)",
+                 *clustering_notes(points)]  # fmt: skip
+    for text in new_notes:
         log.warning(text)
-    info["notes"][:0] = [note, *clustering_notes(points)]
+    info["notes"][:0] = new_notes
     mode = f"{'shipped weights' if config.fallback_per_field else 'checkpoint'} on spectrum clusters"
     with model.in_field_classes(class_map):
         return _predict_with_weights(model, field, sample, config, mode, points, info, timings)
