@@ -202,8 +202,9 @@ def spectrum_features(spectra: Tensor, n_components: int = 8, max_fit: int = 300
     Components are fitted on at most ``max_fit`` spectra (evenly spaced; among the ``fit`` rows when given, a
     (N,) bool mask), then every spectrum is projected.
     """
-    rows = spectra if fit is None else spectra[fit]
-    mean, components, _ = principal_axes(hellinger(rows[:: max(1, len(rows) // max_fit)]), n_components)
+    rows = torch.arange(len(spectra)) if fit is None else torch.nonzero(fit).squeeze(1)
+    rows = rows[:: max(1, len(rows) // max_fit)]  # indices first: never a copy of every spectrum
+    mean, components, _ = principal_axes(hellinger(spectra[rows]), n_components)
     return torch.cat([(hellinger(spectra[rows]) - mean) @ components.T for rows in row_chunks(len(spectra))])
 
 
