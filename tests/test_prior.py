@@ -141,3 +141,18 @@ def test_chunked_prediction_equals_the_argmax_and_softmax_of_the_full_scores() -
         prob = scores.softmax(-1)
         assert torch.equal(labels.flatten(), prob.argmax(-1))
         assert torch.allclose(conf.flatten(), prob.max(-1).values, atol=1e-5)
+
+
+def test_features_are_the_same_in_turns_and_side_by_side() -> None:
+    """The fills run in threads (`side_by_side`); one thread runs them in turns: the features are identical."""
+    image, coords, labels = two_regions()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = classic_features(image, coords, labels)
+        torch.set_num_threads(2)
+        together = classic_features(image, coords, labels)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(alone.region, together.region)
+    assert all(np.array_equal(a, b) for a, b in zip(alone.images, together.images, strict=True))

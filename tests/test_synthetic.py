@@ -300,3 +300,15 @@ def test_simulate_to_folder_writes_fields_and_preview(tmp_path):
     ]
     assert (out / "index.json").is_file() and (out / "preview.png").stat().st_size > 10_000
     assert load_sample(next(out.glob("00001*.npz"))).num_points == round(0.01 * 48 * 48)
+
+
+def test_attenuation_tables_equal_xraydb_elam() -> None:
+    """The simulator's mass attenuation grid evaluates xraydb's Elam spline at once (`_elam_spline`): the values are
+    xraydb's own, bit for bit, for light to heavy elements."""
+    import xraydb
+
+    from fusionseg.sem import physics
+
+    for element in ("H", "O", "Na", "Si", "Fe", "Zr", "Pb", "U"):
+        reference = np.log(np.maximum(xraydb.mu_elam(element, np.exp(physics._LOG_E_GRID)), 1e-30))
+        assert np.array_equal(physics._log_mu_element(element), reference), element

@@ -62,11 +62,15 @@ def adapted_mlp(module: Any, sample: Sample, settings: FieldAdaptation) -> tuple
     if labelled < settings.min_points:
         return None, f"{labelled} labelled points < {settings.min_points}: shipped refiner kept"
     examples = held_out_examples(module, window, settings.folds, settings.seed)
-    gain = cross_fitted_gain(refiner.mlp, examples, settings)
+    if len(examples) < 2:
+        return None, "fine-tuning did not lower the held-out loss (nan): shipped refiner kept"
+    # one training: a model per fold left out (the gate's cross-fit), and the last on every fold (the one kept)
+    trains = ~np.eye(len(examples) + 1, len(examples), dtype=bool)
+    *cross_fitted, tuned = fine_tuned(refiner.mlp, examples, settings, trains)
+    gain = cross_fitted_gain(refiner.mlp, cross_fitted, examples)
     if not gain > 0:
         return None, f"fine-tuning did not lower the held-out loss ({gain:+.3f}): shipped refiner kept"
-    how = f"refiner fine-tuned on {labelled} points (held-out loss {-gain:+.3f})"
-    return fine_tune(refiner.mlp, examples, settings), how
+    return tuned, f"refiner fine-tuned on {labelled} points (held-out loss {-gain:+.3f})"
 
 
 @torch.no_grad()
@@ -106,28 +110,77 @@ def held_out_loss(mlp: nn.Module, examples: Examples) -> Tensor:
     return total / max(1, sum(len(y) for *_, y in examples))
 
 
-def fine_tune(mlp: nn.Module, examples: Examples, settings: FieldAdaptation) -> nn.Module:
-    """A copy of ``mlp`` after ``settings.steps`` Adam steps on the examples, L2-pulled to ``mlp``'s weights."""
+def fine_tuned(mlp: nn.Module, examples: Examples, settings: FieldAdaptation, trains: np.ndarray) -> list[nn.Module]:
+    """Copies of ``mlp``, one per row of ``trains`` (K, len(examples)) bool, each after ``settings.steps`` Adam
+    steps on the examples its row marks, L2-pulled to ``mlp``'s weights.
+
+    The copies train side by side, a group at a time (`torch.func.vmap` over stacked weights): Adam and the loss
+    are separate per copy, so each copy ends where training it alone would (up to float rounding), at the Python
+    cost of one. Groups are sized so their activations stay under ``ADAPT_BATCH_BYTES``."""
+    x, pixel, y, fold = _padded(examples)
+    per_copy = x.shape[0] * x.shape[1] * (_width(mlp) + x.shape[2]) * 4 * 6  # activations kept for the backward
+    group = max(1, int(ADAPT_BATCH_BYTES // max(per_copy, 1)))
+    masks = torch.from_numpy(np.asarray(trains, dtype=bool))[:, fold]  # (K, n): the points each copy trains on
+    out: list[nn.Module] = []
+    for i in range(0, len(masks), group):
+        out += _train_group(mlp, x, pixel, y, masks[i : i + group], settings)
+    return out
+
+
+ADAPT_BATCH_BYTES = 256e6
+"""Activation memory one group of side-by-side fine-tuned copies may hold (bytes); more copies train in turns."""
+
+
+def _width(mlp: nn.Module) -> int:
+    return max((m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)), default=1)
+
+
+def _padded(examples: Examples) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Every fold's examples in one batch: inputs (F, n, D) zero-padded to the most classes any fold found, the pixel
+    term (F, n) -inf there (a padded class never scores), class positions (n,) and each point's fold (n,)."""
+    classes = max(x.shape[0] for x, _, _ in examples)
+    xs, terms = [], []
+    for x, p, _ in examples:
+        pad = classes - x.shape[0]
+        xs.append(F.pad(x, (0, 0, 0, 0, 0, pad)))
+        terms.append(F.pad(p, (0, 0, 0, pad), value=float("-inf")))
+    fold = torch.cat([torch.full((len(y),), k) for k, (_, _, y) in enumerate(examples)])
+    return torch.cat(xs, 1), torch.cat(terms, 1), torch.cat([y for *_, y in examples]), fold
+
+
+def _train_group(mlp: nn.Module, x: Tensor, pixel: Tensor, y: Tensor, masks: Tensor,
+                 settings: FieldAdaptation) -> list[nn.Module]:  # fmt: skip
+    """``len(masks)`` copies of ``mlp`` fine-tuned at once, copy k on the points where ``masks[k]`` is True."""
+    from torch.func import functional_call, stack_module_state, vmap
+
     with torch.inference_mode(False), torch.enable_grad():  # predictions run under inference mode
-        tuned = copy.deepcopy(mlp)
-        start = [p.detach().clone() for p in tuned.parameters()]
-        examples = [(x.clone(), p.clone(), y.clone()) for x, p, y in examples]  # inference tensors: no backward
-        optimiser = torch.optim.Adam(tuned.parameters(), lr=settings.lr)
+        copies = [copy.deepcopy(mlp) for _ in range(len(masks))]
+        params, _ = stack_module_state(copies)
+        start = {k: v.detach().clone() for k, v in params.items()}
+        x, pixel, y = x.clone(), pixel.clone(), y.clone()  # inference tensors: no backward
+        weight = masks.float() / masks.sum(1, keepdim=True).clamp(min=1)  # each copy's mean over its points
+        base = copy.deepcopy(mlp).to("meta")
+
+        def scores(p: dict[str, Tensor]) -> Tensor:
+            return functional_call(base, p, (x,)).squeeze(-1) + pixel  # (F, n)
+
+        optimiser = torch.optim.Adam(params.values(), lr=settings.lr)
         for _ in range(settings.steps):
             optimiser.zero_grad()
-            pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(tuned.parameters(), start, strict=True))
-            (held_out_loss(tuned, examples) + settings.l2 * pull).backward()
+            logits = vmap(scores)(params)  # (K, F, n)
+            loss = F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), y.repeat(len(masks)), reduction="none")
+            pull = sum(((params[k] - start[k]) ** 2).sum() for k in params)
+            ((loss.view(len(masks), -1) * weight).sum() + settings.l2 * pull).backward()
             optimiser.step()
-    return tuned.eval()
+        for i, tuned in enumerate(copies):
+            tuned.load_state_dict({k: v[i].detach() for k, v in params.items()})
+    return [tuned.eval() for tuned in copies]
 
 
 @torch.no_grad()
-def cross_fitted_gain(mlp: nn.Module, examples: Examples, settings: FieldAdaptation) -> float:
-    """Mean over folds of (shipped - fine-tuned-without-that-fold) held-out loss: > 0 when adapting helps."""
-    if len(examples) < 2:
-        return float("nan")
-    gains = []
-    for k, fold in enumerate(examples):
-        tuned = fine_tune(mlp, examples[:k] + examples[k + 1 :], settings)
-        gains.append(float(held_out_loss(mlp, [fold]) - held_out_loss(tuned, [fold])))
+def cross_fitted_gain(mlp: nn.Module, cross_fitted: list[nn.Module], examples: Examples) -> float:
+    """Mean over folds of (shipped - fine-tuned-without-that-fold) held-out loss: > 0 when adapting helps.
+    ``cross_fitted[k]``: ``mlp`` fine-tuned on every fold but ``examples[k]``."""
+    gains = [float(held_out_loss(mlp, [fold]) - held_out_loss(tuned, [fold]))
+             for tuned, fold in zip(cross_fitted, examples, strict=True)]  # fmt: skip
     return float(np.mean(gains))

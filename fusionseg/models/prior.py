@@ -24,7 +24,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -142,13 +145,19 @@ def classic_features(
     np.add.at(counts, (cls, point_region), 1.0)
     spacing = np.sqrt(h * w / len(labels))
     per_class = [np.flatnonzero(cls == i) for i in range(len(found))]
-    geodesic = [region_geodesic(graph, [point_region[p] for p in per_class], wt) for wt in GEODESIC_EDGE_WEIGHTS]
-    euclid = region_euclid(graph, [coords[p] for p in per_class])
-    walker = region_walker(graph, counts / np.maximum(counts.sum(0, keepdims=True), 1.0))
-    smoother = region_smoother(graph, counts, FGS_LAMBDA)
+    done = side_by_side({
+        "smoother": lambda: region_smoother(graph, counts, FGS_LAMBDA),  # longest first
+        "walker": lambda: region_walker(graph, counts / np.maximum(counts.sum(0, keepdims=True), 1.0)),
+        **{f"geodesic{i}": partial(region_geodesic, graph, [point_region[p] for p in per_class], wt)
+           for i, wt in enumerate(GEODESIC_EDGE_WEIGHTS)},
+        "euclid": lambda: region_euclid(graph, [coords[p] for p in per_class]),
+        **{f"mismatch{i}": partial(_mismatch_model, image, rows, cols, cls, len(found), sigma)
+           for i, sigma in enumerate((MISMATCH_SIGMA, 0.0))},
+    })  # fmt: skip
+    geodesic = [done[f"geodesic{i}"] for i in range(len(GEODESIC_EDGE_WEIGHTS))]
+    euclid, walker, smoother = done["euclid"], done["walker"], done["smoother"]
     images, medians, spreads, z_region = [], [], [], []
-    for sigma in (MISMATCH_SIGMA, 0.0):
-        pixels, med, spread = _mismatch_model(image, rows, cols, cls, len(found), sigma)
+    for pixels, med, spread in (done["mismatch0"], done["mismatch1"]):
         mean = np.stack([np.bincount(flat, ch, r) for ch in pixels]) / np.maximum(graph.size, 1)
         z = _mismatch(torch.from_numpy(mean), torch.from_numpy(med), torch.from_numpy(spread)).numpy()
         images.append(pixels.astype(np.float32))
@@ -166,8 +175,19 @@ def classic_features(
         vote = np.log(np.clip(share, VOTE_FLOOR, 1.0))
         maps += [vote, vote - vote.max(0, keepdims=True)]
     best = {"geodesic": geodesic[-1].argmin(0), "random-walker": walker.argmax(0)}
-    return ClassicFeatures(found, np.stack(maps, -1).astype(np.float32), flat, tuple(images), tuple(medians),
-                           tuple(spreads), tuple(z_region), at_class, best)  # fmt: skip
+    region = np.empty((len(found), r, len(maps)), dtype=np.float32)  # filled in place: no float64 stack
+    for j, m in enumerate(maps):
+        region[..., j] = m
+    return ClassicFeatures(found, region, flat, tuple(images), tuple(medians), tuple(spreads), tuple(z_region),
+                           at_class, best)  # fmt: skip
+
+
+def side_by_side(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Each job's result, run in up to ``torch.get_num_threads()`` threads (at most 4; one: in turn). The classic
+    fills spend their time in SuperLU, Dijkstra, cKDTree and ndimage, which release the GIL."""
+    with ThreadPoolExecutor(max(1, min(4, torch.get_num_threads()))) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _class_at_pixels(pixels: np.ndarray, cls: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

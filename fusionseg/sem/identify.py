@@ -51,14 +51,27 @@ def poisson_log_likelihood(
     return x @ (shape + eps).log().T + totals * totals.clamp(min=eps).log() - totals
 
 
-def deviance_per_count(spectra: Tensor, log_likelihood: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+def saturated_fit(spectra: Tensor, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """(N,) log-likelihood of the perfect model of each spectrum (N, C) (constants dropped as in
+    `poisson_log_likelihood`) and (N,) its total counts: what `deviance_per_count` compares a match with."""
+    x = spectra.to(dtype)
+    total = x.sum(1)
+    return torch.xlogy(x, x).sum(1) - total, total
+
+
+def deviance_per_count(
+    spectra: Tensor,
+    log_likelihood: Tensor,
+    dtype: torch.dtype = torch.float64,
+    saturated: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
     """Poisson deviance per count (N,) of a match whose log-likelihood (N,) came from `poisson_log_likelihood`.
 
-    2 (LL of the perfect model - LL of the match) / total counts; 0 is a perfect fit.
+    2 (LL of the perfect model - LL of the match) / total counts; 0 is a perfect fit. ``saturated``: the spectra's
+    `saturated_fit`, when already computed (one pass over the spectra saved).
     """
-    x = spectra.to(dtype)
-    saturated = torch.xlogy(x, x).sum(1) - x.sum(1)
-    return 2 * (saturated - log_likelihood.to(dtype)) / x.sum(1).clamp(min=1)
+    perfect, total = saturated_fit(spectra, dtype) if saturated is None else saturated
+    return 2 * (perfect - log_likelihood.to(dtype)) / total.clamp(min=1)
 
 
 def identify_spectra(
@@ -66,6 +79,7 @@ def identify_spectra(
     references: Tensor,
     max_deviance: float | None = None,
     allowed: Tensor | None = None,
+    saturated: tuple[Tensor, Tensor] | None = None,
 ) -> Identification:
     """Best-matching reference per spectrum, its posterior and fit quality.
 
@@ -74,6 +88,7 @@ def identify_spectra(
         references: (K, C) expected spectra (any scale), e.g. `reference_spectra(...)`.
         max_deviance: Poisson deviance per count above which a match is ``UNKNOWN``.
         allowed: optional (K,) bool mask of library entries to consider.
+        saturated: the spectra's `saturated_fit` (float64), when already computed.
     """
     if spectra.dim() != 2 or references.dim() != 2 or spectra.shape[1] != references.shape[1]:
         raise ValueError(
@@ -86,10 +101,16 @@ def identify_spectra(
     post = ll.softmax(1)
     conf, labels = post.max(1)
     best = ll.gather(1, labels[:, None]).squeeze(1)
-    deviance = torch.cat([deviance_per_count(spectra[rows], best[rows]) for rows in row_chunks(len(spectra))])
+    deviance = deviance_per_count(spectra, best, saturated=saturated or saturated_fits(spectra))
     if max_deviance is not None:
         labels = labels.masked_fill(deviance > max_deviance, UNKNOWN)
     return Identification(labels=labels, confidence=conf.float(), deviance=deviance.float())
+
+
+def saturated_fits(spectra: Tensor) -> tuple[Tensor, Tensor]:
+    """`saturated_fit` of spectra (N, C) in float64, converted `CHUNK_SPECTRA` rows at a time."""
+    parts = [saturated_fit(spectra[rows]) for rows in row_chunks(len(spectra))]
+    return torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts])
 
 
 CHUNK_SPECTRA = 4096
@@ -205,7 +226,7 @@ def spectrum_features(spectra: Tensor, n_components: int = 8, max_fit: int = 300
     rows = torch.arange(len(spectra)) if fit is None else torch.nonzero(fit).squeeze(1)
     rows = rows[:: max(1, len(rows) // max_fit)]  # indices first: never a copy of every spectrum
     mean, components, _ = principal_axes(hellinger(spectra[rows]), n_components)
-    return torch.cat([(hellinger(spectra[rows]) - mean) @ components.T for rows in row_chunks(len(spectra))])
+    return torch.cat([hellinger(spectra[rows]).sub_(mean) @ components.T for rows in row_chunks(len(spectra))])
 
 
 def silhouette(features: Tensor, labels: Tensor) -> float:
@@ -367,8 +388,9 @@ def _library_labels(
 
     names = tuple(class_names or library_names())
     refs, usable = library_references(names, energy_axis, beam_energy_kev)
-    ident = identify_spectra(spectra, refs, allowed=usable)
-    own = identify_spectra(spectra, cluster_references(spectra, clusters)).deviance
+    saturated = saturated_fits(spectra)  # shared by both identifications
+    ident = identify_spectra(spectra, refs, allowed=usable, saturated=saturated)
+    own = identify_spectra(spectra, cluster_references(spectra, clusters), saturated=saturated).deviance
     ok = (ident.confidence >= min_confidence) & (ident.deviance <= max_deviance_ratio * own.clamp(min=1e-6))
     labels = ident.labels.masked_fill(~ok, UNKNOWN)
     labels = mark_voids(labels, spectra, names)  # almost no counts: a pore, whatever the noise resembles

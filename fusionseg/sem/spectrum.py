@@ -80,9 +80,10 @@ def principal_axes(x: Tensor, n_components: int) -> tuple[Tensor, Tensor, Tensor
 
 
 def hellinger(spectra: Tensor) -> Tensor:
-    """sqrt(count fractions) of spectra (N, C) over all channels, float64 (negative counts taken as 0)."""
-    x = spectra.double().clamp(min=0)
-    return normalise_counts(x, x.sum(1, keepdim=True), "hellinger")
+    """sqrt(count fractions) of spectra (N, C) over all channels, float64 (negative counts taken as 0): the
+    arithmetic of `normalise_counts` ``"hellinger"``, in place on one float64 copy (spectra are the largest array)."""
+    x = spectra.to(torch.float64, copy=True).clamp_(min=0)
+    return x.div_(x.sum(1, keepdim=True).clamp_min(1.0)).clamp_min_(0).sqrt_()
 
 
 __all__ = ["hellinger", "normalise_counts", "overlap_matrix", "principal_axes", "rebin_matrix", "rebin_spectra"]

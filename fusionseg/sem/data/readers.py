@@ -346,8 +346,9 @@ def points_sample(
         raise ReaderError("every point spectrum has zero counts; the input holds no EDS signal.")
     if not measured.all():
         log.warning("dropping %d point spectra with zero counts (not measured)", int((~measured).sum()))
-    return Sample(image=image[None], point_coords=coords[measured], point_features=spectra[measured], meta=meta,
-                  target=target)  # fmt: skip
+    if not measured.all():  # boolean indexing copies every spectrum: only when some are dropped
+        coords, spectra = coords[measured], spectra[measured]
+    return Sample(image=image[None], point_coords=coords, point_features=spectra, meta=meta, target=target)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -556,7 +557,7 @@ def read_folder(
     meta.domain = SemMeta(axis, beam, has_eds=True, **source)  # checks beam energy > 0
     if coords is None:
         return dense_sample(img, spectra, meta, target)
-    return points_sample(img, coords, spectra.astype(np.float64), meta, target)
+    return points_sample(img, coords, spectra.astype(np.float32, copy=False), meta, target)  # Sample's dtype
 
 
 # ----------------------------------------------------------------------------- entry point
