@@ -73,3 +73,22 @@ def test_odd_fields_give_finite_features(case: str) -> None:
     assert np.isfinite(feats.pixel_features(np.arange(24 * 24)).numpy()).all()
     if len(feats.found):
         assert set(np.unique(feats.classic_labels("geodesic"))) <= set(feats.found.tolist())
+
+
+def test_spd_solve_equals_a_general_sparse_solve() -> None:
+    """`spd_solve` (qdldl's LDL^T) against scipy's LU on a walker-like system with weights over 10 decades."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    from fusionseg.propagation import spd_solve
+
+    rng = np.random.default_rng(0)
+    n = 400
+    a, b = rng.integers(0, n, 3000), rng.integers(0, n, 3000)
+    weight = 10.0 ** rng.uniform(-10, 0, 3000)
+    adj = sparse.coo_matrix((weight, (a, b)), shape=(n, n))
+    adj = (adj + adj.T).tocsr()
+    matrix = (sparse.diags(np.asarray(adj.sum(1)).ravel() + rng.uniform(0.1, 20, n)) - adj).tocsc()
+    rhs = rng.uniform(0, 1, (n, 3))
+    assert np.allclose(spd_solve(matrix, rhs), spsolve(matrix, rhs), rtol=1e-9, atol=1e-12)
+    assert spd_solve(matrix, rhs[:, :0]).shape == (n, 0)

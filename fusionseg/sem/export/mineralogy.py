@@ -97,10 +97,13 @@ def modal_mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: fl
 
 
 def _diameters(mask: np.ndarray) -> np.ndarray:
-    """Equivalent circle diameters (px) of the 8-connected components of a bool mask."""
-    from skimage.measure import label, regionprops
+    """Equivalent circle diameters (px) of the 8-connected components of a bool mask: scikit-image's
+    ``equivalent_diameter_area`` (sqrt(4 area / pi)) from the component areas at once, not one ``regionprops``
+    object per grain (tens of thousands on a 2048² map: 1.2 s)."""
+    from skimage.measure import label
 
-    return np.array([r.equivalent_diameter_area for r in regionprops(label(mask, connectivity=2))])
+    area = np.bincount(label(mask, connectivity=2).ravel())[1:]
+    return np.sqrt(4 * area / np.pi)
 
 
 def grain_statistics(labels: np.ndarray, class_names: tuple[str, ...], px_um: float | None) -> list[dict[str, Any]]:

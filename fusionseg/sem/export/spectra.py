@@ -72,7 +72,8 @@ def mean_spectra(spectra: np.ndarray, labels: np.ndarray, num_classes: int) -> t
     counts = np.bincount(labels[ok], minlength=num_classes).astype(np.int64)
     means = np.zeros((num_classes, np.shape(spectra)[1]))
     if ok.any():  # summed in float64 chunks (identify.cluster_references), not a float64 copy of every spectrum
-        sums = cluster_references(torch.as_tensor(np.asarray(spectra)[ok]), torch.from_numpy(labels[ok]).long())
+        rows = np.asarray(spectra) if ok.all() else np.asarray(spectra)[ok]  # a mask copies every spectrum
+        sums = cluster_references(torch.as_tensor(rows), torch.from_numpy(labels[ok]).long())
         means[: len(sums)] = sums.numpy()
     return means / np.maximum(counts, 1)[:, None], counts
 
