@@ -72,10 +72,12 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, 
             f"a {tile}-px tile cannot keep {overlap} px of context on each side of a 32-px core; use --tile >= "
             f"{min_tile_px(overlap)} (or a larger --max-memory)."
         )
-    n = 1 + -(-(size - tile) // (tile - 2 * overlap))  # windows overlap by >= 2 * overlap px
+    n = 1 + -(-(size - tile) // (tile - 2 * overlap))  # tile-long windows spaced so they overlap by >= 2 * overlap
     starts = np.linspace(0, size - tile, n).round().astype(int).tolist()
     cuts = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:], strict=True)] + [size]
-    return [(a, a + tile, cuts[i], cuts[i + 1]) for i, a in enumerate(starts)]
+    # each window is its core and ``overlap`` px of context, as documented (tile-long windows made a 4096² field
+    # in 3744-px tiles process 56 M px for its 17 M; now 17.3 M)
+    return [(max(0, a - overlap), min(size, b + overlap), a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def predict_field(

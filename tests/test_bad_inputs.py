@@ -433,6 +433,21 @@ def test_tiles_fill_every_pixel_and_never_see_an_empty_tile(size, tile):
     assert (labels >= 1).all() and torch.isfinite(conf).all()
 
 
+@pytest.mark.parametrize("size,tile", [(4096, 3744), (300, 96), (97, 96), (5000, 2112), (2048, 2048)])
+def test_tile_windows_are_their_core_and_the_overlap(size, tile):
+    """Cores partition the axis; each window is its core with ``overlap`` px of context each side (less at the field's
+    edges), never more: a 4096² field in 3744-px tiles processes 4160² px, not the 7488² of tile-long windows."""
+    from fusionseg.inference import tile_spans
+
+    spans = tile_spans(size, tile, 32)
+    assert [keep_lo for _, _, keep_lo, _ in spans] == [0] + [keep_hi for _, _, _, keep_hi in spans[:-1]]
+    assert spans[-1][3] == size
+    for lo, hi, keep_lo, keep_hi in spans:
+        assert (lo, hi) == (max(0, keep_lo - 32), min(size, keep_hi + 32)) and hi - lo <= tile
+    if size == 4096:
+        assert sum(hi - lo for lo, hi, _, _ in spans) == 4160
+
+
 def test_too_small_tile_is_refused_in_the_api():
     s = Sample(image=torch.rand(1, 200, 200), point_coords=torch.tensor([[2.0, 3.0]]), point_features=torch.ones(1, 4))
     with pytest.raises(SegmentError, match="use --tile >= 96"):
