@@ -71,10 +71,11 @@ def mean_spectra(spectra: np.ndarray, labels: np.ndarray, num_classes: int) -> t
     ok = (labels != IGNORE_INDEX) & (labels < num_classes)
     counts = np.bincount(labels[ok], minlength=num_classes).astype(np.int64)
     means = np.zeros((num_classes, np.shape(spectra)[1]))
-    if ok.any():  # summed in float64 chunks (identify.cluster_references), not a float64 copy of every spectrum
-        rows = np.asarray(spectra) if ok.all() else np.asarray(spectra)[ok]  # a mask copies every spectrum
-        sums = cluster_references(torch.as_tensor(rows), torch.from_numpy(labels[ok]).long())
-        means[: len(sums)] = sums.numpy()
+    if ok.any():  # summed in float64 chunks (identify.cluster_references), not a float64 copy of every spectrum;
+        # the other points go to an extra row that is dropped (masking the spectra would copy them all)
+        target = torch.from_numpy(np.where(ok, labels, num_classes)).long()
+        sums = cluster_references(torch.as_tensor(np.asarray(spectra)), target)
+        means[: min(len(sums), num_classes)] = sums.numpy()[:num_classes]
     return means / np.maximum(counts, 1)[:, None], counts
 
 
