@@ -45,12 +45,13 @@ def central_box(height: int, width: int, max_px: int) -> tuple[int, int, int, in
     return (height - ch) // 2, (width - cw) // 2, ch, cw
 
 
-def central_window(sample: Sample, max_px: int) -> Sample:
-    """The central window of ``sample`` at most ``max_px`` on a side with its points (the sample when it fits)."""
-    if sample.height <= max_px and sample.width <= max_px:
+def central_window(sample: Sample, max_px: int, points: Tensor | None = None) -> Sample:
+    """The central window of ``sample`` at most ``max_px`` on a side with its points (the sample when it fits);
+    ``points``: (N,) bool, only these points (a crop copies the window's points, never every spectrum)."""
+    if sample.height <= max_px and sample.width <= max_px and (points is None or bool(points.all())):
         return sample
-    every = torch.ones(sample.num_points, dtype=torch.bool)
-    return crop_sample(sample, *central_box(sample.height, sample.width, max_px), every, ~every)
+    every = torch.ones(sample.num_points, dtype=torch.bool) if points is None else points
+    return crop_sample(sample, *central_box(sample.height, sample.width, max_px), every, torch.zeros_like(every))
 
 
 def min_tile_px(overlap_px: int) -> int:

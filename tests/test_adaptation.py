@@ -95,8 +95,8 @@ def test_large_fields_adapt_on_a_central_window(shipped) -> None:
 
 
 def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
-    """Tiled `segment` fine-tunes once for the map and once for its blind check, never per tile, on a window that
-    fits the memory budget's tile."""
+    """Tiled `segment` fine-tunes once, never per tile, on a window that fits the memory budget's tile and on the
+    points its held-out check keeps (the map and the blind check share that adaptation)."""
     import fusionseg.models.module as module_mod
     from fusionseg.pretrain import DEFAULT_WEIGHTS
     from fusionseg.registry import DATA_SOURCES
@@ -104,16 +104,18 @@ def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
 
     windows = []
 
-    def counting(module, sample, settings):
-        windows.append((sample.height, sample.width, settings.max_px))
-        return adapted_mlp(module, sample, settings)
+    def counting(module, sample, settings, points=None):
+        windows.append((sample.height, sample.width, settings.max_px, None if points is None else int(points.sum())))
+        return adapted_mlp(module, sample, settings, points)
 
     monkeypatch.setattr(module_mod, "adapted_mlp", counting)
     sample = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=160, rocks=["granite"], eds_fraction=0.03,
                                  seed=3)[0]  # fmt: skip
     result = segment_field(sample, checkpoint=DEFAULT_WEIGHTS, config=SegmentConfig(tile_px=96, num_threads=1))
     assert result.labels.shape == (160, 160)
-    assert [w[2] for w in windows] == [96, 96]  # the map, and the held-out check: not one per tile (4 tiles)
+    assert [w[2] for w in windows] == [96]  # the map and the held-out check: not one per tile (4 tiles)
+    withheld = result.qc["held_out"]["how"].split(" labelled points")[0]
+    assert windows[0][3] == sample.num_points - int(withheld)  # the withheld points are not learned from
     assert "refiner" in result.info["refiner"]
     windows.clear()
     plain = segment_field(sample, checkpoint=DEFAULT_WEIGHTS, config=SegmentConfig(tile_px=96, adapt_refiner=False))

@@ -52,12 +52,15 @@ class FieldAdaptation:
     seed: int = 0
 
 
-def adapted_mlp(module: Any, sample: Sample, settings: FieldAdaptation) -> tuple[nn.Module | None, str]:
-    """The refiner MLP of ``module`` (a `FusionSegModule`) fine-tuned to ``sample`` (None when it is not), and why."""
+def adapted_mlp(
+    module: Any, sample: Sample, settings: FieldAdaptation, points: Tensor | None = None
+) -> tuple[nn.Module | None, str]:
+    """The refiner MLP of ``module`` (a `FusionSegModule`) fine-tuned to ``sample`` (None when it is not), and why.
+    ``points``: (N,) bool, the points it may learn from (default: all)."""
     refiner = module.refiner
     if refiner is None:
         return None, "no refiner to adapt"
-    window = central_window(sample, settings.max_px)
+    window = central_window(sample, settings.max_px, points)
     labelled = int((window.point_target != IGNORE_INDEX).sum()) if window.point_target is not None else 0
     if labelled < settings.min_points:
         return None, f"{labelled} labelled points < {settings.min_points}: shipped refiner kept"

@@ -338,17 +338,18 @@ class FusionSegModule(L.LightningModule):
         return [self._predict_in_tiles(s, self.predict_max_memory) for s in batch]
 
     @contextmanager
-    def adapted_to(self, sample: Sample, max_px: int | None = None) -> Iterator[str]:
+    def adapted_to(self, sample: Sample, max_px: int | None = None, points: Tensor | None = None) -> Iterator[str]:
         """Predict with the refiner fine-tuned to ``sample``'s points for the duration (a no-op inside another
         `adapted_to`, without a refiner or with ``field_adaptation`` None). ``max_px``: a smaller adaptation
-        window (px) than the settings'. Yields what was done, in words."""
+        window (px) than the settings'; ``points``: (N,) bool, the points it learns from (default: all).
+        Yields what was done, in words."""
         if self.refiner is None or self.field_adaptation is None or self.refiner.field_mlp is not None:
             yield "refiner not adapted"
             return
         settings = self.field_adaptation
         if max_px is not None and max_px < settings.max_px:
             settings = replace(settings, max_px=max_px)
-        mlp, how = adapted_mlp(self, sample, settings)
+        mlp, how = adapted_mlp(self, sample, settings, points)
         self.refiner.field_mlp = mlp if mlp is not None else self.refiner.mlp  # set either way: no nested retry
         try:
             yield how
