@@ -184,7 +184,7 @@ def classic_features(
 
 def side_by_side(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
     """Each job's result, run in up to ``torch.get_num_threads()`` threads (at most 4; one: in turn). The classic
-    fills spend their time in SuperLU, Dijkstra, cKDTree and ndimage, which release the GIL."""
+    fills spend their time in qdldl, Dijkstra, cKDTree and ndimage, which release the GIL."""
     with ThreadPoolExecutor(max(1, min(4, torch.get_num_threads()))) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
