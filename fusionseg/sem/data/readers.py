@@ -344,9 +344,8 @@ def points_sample(
     measured = spectra.sum(1) > 0
     if not measured.any():
         raise ReaderError("every point spectrum has zero counts; the input holds no EDS signal.")
-    if not measured.all():
+    if not measured.all():  # only then index: boolean indexing copies every spectrum
         log.warning("dropping %d point spectra with zero counts (not measured)", int((~measured).sum()))
-    if not measured.all():  # boolean indexing copies every spectrum: only when some are dropped
         coords, spectra = coords[measured], spectra[measured]
     return Sample(image=image[None], point_coords=coords, point_features=spectra, meta=meta, target=target)
 

@@ -74,8 +74,8 @@ def mean_spectra(spectra: np.ndarray, labels: np.ndarray, num_classes: int) -> t
     if ok.any():  # summed in float64 chunks (identify.cluster_references), not a float64 copy of every spectrum;
         # the other points go to an extra row that is dropped (masking the spectra would copy them all)
         target = torch.from_numpy(np.where(ok, labels, num_classes)).long()
-        sums = cluster_references(torch.as_tensor(np.asarray(spectra)), target)
-        means[: min(len(sums), num_classes)] = sums.numpy()[:num_classes]
+        sums = cluster_references(torch.as_tensor(np.asarray(spectra)), target).numpy()[:num_classes]
+        means[: len(sums)] = sums
     return means / np.maximum(counts, 1)[:, None], counts
 
 
