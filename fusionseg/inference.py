@@ -134,10 +134,15 @@ and per-pixel images, labels, confidence and classic fills; the refiner writes l
 holds (pixels x classes) scores. Checked by ``bench_segment --peak-rss`` (README, Speed and memory)."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
-SPECTRUM_VALUE_BYTES = 12.0
-"""Bytes per point-feature value: the float32 spectra, a float32 copy while a reader drops unmeasured points
-(with the file's uint16 counts), and the held-out check's copy of the kept points; identification converts
-to float64 in chunks of `fusionseg.sem.identify.CHUNK_SPECTRA` spectra (inside `BASE_BYTES`)."""
+SPECTRUM_VALUE_BYTES = 4.0
+"""Bytes per point-feature value while the field is mapped: the float32 spectra, held once. `segment` encodes them
+once (`FusionSegModule.points_encoded`), so tiles, the held-out check and adaptation copy encoded features only;
+identification converts to float64 in chunks of `fusionseg.sem.identify.CHUNK_SPECTRA` spectra (inside
+`BASE_BYTES`)."""
+READ_VALUE_BYTES = 8.0
+"""Bytes per point-feature value while a reader loads the spectra, before any per-pixel map exists: the file's
+uint16 counts, its read buffer and the float32 spectra (4096² at 1 %: 2.76 GiB peak measured, 0.45 of it
+`BASE_BYTES`)."""
 PIXEL_BYTES = 96.0
 """Bytes per field pixel outside the tiles: image, labels and confidence (model, final, held-out check), the
 refiner's classic fills of the whole field (classic floor), output pictures."""
@@ -151,11 +156,16 @@ def available_memory() -> int:
 
 
 def field_bytes(sample: Sample) -> float:
-    """Bytes the field needs outside the tiles: point features (while labelled), per-pixel maps and the
-    metadata's in-memory arrays (`SampleMeta.nbytes`: e.g. a dense spectrum cube; a lazy one stays on disk)."""
+    """Bytes the field needs outside the tiles: point features, per-pixel maps and the metadata's in-memory arrays
+    (`SampleMeta.nbytes`: e.g. a dense spectrum cube; a lazy one stays on disk)."""
     held = sample.meta.nbytes()
     pixels = sample.height * sample.width
     return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + held
+
+
+def read_bytes(sample: Sample) -> float:
+    """Peak bytes of reading the field's point features (`READ_VALUE_BYTES`) and its metadata's arrays."""
+    return READ_VALUE_BYTES * sample.point_features.numel() + sample.meta.nbytes()
 
 
 def tile_for_memory(budget: float, sample: Sample, training: bool = False, overlap_px: int = OVERLAP_PX) -> int:
@@ -164,6 +174,8 @@ def tile_for_memory(budget: float, sample: Sample, training: bool = False, overl
     ``training``: the budget also holds a per-field training run (``fusionseg segment`` without weights).
     """
     free = budget - BASE_BYTES - TRAIN_BYTES * training - field_bytes(sample)
+    if budget < BASE_BYTES + TRAIN_BYTES * training + read_bytes(sample):
+        free = 0.0  # the read alone does not fit: the smallest tile, which `check_memory` then refuses
     side = int(np.sqrt(max(free, 0) / TILE_BYTES_PER_PIXEL)) // 32 * 32
     return max(min_tile_px(overlap_px), min(side, max(sample.height, sample.width)))
 
@@ -174,7 +186,8 @@ def check_memory(budget: float, sample: Sample, tile: int, training: bool = Fals
     ``flag``: the command's name for the budget option, named in the message.
     """
     th, tw = min(tile, sample.height), min(tile, sample.width)
-    need = BASE_BYTES + TRAIN_BYTES * training + field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
+    mapping = field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
+    need = BASE_BYTES + TRAIN_BYTES * training + max(read_bytes(sample), mapping)
     if need > budget:
         name = f" {sample.meta.name}" if sample.meta.name else ""
         smaller = f", use smaller tiles (>= {min_tile_px(OVERLAP_PX)} px)" if tile > min_tile_px(OVERLAP_PX) else ""

@@ -122,6 +122,24 @@ def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
     assert windows == [] and plain.info["refiner"] == "refiner not adapted"  # `segment --no-adapt`
 
 
+def test_points_encoded_once_give_the_map_of_raw_spectra(shipped) -> None:
+    """`points_encoded` (what `segment` maps with: tiles and the held-out check copy encoded features, not spectra)
+    gives the tiled map and confidence of the raw spectra, and puts the encoder back afterwards."""
+    from fusionseg.inference import predict_field
+
+    sample = field(0.05)
+    model = copy.deepcopy(shipped)
+    with model.adapted_to(sample):
+        raw = predict_field(model, sample, tile_px=48, overlap_px=8)
+    encoder = model.point_encoder
+    with model.points_encoded(sample) as encoded, model.adapted_to(encoded):
+        assert encoded.point_features.shape == (sample.num_points, encoder.out_dim) and encoded.meta.domain is None
+        fast = predict_field(model, encoded, tile_px=48, overlap_px=8)
+    assert model.point_encoder is encoder
+    assert torch.equal(raw[0], fast[0])
+    assert torch.allclose(raw[1], fast[1], atol=1e-5)
+
+
 def test_in_field_classes_mixes_the_network_into_the_field_classes(shipped) -> None:
     """A field labelled in its own classes (clusters): the network's class probabilities mixed by the class map,
     the refiner adapted and predicting in the field's classes, and the model as it was afterwards."""

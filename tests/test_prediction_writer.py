@@ -78,7 +78,7 @@ def test_predict_memory_budget_tiles_large_fields_and_refuses_what_cannot_fit(tm
     base = ["predict", "--config", str(DEFAULT_CONFIG), "--ckpt_path", str(DEFAULT_WEIGHTS), "--data.predict_fields=1",
             "--data.source_kwargs.size=240", "--trainer.enable_progress_bar=false"]  # fmt: skip
     maps = {}
-    # 25 MB for the field's spectra and maps (inference.field_bytes: ~576 spectra x 2048 x 12 B + 240² x 96 B, 20 MB)
+    # 25 MB for the field's spectra and maps (inference.field_bytes: ~576 spectra x 2048 x 4 B + 240² x 96 B, 10 MB)
     tiled = BASE_BYTES + 25e6 + TILE_BYTES_PER_PIXEL * 128**2
     for name, budget in (("whole", 8e9), ("tiled", tiled)):
         assert main([*base, f"--max_memory={int(budget)}", f"--trainer.logger.init_args.save_dir={name}"]) == 0

@@ -97,6 +97,9 @@ def test_feature_cache_is_keyed_by_content_not_object() -> None:
     assert refiner.features(moved) is not first
     halves = np.repeat(np.arange(2), 32 * 16)
     assert refiner.features(make(), halves) is not first  # other regions: other features
+    once = refiner.features(make(), halves[::-1].copy(), keep=False)  # a field predicted once: not stored
+    assert refiner.features(make(), halves[::-1].copy(), keep=False) is not once
+    assert refiner.features(make(), halves, keep=False) is refiner.features(make(), halves)  # stored ones are read
 
 
 def test_shipped_model_names_each_confidently_identified_point_its_mineral() -> None:

@@ -93,7 +93,7 @@ def held_out_examples(module: Any, sample: Sample, folds: int, seed: int) -> Exa
         graph = module.build_graphs([sub.to(module.device)])
         nodes, regions = refiner.regions(graph, slice(0, sample.height * sample.width), sub)
         region_logits = module(graph)[nodes.to(module.device)].cpu()
-        feats = refiner.features(sub, regions)
+        feats = refiner.features(sub, regions, keep=False)  # a fold's points: no later pass reads them
         rows, cols = point_pixels(coords[held], (sample.height, sample.width))
         pixel = rows * sample.width + cols
         position = np.searchsorted(feats.found, labels[held])

@@ -285,7 +285,9 @@ class FeatureCache:
         self._cache: OrderedDict[bytes, ClassicFeatures] = OrderedDict()
         self.seconds = 0.0  # spent computing features, all calls together (segment's per-stage timings)
 
-    def __call__(self, sample: Sample, regions: np.ndarray | None = None) -> ClassicFeatures:
+    def __call__(self, sample: Sample, regions: np.ndarray | None = None, keep: bool = True) -> ClassicFeatures:
+        """The features of ``sample`` on ``regions``; ``keep`` False: not stored when computed now (a field predicted
+        once: a 4096² field's tiles would otherwise hold ``max_bytes`` that nothing reads again)."""
         image = sample.image.detach().cpu().numpy()
         coords = sample.point_coords.detach().cpu().numpy()
         labels = sample.point_target
@@ -297,8 +299,11 @@ class FeatureCache:
             return self._cache[key]
         shaped = None if regions is None else np.asarray(regions).reshape(sample.height, sample.width)
         start = time.perf_counter()
-        self._cache[key] = classic_features(image, coords, labels, shaped)
+        feats = classic_features(image, coords, labels, shaped)
         self.seconds += time.perf_counter() - start
+        if not keep:
+            return feats
+        self._cache[key] = feats
         while len(self._cache) > 1 and sum(f.nbytes for f in self._cache.values()) > self.max_bytes:
             self._cache.popitem(last=False)
         return self._cache[key]
@@ -391,10 +396,11 @@ class PriorRefiner(nn.Module):
         return sum((weight[j] * f.to(like.device, like.dtype) for j, f in enumerate(terms)), torch.zeros(()))
 
     def _field_scores(
-        self, region_logits: Tensor, sample: Sample, regions: np.ndarray
+        self, region_logits: Tensor, sample: Sample, regions: np.ndarray, keep: bool = True
     ) -> tuple[ClassicFeatures, Tensor]:
-        """The field's features and the MLP's (F, R) region scores; records its classic fills outside training."""
-        feats = self.features(sample, regions)
+        """The field's features and the MLP's (F, R) region scores; records its classic fills outside training.
+        ``keep``: the features stay cached (`FeatureCache`)."""
+        feats = self.features(sample, regions, keep)
         if not self.training:
             self.classic_maps.append({m: torch.from_numpy(feats.classic_labels(m)).view(sample.height, sample.width)
                                       for m in feats.best} if len(feats.found) else {})  # fmt: skip
@@ -417,7 +423,7 @@ class PriorRefiner(nn.Module):
             nodes, regions = self.regions(graph, slice(start, start + n), s)
             start += n
             region_logits = node_logits[nodes.to(node_logits.device)].float()
-            feats, scores = self._field_scores(region_logits, s, regions)
+            feats, scores = self._field_scores(region_logits, s, regions, keep=False)  # predicted once
             if scores is None:  # no labelled point: the network's scores
                 conf, label = region_logits.softmax(-1).max(-1)
                 reg = torch.from_numpy(feats.regions).to(conf.device)

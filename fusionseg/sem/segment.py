@@ -477,14 +477,14 @@ def _predict_with_weights(
     withheld = withheld_points(field, config.held_out_share, config.seed)
     # Adapted once per field (not per tile, within a tile) on the points the held-out check keeps: the map and its
     # blind check share one adaptation that never saw the withheld points (the check used to adapt again: 2.4 s).
-    with model.adapted_to(field, config.tile_px, ~withheld) as refiner:
+    with model.points_encoded(field) as encoded, model.adapted_to(encoded, config.tile_px, ~withheld) as refiner:
         timings["adapt_s"] = round(time.perf_counter() - start, 2)
-        labels, conf = predict_field(model, field, config.tile_px, config.overlap_px)
-        timings["predict_s"] = round(time.perf_counter() - start, 2)  # adaptation included
+        labels, conf = predict_field(model, encoded, config.tile_px, config.overlap_px)
+        timings["predict_s"] = round(time.perf_counter() - start, 2)  # encoding and adaptation included
         result = SegmentResult(labels, conf, tuple(field.meta.class_names), field, mode, points, timings,
                                {**info, "refiner": refiner})  # fmt: skip
         how = f"{int(withheld.sum())} labelled points ({100 * config.held_out_share:.0f} %) withheld, map predicted "
-        result = finish_result(result, model, config, withheld, how + "without them")
+        result = finish_result(result, model, config, withheld, how + "without them", encoded)
     if model.refiner is not None:
         timings["classic_features_s"] = round(model.refiner.features.seconds, 2)  # every pass together
     agree = result.qc["agreement_model"]["share"]
@@ -516,24 +516,26 @@ def withheld_points(sample: Sample, share: float, seed: int) -> Tensor:
 
 
 def finish_result(
-    result: SegmentResult, model: Any, config: SegmentConfig, withheld: Tensor, how: str
-) -> SegmentResult:
+    result: SegmentResult, model: Any, config: SegmentConfig, withheld: Tensor, how: str,
+    predicted: Sample | None = None,
+) -> SegmentResult:  # fmt: skip
     """Coverage, the held-out check, honouring the measured points and the QC figures (`fusionseg.sem.export.qc`).
 
-    ``model``: a `FusionSegModule`, or a callable ``Sample -> (H, W) labels`` (a classic method).
+    ``model``: a `FusionSegModule`, or a callable ``Sample -> (H, W) labels`` (a classic method). ``predicted``:
+    the field as the model reads it (`FusionSegModule.points_encoded`), when not ``result.sample`` itself.
     """
     from fusionseg.sem.export.qc import held_out_agreement, honour_points, point_calls, quality_checks
     from fusionseg.sem.identify import void_points
 
     s, names = result.sample, tuple(result.class_names)
-    labels, conf = result.labels.numpy().copy(), result.confidence.numpy().copy()
+    labels, conf = result.labels.numpy(), result.confidence.numpy()  # edited in place: `result` gets new maps below
     calls = point_calls(s.point_coords.numpy(), None if s.point_target is None else s.point_target.numpy(), names,
                         labels.shape, void_points(s.point_features).numpy())  # fmt: skip
     held = {"how": how, "share": None}
     if withheld.any():
-        keep = ~withheld
-        rest = replace(s, point_coords=s.point_coords[keep], point_features=s.point_features[keep],
-                       point_target=None if s.point_target is None else s.point_target[keep])  # fmt: skip
+        keep, p = ~withheld, s if predicted is None else predicted
+        rest = replace(p, point_coords=p.point_coords[keep], point_features=p.point_features[keep],
+                       point_target=None if p.point_target is None else p.point_target[keep])  # fmt: skip
         blind_fills: dict[str, Tensor] = {}
         start = time.perf_counter()
         if isinstance(model, L.LightningModule):
@@ -582,8 +584,10 @@ def _blind_window_map(
     if (ch, cw) == (h, w):
         return part, withheld, how
 
+    small = torch.int16 if rest.num_classes < 2**15 else torch.long  # read at points only: 4096², 34 MB, not 134
+
     def pasted(window_map: Tensor) -> Tensor:  # the window's map in a field of IGNORE_INDEX
-        full = torch.full((h, w), IGNORE_INDEX, dtype=torch.long)
+        full = torch.full((h, w), IGNORE_INDEX, dtype=small)
         full[r0 : r0 + ch, c0 : c0 + cw] = window_map
         return full
 
