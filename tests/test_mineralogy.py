@@ -135,3 +135,36 @@ def test_grain_diameters_equal_regionprops() -> None:
     mask = np.random.default_rng(0).random((200, 200)) > 0.6
     reference = np.array([r.equivalent_diameter_area for r in regionprops(label(mask, connectivity=2))])
     assert len(reference) > 500 and np.array_equal(_diameters(mask), reference)
+
+
+def test_label_counts_equal_numpy_unique_without_the_ignored_pixels() -> None:
+    from fusionseg.sample import IGNORE_INDEX, LABEL_BLOCK, label_counts
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(-1, 7, size=(3, LABEL_BLOCK // 2 + 5)).astype(np.int64)  # spans several blocks
+    labels[labels == -1] = IGNORE_INDEX
+    ids, counts = np.unique(labels[labels != IGNORE_INDEX], return_counts=True)
+    expected = np.zeros(9, dtype=np.int64)
+    expected[ids] = counts
+    assert np.array_equal(label_counts(labels, 9), expected)
+    assert np.array_equal(label_counts(labels), expected[:7])  # as long as the largest id needs
+    assert np.array_equal(label_counts(np.full((4, 4), IGNORE_INDEX), 3), np.zeros(3))
+
+
+def test_large_panels_are_drawn_subsampled_in_field_pixel_coordinates() -> None:
+    """A field larger than `DISPLAY_PX` is handed to matplotlib subsampled, its axes still in the field's pixels (so
+    points and scale bars land where they belong), and its legend lists every phase, however small."""
+    from fusionseg.export.render import DISPLAY_PX, phase_map_figure
+
+    labels = np.zeros((2 * DISPLAY_PX + 10, 2 * DISPLAY_PX + 10), dtype=np.int64)
+    labels[5, 7] = 2  # one pixel: no subsampled panel shows it, the legend must
+    labels[:, -3:] = IGNORE_INDEX
+    fig = phase_map_figure({"phases": labels}, ("a", "b", "c"), points=np.array([[5.0, 7.0]]), pixel_size_um=1.0)
+    ax = fig.axes[0]
+    shown = ax.images[0].get_array()
+    assert max(shown.shape[:2]) <= DISPLAY_PX
+    assert ax.get_xlim() == (-0.5, labels.shape[1] - 0.5) and ax.get_ylim() == (labels.shape[0] - 0.5, -0.5)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "c"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fusionseg.sample import IGNORE_INDEX
+from fusionseg.sample import IGNORE_INDEX, label_counts
 
 
 def class_colours(num_classes: int) -> np.ndarray:
@@ -24,6 +25,26 @@ def colourise(labels: np.ndarray, num_classes: int) -> np.ndarray:
     rgb = class_colours(max(num_classes, 1))[np.clip(labels, 0, None)]
     rgb[labels == IGNORE_INDEX] = 0.0
     return rgb
+
+
+DISPLAY_PX = 1024
+"""Longest side (px) an image panel is handed to matplotlib at: a panel is ~460 px wide at 110 dpi, so a larger
+field is subsampled first (every n-th pixel, as ``interpolation="nearest"`` shows it anyway), which saves its full-
+size RGB copies (2048² field: overlay 1.6 -> 0.6 s)."""
+
+
+def show_image(ax: Any, image: np.ndarray, colour: Callable[[np.ndarray], np.ndarray] | None = None,
+               **imshow: Any) -> Any:  # fmt: skip
+    """``ax.imshow(image, interpolation="nearest", **imshow)`` of an (H, W) array subsampled to at most `DISPLAY_PX`
+    per side, then passed through ``colour`` (e.g. `colourise`); the axes keep the field's pixel coordinates."""
+    h, w = image.shape[:2]
+    step = -(-max(h, w) // DISPLAY_PX)
+    small = image[::step, ::step] if colour is None else colour(image[::step, ::step])
+    extent = (-0.5, small.shape[1] * step - 0.5, small.shape[0] * step - 0.5, -0.5)  # each shown pixel: a block
+    shown = ax.imshow(small, interpolation="nearest", extent=extent, **imshow)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    return shown
 
 
 def nice_length(span: float) -> float:
@@ -83,8 +104,8 @@ def phase_map_figure(
     present: set[int] = set()
     for ax, (name, arr) in zip(axes[0], panels.items(), strict=True):
         if np.issubdtype(arr.dtype, np.integer):
-            ax.imshow(colourise(arr, len(class_names)), interpolation="nearest")
-            present.update(int(v) for v in np.unique(arr) if v != IGNORE_INDEX)
+            show_image(ax, arr, lambda shown: colourise(shown, len(class_names)))
+            present.update(np.flatnonzero(label_counts(arr)).tolist())
             if points is not None and len(points):
                 colours = None
                 if point_labels is not None:
@@ -92,7 +113,7 @@ def phase_map_figure(
                     colours[point_labels == IGNORE_INDEX] = 1.0
                 _draw_points(ax, points, colours, disagree)
         else:
-            ax.imshow(arr, cmap="gray", interpolation="nearest")
+            show_image(ax, arr, cmap="gray")
         if pixel_size_um:
             add_scale_bar(ax, arr.shape[1], pixel_size_um)
         ax.set_title(name)

@@ -17,9 +17,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from fusionseg.export.render import phase_map_figure
+from fusionseg.export.render import phase_map_figure, show_image
 from fusionseg.export.safe_io import atomic_path, output_folder
-from fusionseg.sample import IGNORE_INDEX
+from fusionseg.sample import IGNORE_INDEX, label_counts
 
 
 def staged_folder(out: Path, inputs: Iterable[Path | None] = (), overwrite: bool = True) -> Any:
@@ -59,8 +59,7 @@ def write_phase_tiff(
 
 def modal_table(labels: np.ndarray, class_names: list[str] | tuple[str, ...], pixel_size_um: float = 1.0) -> list[dict]:
     """Rows of modal mineralogy: phase, pixel count, area % and area in µm², largest first."""
-    valid = labels[labels != IGNORE_INDEX]
-    counts = np.bincount(valid.ravel(), minlength=len(class_names))
+    counts = label_counts(labels, len(class_names))
     total = max(int(counts.sum()), 1)
     rows = [
         {
@@ -140,7 +139,7 @@ def write_uncertainty_png(path: Path, uncertainty: np.ndarray, points: np.ndarra
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.4, 4.6))
-    im = ax.imshow(uncertainty, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    im = show_image(ax, uncertainty, cmap="viridis", vmin=0, vmax=1)
     if points is not None and len(points):
         ax.scatter(points[:, 1], points[:, 0], s=3, c="white", edgecolors="black", linewidths=0.3)
     ax.set_title("uncertainty (1 - confidence)")
@@ -170,7 +169,7 @@ def write_acquisition_png(path: Path, image: np.ndarray, order: np.ndarray) -> P
 
     order = np.asarray(order, dtype=np.int64).reshape(-1, 3)
     fig, ax = plt.subplots(figsize=(5.4, 4.6))
-    ax.imshow(image, cmap="gray", interpolation="nearest")
+    show_image(ax, image, cmap="gray")
     steps = order[:, 2] + 1
     dots = ax.scatter(order[:, 1], order[:, 0], s=6, c=steps, cmap="plasma", edgecolors="black", linewidths=0.2,
                       vmin=1, vmax=max(int(steps.max(initial=1)), 2))  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionseg.sample import IGNORE_INDEX, SampleMeta
+from fusionseg.sample import IGNORE_INDEX, SampleMeta, label_counts
 from fusionseg.sem.export.qc import NOT_MEASURED, UNCLASSIFIED, UNKNOWN_NAMES
 from fusionseg.sem.meta import sem_meta
 
@@ -73,8 +73,7 @@ def modal_mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: fl
     """
     _, area_unit = unit_names(px_um)
     scale = (px_um or 1.0) ** 2
-    valid = labels[labels != IGNORE_INDEX]
-    counts = np.bincount(valid.ravel(), minlength=len(class_names)) if valid.size else np.zeros(len(class_names))
+    counts = label_counts(labels, len(class_names))
     total = max(int(counts.sum()) - sum(int(c) for k, c in enumerate(counts) if class_names[k] in MOUNT), 1)
     phases = [(class_names[k], int(c)) for k, c in enumerate(counts) if c > 0 and not _is_unclassified(class_names[k])]
     unclassified = int(sum(c for k, c in enumerate(counts) if _is_unclassified(class_names[k])))
@@ -111,7 +110,7 @@ def grain_statistics(labels: np.ndarray, class_names: tuple[str, ...], px_um: fl
     unit, _ = unit_names(px_um)
     scale = px_um or 1.0
     rows = []
-    for k in np.unique(labels[labels != IGNORE_INDEX]).tolist():
+    for k in np.flatnonzero(label_counts(labels)).tolist():
         d = _diameters(labels == k) * scale
         d10, d50, d90 = np.percentile(d, [10, 50, 90])
         rows.append({"phase": class_names[k], "grains": int(len(d)), f"d10_{unit}": round(float(d10), 3),
@@ -183,7 +182,7 @@ def liberation_summary(particles: list[dict[str, Any]]) -> dict[str, dict[str, i
 
 def mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: float | None) -> dict[str, Any]:
     """Every table of this module for one map (JSON-ready)."""
-    present = [k for k in np.unique(labels[labels != IGNORE_INDEX]).tolist()]
+    present = np.flatnonzero(label_counts(labels)).tolist()
     assoc = association_matrix(labels, class_names, px_um)
     result: dict[str, Any] = {
         "length_unit": unit_names(px_um)[0],

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionseg.sample import IGNORE_INDEX
+from fusionseg.sample import IGNORE_INDEX, label_counts
 
 NOT_MEASURED = "not measured"
 UNCLASSIFIED = "unclassified"
@@ -121,8 +121,8 @@ def quality_checks(
     """
     n = len(calls)
     found = phase_counts(calls)
-    mapped = labels[labels != IGNORE_INDEX]
-    counts = np.bincount(mapped.ravel(), minlength=len(class_names)) if mapped.size else np.zeros(len(class_names))
+    counts = label_counts(labels, len(class_names))
+    mapped_size = int(counts.sum())
     in_map = {class_names[k] for k in np.flatnonzero(counts)}
     qc: dict[str, Any] = {
         "points": n,
@@ -137,7 +137,7 @@ def quality_checks(
     warnings: list[str] = qc["warnings"]
     if model_labels is not None:
         qc["agreement_model"] = agreement(model_labels, class_names, calls)
-        model_in = {class_names[k] for k in np.unique(model_labels) if 0 <= k < len(class_names)}
+        model_in = {class_names[k] for k in np.flatnonzero(label_counts(model_labels)) if k < len(class_names)}
         lost = [p for p in found if p not in model_in]
         qc["phases_absent_from_model_map"] = lost
         if lost:
@@ -160,10 +160,10 @@ def quality_checks(
             + ", ".join(f"{p} ({found[p]} points)" for p in absent)
         )
     several = [p for p, c in found.items() if c >= min_points_per_phase]
-    if mapped.size and counts.max() >= single_phase_share * mapped.size and len(several) >= 2:
+    if mapped_size and counts.max() >= single_phase_share * mapped_size and len(several) >= 2:
         top = class_names[int(counts.argmax())]
         warnings.append(
-            f"the map is {100 * counts.max() / mapped.size:.1f} % {top} although the points show "
+            f"the map is {100 * counts.max() / mapped_size:.1f} % {top} although the points show "
             f"{len(several)} phases ({', '.join(several)}): the map does not resolve this field"
         )
     if n and qc["unclassified_share"] > 0.2:
