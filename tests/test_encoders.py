@@ -225,3 +225,27 @@ def test_one_rebinning_and_one_hellinger_pca_serve_encoders_identification_and_a
     assert torch.allclose(now.abs(), before.abs(), atol=1e-9) and torch.cdist(now, now).allclose(
         torch.cdist(before, before)
     )
+
+
+def test_identification_in_reused_float64_chunks_equals_one_pass(monkeypatch) -> None:
+    """Spectra are converted to float64 a chunk at a time into one reused buffer (`float64_chunks`): labels,
+    confidence, deviance, clusters and their references are those of converting every spectrum at once."""
+    import fusionseg.sem.identify as identify
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sem.minerals import class_names
+
+    s = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=64, rocks=["granite"], eds_fraction=0.05)[0]
+    axis, spectra = s.meta.domain.energy_axis, s.point_features
+    refs, usable = identify.library_references(tuple(class_names()), axis)
+
+    def everything() -> tuple:
+        ident = identify.identify_spectra(spectra, refs, allowed=usable)
+        points = identify.label_points(spectra, axis, mode="clusters", n_clusters=3)
+        return (ident.labels, ident.confidence, ident.deviance, points.labels, points.confidence,
+                identify.cluster_references(spectra, points.labels))  # fmt: skip
+
+    whole = everything()
+    monkeypatch.setattr(identify, "CHUNK_SPECTRA", 7)  # ~200 spectra: ~30 chunks
+    assert len(identify.row_chunks(len(spectra))) == -(-len(spectra) // 7)
+    for a, b in zip(whole, everything(), strict=True):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-9)

@@ -79,10 +79,11 @@ def principal_axes(x: Tensor, n_components: int) -> tuple[Tensor, Tensor, Tensor
     return mean, comps, s[:k] / max(len(x) - 1, 1) ** 0.5
 
 
-def hellinger(spectra: Tensor) -> Tensor:
+def hellinger(spectra: Tensor, overwrite: bool = False) -> Tensor:
     """sqrt(count fractions) of spectra (N, C) over all channels, float64 (negative counts taken as 0): the
-    arithmetic of `normalise_counts` ``"hellinger"``, in place on one float64 copy (spectra are the largest array)."""
-    x = spectra.to(torch.float64, copy=True).clamp_(min=0)
+    arithmetic of `normalise_counts` ``"hellinger"``, in place on one float64 copy (spectra are the largest array).
+    ``overwrite``: float64 ``spectra`` are themselves overwritten (no copy)."""
+    x = spectra.to(torch.float64, copy=not overwrite).clamp_(min=0)
     return x.div_(x.sum(1, keepdim=True).clamp_min(1.0)).clamp_min_(0).sqrt_()
 
 
