@@ -125,8 +125,10 @@ def test_shipped_model_names_each_confidently_identified_point_its_mineral() -> 
         assert (at_points[confident] == s.point_target[confident]).float().mean() >= 0.98
 
 
-def test_chunked_prediction_equals_the_argmax_and_softmax_of_the_full_scores() -> None:
-    """`PriorRefiner.predict` (labels and confidence chunk by chunk) against `forward`'s (H*W, K) scores."""
+def test_chunked_prediction_equals_the_argmax_and_softmax_of_the_full_scores(monkeypatch) -> None:
+    """`PriorRefiner.predict` (labels and confidence, pixels and the region MLP chunk by chunk) against `forward`'s
+    (H*W, K) scores computed whole (with gradients: no chunks)."""
+    import fusionseg.models.prior as prior
     from fusionseg.pretrain import load_weights
     from fusionseg.registry import DATA_SOURCES
     from fusionseg.sem.identify import with_identified_point_labels
@@ -137,10 +139,12 @@ def test_chunked_prediction_equals_the_argmax_and_softmax_of_the_full_scores() -
                                                          eds_fraction=0.02, seed=9)[0])  # fmt: skip
     for only_found in (True, False):
         model.hparams.mask_unseen_classes = only_found
+        scores = model.pixel_outputs([s])[0].detach()
+        monkeypatch.setattr(prior, "INFERENCE_CHUNK_PX", 700)  # 80² px: 10 pixel chunks; regions in several too
         with torch.no_grad():
-            scores, _ = model.pixel_outputs([s])
             graph = model.build_graphs([s])
             labels, conf = model.refiner.predict(model(graph), graph, [s], only_found)[0]
+        monkeypatch.undo()
         prob = scores.softmax(-1)
         assert torch.equal(labels.flatten(), prob.argmax(-1))
         assert torch.allclose(conf.flatten(), prob.max(-1).values, atol=1e-5)

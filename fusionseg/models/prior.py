@@ -60,7 +60,7 @@ region's, and a point of the class measured here."""
 PIXEL_GAIN = 10.0
 """The pixel term is ``PIXEL_GAIN * pixel.weight``: Adam moves a weight about one learning rate per step, and
 the pixel weights need a scale of several units within the epoch budget (without the gain: ~0.55 after 40)."""
-INFERENCE_CHUNK_PX = 1 << 18  # pixels scored at once outside training: (chunk x classes) floats
+INFERENCE_CHUNK_PX = 1 << 16  # pixels scored at once outside training: (chunk x classes) floats
 MISMATCH_SIGMA = 1.0  # Gaussian sigma (px) of the denoised image-mismatch feature
 MAX_Z = 20.0  # image-value mismatch is clipped here (spread units): beyond it a class is simply unlike the pixel
 
@@ -405,7 +405,13 @@ class PriorRefiner(nn.Module):
             self.classic_maps.append({m: torch.from_numpy(feats.classic_labels(m)).view(sample.height, sample.width)
                                       for m in feats.best} if len(feats.found) else {})  # fmt: skip
         mlp = self.field_mlp if self.field_mlp is not None and not self.training else self.mlp
-        return feats, mlp(self.region_inputs(region_logits, feats)).squeeze(-1) if len(feats.found) else None
+        if not len(feats.found):
+            return feats, None
+        inputs = self.region_inputs(region_logits, feats)
+        if torch.is_grad_enabled():
+            return feats, mlp(inputs).squeeze(-1)
+        step = INFERENCE_CHUNK_PX // len(feats.found)  # regions at once: small hidden activations, reused memory
+        return feats, torch.cat([mlp(inputs[:, i : i + step]).squeeze(-1) for i in range(0, inputs.shape[1], step)], 1)
 
     @torch.no_grad()
     def predict(
