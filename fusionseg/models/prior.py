@@ -163,7 +163,7 @@ def classic_features(
         images.append(pixels.astype(np.float32))
         medians.append(med)
         spreads.append(spread)
-        z_region.append(np.stack([z, z - z.min(0, keepdims=True)]))
+        z_region.append(np.stack([z, z - z.min(0, keepdims=True)]).astype(np.float32))  # read per pixel chunk
     maps = []
     for d in (*geodesic, euclid):
         d = np.log1p(d / spacing)

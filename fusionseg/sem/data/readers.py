@@ -297,13 +297,16 @@ def check_points(coords: np.ndarray, spectra: np.ndarray) -> None:
     if len(coords) != len(spectra):
         raise ReaderError(f"{len(coords)} point positions but {len(spectra)} spectra; give one position per spectrum.")
     for what, arr in (("position", coords), ("spectrum", spectra)):
+        if np.issubdtype(arr.dtype, np.integer):  # integers are finite (a file's uint16 counts: no pass over them)
+            continue
         bad = ~np.isfinite(arr).all(1)
         if bad.any():
             raise ReaderError(
                 f"{int(bad.sum())} point {what}s hold NaN or inf (first: point {int(np.flatnonzero(bad)[0])}); "
                 "drop or re-measure those points."
             )
-    neg = (spectra < 0).any(1)
+    unsigned = np.issubdtype(spectra.dtype, np.unsignedinteger)
+    neg = np.zeros(len(spectra), dtype=bool) if unsigned else (spectra < 0).any(1)
     if neg.any():
         raise ReaderError(
             f"{int(neg.sum())} spectra hold negative counts (first: point {int(np.flatnonzero(neg)[0])}, min "
@@ -332,7 +335,8 @@ def points_sample(
     meta: SampleMeta,
     target: np.ndarray | None = None,
 ) -> Sample:
-    """A `Sample` of measured points; spectra with zero counts are dropped (not measured)."""
+    """A `Sample` of measured points; spectra with zero counts are dropped (not measured). ``spectra`` in the file's
+    dtype: checked and filtered before the float32 copy the `Sample` holds."""
     check_points(coords, spectra)
     h, w = image.shape
     inside = (coords[:, 0] >= -0.5) & (coords[:, 0] <= h - 0.5) & (coords[:, 1] >= -0.5) & (coords[:, 1] <= w - 0.5)
@@ -347,6 +351,7 @@ def points_sample(
     if not measured.all():  # only then index: boolean indexing copies every spectrum
         log.warning("dropping %d point spectra with zero counts (not measured)", int((~measured).sum()))
         coords, spectra = coords[measured], spectra[measured]
+    spectra = spectra.astype(np.float32, copy=False)  # the Sample's dtype
     return Sample(image=image[None], point_coords=coords, point_features=spectra, meta=meta, target=target)
 
 
@@ -556,7 +561,7 @@ def read_folder(
     meta.domain = SemMeta(axis, beam, has_eds=True, **source)  # checks beam energy > 0
     if coords is None:
         return dense_sample(img, spectra, meta, target)
-    return points_sample(img, coords, spectra.astype(np.float32, copy=False), meta, target)  # Sample's dtype
+    return points_sample(img, coords, spectra, meta, target)
 
 
 # ----------------------------------------------------------------------------- entry point
