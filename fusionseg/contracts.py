@@ -65,7 +65,9 @@ class PointEncoder(nn.Module):
     Constructed with ``in_dim`` (width of ``Sample.point_features``, from the data) plus the domain's
     encoder context (`DomainMeta.encoder_context`, e.g. a spectrum calibration) and its own kwargs;
     an encoder takes only the context keys it names. `fit` sees the training split's point features
-    once, before training (PCA, standardisation); the default does nothing.
+    once, before training (PCA, standardisation); the default does nothing. Outside `fit`, each point is encoded on
+    its own (no statistics across the points of a call): `segment` encodes a field's points once and then tiles
+    the encoded field (`FusionSegModule.points_encoded`).
     """
 
     out_dim: int

@@ -347,9 +347,12 @@ class FusionSegModule(L.LightningModule):
         encoder = self.point_encoder
         feats = sample.point_features
         rows = max(1, int(ENCODE_CHUNK_BYTES // (4 * max(feats.shape[1], 1))))
+        was_training = encoder.training
         with torch.no_grad():
+            encoder.eval()  # as predicting does (`predict_samples`)
             encoded = torch.cat([encoder(feats[i : i + rows].to(self.device)).cpu()
                                  for i in range(0, max(len(feats), 1), rows)])  # fmt: skip
+            encoder.train(was_training)
         self.point_encoder = torch.nn.Identity()
         try:
             yield replace(sample, point_features=encoded, meta=replace(sample.meta, domain=None))
