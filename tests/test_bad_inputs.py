@@ -479,6 +479,32 @@ def test_memory_budget_sets_the_tile():
     assert 96 <= small < large <= 4096 and small % 32 == 0
 
 
+def test_memory_budget_counts_the_read_of_the_spectra_before_any_map():
+    """Reading holds the file's counts and the float32 spectra at once (`READ_VALUE_BYTES`), before any per-pixel
+    map; mapping holds the spectra once (`SPECTRUM_VALUE_BYTES`, encoded for tiles and the check). A budget the map
+    fits but the read does not is refused, naming the budget that would fit."""
+    from fusionseg.inference import (
+        BASE_BYTES,
+        READ_VALUE_BYTES,
+        SPECTRUM_VALUE_BYTES,
+        check_memory,
+        field_bytes,
+        min_tile_px,
+        tile_for_memory,
+    )
+
+    s = Sample(image=torch.rand(1, 64, 64), point_coords=torch.zeros(2000, 2), point_features=torch.ones(2000, 2048))
+    values = 2000 * 2048
+    assert field_bytes(s) == SPECTRUM_VALUE_BYTES * values + field_bytes(replace(s, point_features=torch.ones(2000, 0)))
+    mapping_only = BASE_BYTES + field_bytes(s) + 400.0 * 64 * 64 + 1e6  # fits the map, not the read
+    assert BASE_BYTES + READ_VALUE_BYTES * values > mapping_only
+    assert tile_for_memory(mapping_only, s) == min_tile_px(32)
+    with pytest.raises(SegmentError, match="needs about 0.48 GB") as err:
+        check_memory(mapping_only, s, 64)
+    assert "memory budget is 0.47 GB" in str(err.value)
+    check_memory(BASE_BYTES + READ_VALUE_BYTES * values, s, 64)  # the read's peak fits: accepted
+
+
 def test_registry_names_the_keywords_a_part_takes():
     from fusionseg.registry import GRAPH_BUILDERS, RegistryArgumentError
 
