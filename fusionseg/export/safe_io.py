@@ -115,7 +115,10 @@ def remove_stale_staging(out: str | os.PathLike) -> None:
 
 
 def _files_under(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    """Files under ``folder`` (relative POSIX paths). ``os.walk`` skips a subfolder deleted while it walks (another
+    process of a torchrun job removing its stale staging folder), where ``Path.rglob`` raised FileNotFoundError."""
+    return sorted((Path(root) / name).relative_to(folder).as_posix()
+                  for root, _, names in os.walk(folder) for name in names)  # fmt: skip
 
 
 def foreign_files(folder: Path, also_ours: Iterable[str] = ()) -> list[str]:
