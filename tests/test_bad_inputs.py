@@ -472,11 +472,12 @@ def test_a_request_that_cannot_fit_the_memory_budget_fails_before_work(field, tm
 
 
 def test_memory_budget_sets_the_tile():
-    from fusionseg.inference import tile_for_memory
+    from fusionseg.inference import MAX_TILE_PX, tile_for_memory
 
     s = Sample(image=torch.rand(1, 4096, 4096), point_coords=torch.zeros(1, 2), point_features=torch.ones(1, 2048))
     small, large = tile_for_memory(2e9, s), tile_for_memory(8e9, s)
-    assert 96 <= small < large <= 4096 and small % 32 == 0
+    assert 96 <= small < large and small % 32 == 0
+    assert large == MAX_TILE_PX  # a larger tile would fit 8 GB but costs more per pixel
 
 
 def test_memory_budget_counts_the_read_of_the_spectra_before_any_map():
