@@ -1,6 +1,6 @@
 """Accuracy of `fusionseg segment`'s maps (shipped weights) on synthetic fields, to compare two versions of the code.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/segment_maps.py [--size 512] [--fraction 0.01] [--seeds 2]
+    PYTHONPATH=. .venv/bin/python benchmarks/segment_maps.py [--size 512] [--fraction 0.01] [--seeds 2] [--tile 512]
     PYTHONPATH=. .venv/bin/python benchmarks/segment_maps.py --tiles 240:128 400:192 512:288
 
 The first runs `segment_field` on every rock type x seeds (seed 2000 + i, never the test or validation seeds) and
@@ -25,8 +25,11 @@ def field(size: int, rock: str, fraction: float, seed: int):
                                seed=seed)[0]  # fmt: skip
 
 
-def segment_rows(size: int, fraction: float, seeds: int) -> list[dict]:
-    """Per field: mIoU and pixel accuracy of segment's model map against the simulator's truth, held-out share."""
+def segment_rows(size: int, fraction: float, seeds: int, tile: int = 512) -> list[dict]:
+    """Per field: mIoU and pixel accuracy of segment's model map against the simulator's truth, held-out share and
+    seconds; ``tile``: segment's prediction tile (px)."""
+    import time
+
     from fusionseg.models.metrics import field_metrics
     from fusionseg.pretrain import shipped_weights_path
     from fusionseg.sem.data.synthetic import rock_names
@@ -36,12 +39,15 @@ def segment_rows(size: int, fraction: float, seeds: int) -> list[dict]:
     for i, rock in enumerate(list(rock_names()) * seeds):
         s = field(size, rock, fraction, 2000 + i)
         unlabelled = type(s)(**{**vars(s), "point_target": None, "target": None})
-        res = segment_field(unlabelled, shipped_weights_path("default"), SegmentConfig(seed=0, progress=False))
+        start = time.perf_counter()
+        res = segment_field(unlabelled, shipped_weights_path("default"), SegmentConfig(seed=0, progress=False,
+                                                                                       tile_px=tile))  # fmt: skip
+        seconds = round(time.perf_counter() - start, 1)
         index = {n: k for k, n in enumerate(s.meta.class_names)}
         mapped = torch.tensor([index.get(n, -1) for n in res.class_names])[res.model_labels]
         m = field_metrics(mapped, s.target, len(s.meta.class_names))
         rows.append({"rock": rock, "seed": 2000 + i, "miou": round(m["miou"], 4), "pixel_acc": round(m["pixel_acc"], 4),
-                     "held_out_share": res.qc["held_out"]["share"]})  # fmt: skip
+                     "held_out_share": res.qc["held_out"]["share"], "tile": tile, "seconds": seconds})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -71,6 +77,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--fraction", type=float, default=0.01)
     p.add_argument("--seeds", type=int, default=2, help="fields per rock type")
+    p.add_argument("--tile", type=int, default=512, help="segment's prediction tile (px; SegmentConfig's default)")
     p.add_argument("--tiles", nargs="+", help="SIZE:TILE pairs: tiled against whole-field prediction instead")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -79,7 +86,7 @@ def main() -> None:
         rows = tile_rows(a.tiles)
         print("mean tiled pixel accuracy", round(float(np.mean([r["tiled_acc"] for r in rows])), 4))
         return
-    rows = segment_rows(a.size, a.fraction, a.seeds)
+    rows = segment_rows(a.size, a.fraction, a.seeds, a.tile)
     print("mean mIoU", round(float(np.mean([r["miou"] for r in rows])), 4),
           "pixel accuracy", round(float(np.mean([r["pixel_acc"] for r in rows])), 4))  # fmt: skip
 
