@@ -148,7 +148,7 @@ identification converts to float64 in chunks of `fusionseg.sem.identify.CHUNK_SP
 READ_VALUE_BYTES = 8.0
 """Bytes per point-feature value while a reader loads the spectra, before any per-pixel map exists: the file's
 uint16 counts, its read buffer and the float32 spectra (4096² at 1 %: 2.76 GiB peak measured, 0.45 of it
-`BASE_BYTES`)."""
+`BASE_BYTES`, before readers checked the counts in their own dtype)."""
 PIXEL_BYTES = 96.0
 """Bytes per field pixel outside the tiles: image, labels and confidence (model, final, held-out check), the
 refiner's classic fills of the whole field (classic floor), output pictures."""

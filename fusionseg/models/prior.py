@@ -410,7 +410,7 @@ class PriorRefiner(nn.Module):
         inputs = self.region_inputs(region_logits, feats)
         if torch.is_grad_enabled():
             return feats, mlp(inputs).squeeze(-1)
-        step = INFERENCE_CHUNK_PX // len(feats.found)  # regions at once: small hidden activations, reused memory
+        step = max(1, INFERENCE_CHUNK_PX // len(feats.found))  # regions at once: small activations, reused memory
         return feats, torch.cat([mlp(inputs[:, i : i + step]).squeeze(-1) for i in range(0, inputs.shape[1], step)], 1)
 
     @torch.no_grad()
