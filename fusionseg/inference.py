@@ -22,8 +22,8 @@ MAX_TILE_PX = 1024
 """Largest tile a memory budget picks (px): the refiner's sparse factorisations and fronts cost more per pixel on
 larger fields, so 1024-px tiles map a 2048² field 2-4 s faster than one tile, with the same maps within noise
 (`benchmarks/segment_maps.py --size 2048 --seeds 1`, six rocks at 1 %: mean mIoU 0.6647 one tile, 0.6649 tiled,
-pixel accuracy 0.8917 / 0.8926, held-out checks identical); 512-px tiles were slower again (overlap). ``--tile``
-overrides it."""
+pixel accuracy 0.8917 / 0.8926, held-out checks identical); 512-px tiles were slower again (the overlap's share
+grows; `segment_maps.py --tile 512`). ``--tile`` overrides it."""
 
 
 def crop_sample(sample: Sample, r0: int, c0: int, ch: int, cw: int, context: Tensor, query: Tensor) -> Sample:

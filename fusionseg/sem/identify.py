@@ -121,20 +121,16 @@ CHUNK_SPECTRA = 4096
 """Spectra converted to float64 at once (identification, clustering): bounds the copies of a large map."""
 
 
-def row_chunks(n: int, size: int | None = None) -> list[slice]:
-    """Slices of ``size`` (default `CHUNK_SPECTRA`) rows covering ``range(n)`` (at least one, possibly empty)."""
-    size = size or CHUNK_SPECTRA
-    return [slice(i, i + size) for i in range(0, max(n, 1), size)]
-
-
 def float64_chunks(spectra: Tensor) -> Iterator[tuple[slice, Tensor]]:
-    """(rows, ``spectra[rows]`` in float64) for each `row_chunks` slice, converted into one buffer that is reused
+    """(rows, ``spectra[rows]`` in float64) for each `CHUNK_SPECTRA` rows (at least one slice, possibly empty),
+    converted into one buffer that is reused
     (overwritten by the next chunk: use it before asking for the next). A fresh 67 MB temporary per chunk costs the
     kernel a page fault and a zeroed page every 4 kB, more than the arithmetic (`label_points` at 2048²: 3.5 s)."""
-    buffer = torch.empty(min(len(spectra), CHUNK_SPECTRA), spectra.shape[1], dtype=torch.float64)
-    for rows in row_chunks(len(spectra)):
-        x = buffer[: len(range(*rows.indices(len(spectra))))]
-        yield rows, x.copy_(spectra[rows])
+    n = len(spectra)
+    buffer = torch.empty(min(n, CHUNK_SPECTRA), spectra.shape[1], dtype=torch.float64)
+    for start in range(0, max(n, 1), CHUNK_SPECTRA):
+        rows = slice(start, min(start + CHUNK_SPECTRA, n))
+        yield rows, buffer[: rows.stop - rows.start].copy_(spectra[rows])
 
 
 def void_points(spectra: Tensor, fraction: float = 0.1) -> Tensor:

@@ -533,9 +533,9 @@ def finish_result(
                         labels.shape, void_points(s.point_features).numpy())  # fmt: skip
     held = {"how": how, "share": None}
     if withheld.any():
-        keep, p = ~withheld, s if predicted is None else predicted
-        rest = replace(p, point_coords=p.point_coords[keep], point_features=p.point_features[keep],
-                       point_target=None if p.point_target is None else p.point_target[keep])  # fmt: skip
+        keep, read = ~withheld, s if predicted is None else predicted
+        rest = replace(read, point_coords=read.point_coords[keep], point_features=read.point_features[keep],
+                       point_target=None if read.point_target is None else read.point_target[keep])  # fmt: skip
         blind_fills: dict[str, Tensor] = {}
         start = time.perf_counter()
         if isinstance(model, L.LightningModule):
