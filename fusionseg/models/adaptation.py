@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from fusionseg.baselines import point_pixels
 from fusionseg.inference import central_window
+from fusionseg.models.prior import feature_device
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 Examples = list[tuple[Tensor, Tensor, Tensor]]
@@ -93,7 +94,7 @@ def held_out_examples(module: Any, sample: Sample, folds: int, seed: int) -> Exa
         graph = module.build_graphs([sub.to(module.device)])
         nodes, regions = refiner.regions(graph, slice(0, sample.height * sample.width), sub)
         region_logits = module(graph)[nodes.to(module.device)].cpu()
-        feats = refiner.features(sub, regions, keep=False)  # a fold's points: no later pass reads them
+        feats = refiner.features(sub, regions, keep=False, device=feature_device(module.device))  # read once
         rows, cols = point_pixels(coords[held], (sample.height, sample.width))
         pixel = rows * sample.width + cols
         position = np.searchsorted(feats.found, labels[held])

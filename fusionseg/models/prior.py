@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
+from fusionseg import propagation_torch
 from fusionseg.baselines import FGS_LAMBDA, FGS_SIGMA_COLOR, RANDOM_WALKER_BETA, point_pixels, unit_scaled
 from fusionseg.graphs.superpixel import relabel_sequential
 from fusionseg.propagation import (
@@ -45,6 +47,7 @@ from fusionseg.propagation import (
     region_smoother,
     region_walker,
 )
+from fusionseg.propagation_torch import to_numpy
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 GEODESIC_EDGE_WEIGHTS = (50.0, 3200.0)  # soft and hard image edges (cost per unit of [0, 1] image step)
@@ -116,11 +119,17 @@ class ClassicFeatures:
 
 
 def classic_features(
-    image: np.ndarray, coords: np.ndarray, labels: np.ndarray, regions: np.ndarray | None = None
+    image: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    regions: np.ndarray | None = None,
+    device: torch.device | str | None = None,
 ) -> ClassicFeatures:
     """Classic-propagation features of a field: ``image`` (C, H, W); ``coords`` (N, 2) pixel rows/cols;
     ``labels`` (N,) class ids (``IGNORE_INDEX`` skipped); ``regions`` (H, W) int labels the propagation runs
-    on (the graph's image nodes; None: every pixel its own region, exact but slow on large fields)."""
+    on (the graph's image nodes; None: every pixel its own region, exact but slow on large fields). ``device``:
+    None runs the reference (SciPy, qdldl) on the CPU; a torch device runs `fusionseg.propagation_torch` there
+    (for a GPU: the refiner passes the network's device), equal to the reference to ~1e-6 (a test says)."""
     c, h, w = image.shape
     keep = labels != IGNORE_INDEX
     coords, labels = coords[keep], labels[keep]
@@ -138,27 +147,32 @@ def classic_features(
     cls = np.searchsorted(found, labels)
     pixels_at, classes_at = _class_at_pixels(rows * w + cols, cls, len(found))
     at_class[pixels_at] = classes_at
-    graph = region_graph(unit_scaled(image), regions, RANDOM_WALKER_BETA, FGS_SIGMA_COLOR)
-    r = graph.num_regions
     point_region = flat[rows * w + cols]
+    r = int(flat.max()) + 1
     counts = np.zeros((len(found), r))
     np.add.at(counts, (cls, point_region), 1.0)
     spacing = np.sqrt(h * w / len(labels))
     per_class = [np.flatnonzero(cls == i) for i in range(len(found))]
+    ops, put = _backend(device)
+    image_in = put(image)  # once on the device
+    graph = ops.region_graph(ops.unit_scaled(image_in), put(regions), RANDOM_WALKER_BETA, FGS_SIGMA_COLOR)
+    seed_share = counts / np.maximum(counts.sum(0, keepdims=True), 1.0)
     done = side_by_side({
-        "smoother": lambda: region_smoother(graph, counts, FGS_LAMBDA),  # longest first
-        "walker": lambda: region_walker(graph, counts / np.maximum(counts.sum(0, keepdims=True), 1.0)),
-        **{f"geodesic{i}": partial(region_geodesic, graph, [point_region[p] for p in per_class], wt)
+        "smoother": lambda: ops.region_smoother(graph, put(counts), FGS_LAMBDA),  # longest first
+        "walker": lambda: ops.region_walker(graph, put(seed_share)),
+        **{f"geodesic{i}": partial(ops.region_geodesic, graph, [put(point_region[p]) for p in per_class], wt)
            for i, wt in enumerate(GEODESIC_EDGE_WEIGHTS)},
-        "euclid": lambda: region_euclid(graph, [coords[p] for p in per_class]),
-        **{f"mismatch{i}": partial(_mismatch_model, image, rows, cols, cls, len(found), sigma)
+        "euclid": lambda: ops.region_euclid(graph, [put(coords[p]) for p in per_class]),
+        **{f"mismatch{i}": partial(ops.mismatch_model, image_in, put(rows), put(cols), put(cls), len(found), sigma)
            for i, sigma in enumerate((MISMATCH_SIGMA, 0.0))},
-    })  # fmt: skip
+    }, threads=device is None)  # fmt: skip
+    done = {name: to_numpy(value) for name, value in done.items()}
+    size = to_numpy(graph.size)
     geodesic = [done[f"geodesic{i}"] for i in range(len(GEODESIC_EDGE_WEIGHTS))]
     euclid, walker, smoother = done["euclid"], done["walker"], done["smoother"]
     images, medians, spreads, z_region = [], [], [], []
     for pixels, med, spread in (done["mismatch0"], done["mismatch1"]):
-        mean = np.stack([np.bincount(flat, ch, r) for ch in pixels]) / np.maximum(graph.size, 1)
+        mean = np.stack([np.bincount(flat, ch, r) for ch in pixels]) / np.maximum(size, 1)
         z = _mismatch(torch.from_numpy(mean), torch.from_numpy(med), torch.from_numpy(spread)).numpy()
         images.append(pixels.astype(np.float32))
         medians.append(med)
@@ -182,12 +196,31 @@ def classic_features(
                            at_class, best)  # fmt: skip
 
 
-def side_by_side(jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
-    """Each job's result, run in up to ``torch.get_num_threads()`` threads (at most 4; one: in turn). The classic
-    fills spend their time in qdldl, Dijkstra, cKDTree and ndimage, which release the GIL."""
+def side_by_side(jobs: dict[str, Callable[[], Any]], threads: bool = True) -> dict[str, Any]:
+    """Each job's result, run in up to ``torch.get_num_threads()`` threads (at most 4; one, or ``threads`` False: in
+    turn). The classic fills spend their time in qdldl, Dijkstra, cKDTree and ndimage, which release the GIL."""
+    if not threads:  # a GPU runs one queue of kernels: threads would only interleave their launches
+        return {name: job() for name, job in jobs.items()}
     with ThreadPoolExecutor(max(1, min(4, torch.get_num_threads()))) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def feature_device(network_device: torch.device) -> torch.device | None:
+    """Where `classic_features` run for a network on ``network_device``: there when it is an accelerator; None (the
+    NumPy/SciPy reference) on a CPU, where it is 20-34x faster than the torch path (`benchmarks/bench_features.py`)."""
+    return None if network_device.type == "cpu" else network_device
+
+
+def _backend(device: torch.device | str | None) -> tuple[SimpleNamespace, Callable[[np.ndarray], Any]]:
+    """The classic features' operations for ``device`` (None: the NumPy/SciPy reference) and how to hand them an
+    array (a tensor on ``device``)."""
+    if device is None:
+        reference = SimpleNamespace(unit_scaled=unit_scaled, region_graph=region_graph, region_walker=region_walker,
+                                    region_smoother=region_smoother, region_geodesic=region_geodesic,
+                                    region_euclid=region_euclid, mismatch_model=_mismatch_model)  # fmt: skip
+        return reference, lambda array: array
+    return propagation_torch, partial(propagation_torch.as_tensor, device=torch.device(device))
 
 
 def _class_at_pixels(pixels: np.ndarray, cls: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -285,9 +318,12 @@ class FeatureCache:
         self._cache: OrderedDict[bytes, ClassicFeatures] = OrderedDict()
         self.seconds = 0.0  # spent computing features, all calls together (segment's per-stage timings)
 
-    def __call__(self, sample: Sample, regions: np.ndarray | None = None, keep: bool = True) -> ClassicFeatures:
-        """The features of ``sample`` on ``regions``; ``keep`` False: not stored when computed now (a field predicted
-        once: a 4096² field's tiles would otherwise hold ``max_bytes`` that nothing reads again)."""
+    def __call__(
+        self, sample: Sample, regions: np.ndarray | None = None, keep: bool = True, device: torch.device | None = None
+    ) -> ClassicFeatures:
+        """The features of ``sample`` on ``regions``, computed on ``device`` (`classic_features`); ``keep`` False: not
+        stored when computed now (a field predicted once: a 4096² field's tiles would otherwise hold ``max_bytes``
+        that nothing reads again)."""
         image = sample.image.detach().cpu().numpy()
         coords = sample.point_coords.detach().cpu().numpy()
         labels = sample.point_target
@@ -299,7 +335,7 @@ class FeatureCache:
             return self._cache[key]
         shaped = None if regions is None else np.asarray(regions).reshape(sample.height, sample.width)
         start = time.perf_counter()
-        feats = classic_features(image, coords, labels, shaped)
+        feats = classic_features(image, coords, labels, shaped, device)
         self.seconds += time.perf_counter() - start
         if not keep:
             return feats
@@ -400,7 +436,7 @@ class PriorRefiner(nn.Module):
     ) -> tuple[ClassicFeatures, Tensor]:
         """The field's features and the MLP's (F, R) region scores; records its classic fills outside training.
         ``keep``: the features stay cached (`FeatureCache`)."""
-        feats = self.features(sample, regions, keep)
+        feats = self.features(sample, regions, keep, feature_device(region_logits.device))
         if not self.training:
             self.classic_maps.append({m: torch.from_numpy(feats.classic_labels(m)).view(sample.height, sample.width)
                                       for m in feats.best} if len(feats.found) else {})  # fmt: skip
