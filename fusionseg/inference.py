@@ -6,6 +6,7 @@ The byte figures are measured, not derived: ``benchmarks/bench_segment.py --peak
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -161,44 +162,68 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def field_bytes(sample: Sample) -> float:
+@dataclass(frozen=True)
+class FieldSize:
+    """What the memory model reads of a field, known from a file's headers before its data are read: pixels, point
+    feature values (points x channels) and bytes its metadata holds in memory (a dense cube read into memory)."""
+
+    height: int
+    width: int
+    point_values: int
+    held_bytes: int = 0
+    name: str = ""
+
+
+def field_size(field: Sample | FieldSize) -> FieldSize:
+    """The `FieldSize` of a read field (or ``field`` itself)."""
+    if isinstance(field, FieldSize):
+        return field
+    return FieldSize(field.height, field.width, field.point_features.numel(), field.meta.nbytes(), field.meta.name)
+
+
+def field_bytes(field: Sample | FieldSize) -> float:
     """Bytes the field needs outside the tiles: point features, per-pixel maps and the metadata's in-memory arrays
     (`SampleMeta.nbytes`: e.g. a dense spectrum cube; a lazy one stays on disk)."""
-    held = sample.meta.nbytes()
-    pixels = sample.height * sample.width
-    return SPECTRUM_VALUE_BYTES * sample.point_features.numel() + PIXEL_BYTES * pixels + held
+    size = field_size(field)
+    return SPECTRUM_VALUE_BYTES * size.point_values + PIXEL_BYTES * size.height * size.width + size.held_bytes
 
 
-def read_bytes(sample: Sample) -> float:
+def read_bytes(field: Sample | FieldSize) -> float:
     """Peak bytes of reading the field's point features (`READ_VALUE_BYTES`) and its metadata's arrays."""
-    return READ_VALUE_BYTES * sample.point_features.numel() + sample.meta.nbytes()
+    size = field_size(field)
+    return READ_VALUE_BYTES * size.point_values + size.held_bytes
 
 
-def tile_for_memory(budget: float, sample: Sample, training: bool = False, overlap_px: int = OVERLAP_PX) -> int:
+def tile_for_memory(
+    budget: float, field: Sample | FieldSize, training: bool = False, overlap_px: int = OVERLAP_PX
+) -> int:
     """Largest prediction tile (px, multiple of 32, at most `MAX_TILE_PX`) whose estimated peak fits ``budget`` bytes
     (>= the minimum).
 
     ``training``: the budget also holds a per-field training run (``fusionseg segment`` without weights).
     """
-    free = budget - BASE_BYTES - TRAIN_BYTES * training - field_bytes(sample)
-    if budget < BASE_BYTES + TRAIN_BYTES * training + read_bytes(sample):
+    free = budget - BASE_BYTES - TRAIN_BYTES * training - field_bytes(field)
+    if budget < BASE_BYTES + TRAIN_BYTES * training + read_bytes(field):
         free = 0.0  # the read alone does not fit: the smallest tile, which `check_memory` then refuses
     side = min(int(np.sqrt(max(free, 0) / TILE_BYTES_PER_PIXEL)) // 32 * 32, MAX_TILE_PX)
-    return max(min_tile_px(overlap_px), min(side, max(sample.height, sample.width)))
+    return max(min_tile_px(overlap_px), min(side, max(field.height, field.width)))
 
 
-def check_memory(budget: float, sample: Sample, tile: int, training: bool = False, flag: str = "--max-memory") -> None:
-    """Raise `SegmentError` now when the field and one ``tile``-px tile cannot fit ``budget`` bytes.
+def check_memory(
+    budget: float, field: Sample | FieldSize, tile: int, training: bool = False, flag: str = "--max-memory"
+) -> None:
+    """Raise `SegmentError` now when the field (read, or its `FieldSize` from the file's headers) and one
+    ``tile``-px tile cannot fit ``budget`` bytes.
 
     ``flag``: the command's name for the budget option, named in the message.
     """
-    th, tw = min(tile, sample.height), min(tile, sample.width)
-    mapping = field_bytes(sample) + TILE_BYTES_PER_PIXEL * th * tw
-    need = BASE_BYTES + TRAIN_BYTES * training + max(read_bytes(sample), mapping)
+    th, tw = min(tile, field.height), min(tile, field.width)
+    mapping = field_bytes(field) + TILE_BYTES_PER_PIXEL * th * tw
+    need = BASE_BYTES + TRAIN_BYTES * training + max(read_bytes(field), mapping)
     if need > budget:
-        name = f" {sample.meta.name}" if sample.meta.name else ""
+        name = f" {field_size(field).name}" if field_size(field).name else ""
         smaller = f", use smaller tiles (>= {min_tile_px(OVERLAP_PX)} px)" if tile > min_tile_px(OVERLAP_PX) else ""
         raise SegmentError(
-            f"field{name} ({sample.height}x{sample.width} px) needs about {need / 1e9:.2f} GB with {tile}-px tiles "
+            f"field{name} ({field.height}x{field.width} px) needs about {need / 1e9:.2f} GB with {tile}-px tiles "
             f"but the memory budget is {budget / 1e9:.2f} GB; raise {flag}{smaller} or crop the field."
         )

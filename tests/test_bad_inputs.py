@@ -471,6 +471,21 @@ def test_a_request_that_cannot_fit_the_memory_budget_fails_before_work(field, tm
     assert not (tmp_path / "o").exists()
 
 
+def test_a_budget_too_small_is_refused_from_the_file_headers_before_the_read(field, tmp_path, capsys, monkeypatch):
+    """The folder's image and eds.npz headers give the field's size: the spectra are never read (a large field's
+    read alone can exceed the budget), and the estimate equals the read field's."""
+    import fusionseg.sem.data.readers as readers
+    from fusionseg.inference import field_size
+
+    folder = write_npz_folder(tmp_path / "f", field)
+    assert readers.peek_folder_size(folder) == field_size(readers.read_input(folder))
+    dense = write_npz_folder(tmp_path / "d", field, coords=None, spectra=np.ones((32, 32, 16), np.uint16))
+    assert readers.peek_folder_size(dense) == field_size(readers.read_input(dense))
+    monkeypatch.setattr(readers, "_read_npz", lambda path: pytest.fail("the spectra were read"))
+    assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "300MB"]) == 2
+    assert "needs about" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_memory_budget_sets_the_tile():
     from fusionseg.inference import MAX_TILE_PX, tile_for_memory
 

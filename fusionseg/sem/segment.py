@@ -823,13 +823,17 @@ def read_field(path: Path, a: argparse.Namespace) -> Sample:
 def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
     from fusionseg.export.safe_io import output_folder
+    from fusionseg.sem.data.readers import peek_folder_size
     from fusionseg.sem.export.qc import qc_lines
     from fusionseg.sem.export.report import write_segment_outputs
 
     start = time.perf_counter()
+    budget = a.max_memory or available_memory()
+    size = peek_folder_size(path, a.image) if path.is_dir() else None  # from the files' headers
+    if size is not None:  # a budget too small is refused before the read, which alone may exceed it
+        check_memory(budget, size, a.tile or tile_for_memory(budget, size, training=True), training=True)
     sample = read_field(path, a)
     read_s = time.perf_counter() - start
-    budget = a.max_memory or available_memory()
     tile = a.tile or tile_for_memory(budget, sample, training=True)  # the shipped weights may fall back to training
     check_memory(budget, sample, tile, training=True)
     checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)

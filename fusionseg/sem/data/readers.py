@@ -38,6 +38,7 @@ import numpy as np
 
 from fusionseg.data.io import split_paths
 from fusionseg.errors import FusionSegError
+from fusionseg.inference import FieldSize
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import IGNORE_INDEX, Sample, SampleError, SampleMeta
 from fusionseg.sem.meta import EnergyAxis, SemMeta, sem_meta
@@ -562,6 +563,53 @@ def read_folder(
     if coords is None:
         return dense_sample(img, spectra, meta, target)
     return points_sample(img, coords, spectra, meta, target)
+
+
+def peek_folder_size(folder: Path, image: Path | None = None) -> FieldSize | None:
+    """A folder field's `FieldSize` from its files' headers (the image's shape, ``eds.npz``'s spectra array), without
+    reading their data, so a memory budget too small for the field is refused before the read (an 8192² field's
+    read alone peaks at 10 GB). None when the headers do not say (points.csv, an unreadable file: the read then
+    reports the problem)."""
+    folder = Path(folder)
+    img_path = Path(image) if image else _find(folder, IMAGE_NAMES, IMAGE_SUFFIXES)
+    npz = folder / "eds.npz"
+    if img_path is None or not npz.is_file():
+        return None
+    try:
+        height, width = _image_shape(img_path)
+        shape, dtype = _npz_array_header(npz, ("spectra", "features", "eds"))
+    except Exception:  # a header we cannot parse: the full read names the problem
+        return None
+    if len(shape) == 3:  # a dense (H, W, C) map: held in memory whole, with its measured mask
+        return FieldSize(height, width, 0, int(np.prod(shape)) * dtype.itemsize + height * width, folder.name)
+    return FieldSize(height, width, int(np.prod(shape)), 0, folder.name)
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file from its header (TIFF: tifffile's first series; others: Pillow)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = [n for n in tif.series[0].shape if n > 1]
+        return int(shape[0]), int(shape[1])
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.height, img.width
+
+
+def _npz_array_header(path: Path, keys: Sequence[str]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the first of ``keys`` stored in an ``.npz`` archive, from its ``.npy`` header."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        key = next(k for k in keys if f"{k}.npy" in archive.namelist())
+        with archive.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(member)
+    return tuple(shape), np.dtype(dtype)
 
 
 # ----------------------------------------------------------------------------- entry point
