@@ -141,7 +141,7 @@ class SemMeta:
         feats = sample.point_features
         if self.energy_axis is None or self.encoded or feats.shape[1] == 0:
             return
-        if len(feats) and (feats < 0).any():
+        if len(feats) and float(feats.min()) < 0:  # a reduction: no (N, C) mask on every Sample built (1.4 GB at 8192²)
             i = int((feats < 0).any(1).nonzero()[0])
             raise SampleError(
                 f"point_features hold negative X-ray counts ({int((feats < 0).any(1).sum())} spectra, first: point "
