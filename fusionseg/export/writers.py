@@ -126,7 +126,7 @@ def write_uncertainty_tiff(path: Path, uncertainty: np.ndarray, pixel_size_um: f
 
     description = json.dumps({"quantity": "uncertainty = 1 - max class probability", "range": [0, 1]})
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, uncertainty.astype(np.float32), description=description, metadata=None,
+        tifffile.imwrite(tmp, uncertainty.astype(np.float32, copy=False), description=description, metadata=None,
                          **tiff_resolution(pixel_size_um))  # fmt: skip
     return path
 
@@ -250,6 +250,6 @@ def write_hspy_phase_map(
         if uncertainty is not None:
             meta = {"General": {"title": f"{title} uncertainty"},
                     "Signal": {"signal_type": "", "quantity": "uncertainty (1 - confidence)"}}  # fmt: skip
-            second = {**signal, "data": uncertainty.astype(np.float32), "metadata": meta}
+            second = {**signal, "data": uncertainty.astype(np.float32, copy=False), "metadata": meta}
             _append_hspy_signal(tmp, second)
     return path

@@ -74,7 +74,7 @@ def write_field_outputs(
     """
     names = list(sample.meta.class_names)
     stem = sample.meta.name or "field"
-    lab = labels.numpy().astype(np.int64)
+    lab = labels.numpy().astype(np.int64, copy=False)  # a view of int64 labels (537 MB at 8192²)
     write_phase_tiff(out / f"{stem}_phases.tif", lab, names, pixel_size_um)
     rows = modal_table(lab, names, pixel_size_um or 1.0)
     write_overlay_png(
@@ -188,7 +188,7 @@ def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -
 
     sample, names = result.sample, tuple(result.class_names)
     stem = sample.meta.name or "field"
-    labels = result.labels.numpy().astype(np.int64)
+    labels = result.labels.numpy().astype(np.int64, copy=False)  # read only: a view, not a copy
     px_um = pixel_size_um(sample.meta)
     stats = mineralogy(labels, names, px_um)
     point_labels = None if sample.point_target is None else sample.point_target.numpy().copy()
