@@ -47,7 +47,8 @@ def _percentile(ordered: Tensor, q: float) -> Tensor:
 
 def gaussian_filter(image: Tensor, sigma: float) -> Tensor:
     """(C, H, W) float64 ``image`` smoothed by a Gaussian of ``sigma`` px along both axes with reflected borders:
-    ``scipy.ndimage.gaussian_filter(ch, sigma)`` per channel (radius ``int(4 sigma + 0.5)``; sigma 0: a copy)."""
+    ``scipy.ndimage.gaussian_filter(ch, sigma)`` per channel (radius ``int(4 sigma + 0.5)``; sigma 0: a copy).
+    Written here: no dependency has a torch Gaussian filter with SciPy's kernel and borders."""
     out = image.double().clone()
     if sigma <= 1e-15:
         return out

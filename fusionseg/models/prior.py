@@ -47,7 +47,6 @@ from fusionseg.propagation import (
     region_smoother,
     region_walker,
 )
-from fusionseg.propagation_torch import to_numpy
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 GEODESIC_EDGE_WEIGHTS = (50.0, 3200.0)  # soft and hard image edges (cost per unit of [0, 1] image step)
@@ -166,8 +165,8 @@ def classic_features(
         **{f"mismatch{i}": partial(ops.mismatch_model, image_in, put(rows), put(cols), put(cls), len(found), sigma)
            for i, sigma in enumerate((MISMATCH_SIGMA, 0.0))},
     }, threads=device is None)  # fmt: skip
-    done = {name: to_numpy(value) for name, value in done.items()}
-    size = to_numpy(graph.size)
+    done = {name: propagation_torch.to_numpy(value) for name, value in done.items()}
+    size = propagation_torch.to_numpy(graph.size)
     geodesic = [done[f"geodesic{i}"] for i in range(len(GEODESIC_EDGE_WEIGHTS))]
     euclid, walker, smoother = done["euclid"], done["walker"], done["smoother"]
     images, medians, spreads, z_region = [], [], [], []
