@@ -481,6 +481,12 @@ def test_a_budget_too_small_is_refused_from_the_file_headers_before_the_read(fie
     assert readers.peek_folder_size(folder) == field_size(readers.read_input(folder))
     dense = write_npz_folder(tmp_path / "d", field, coords=None, spectra=np.ones((32, 32, 16), np.uint16))
     assert readers.peek_folder_size(dense) == field_size(readers.read_input(dense))
+    from skimage import io as skio
+
+    rgb = write_npz_folder(tmp_path / "c", field)
+    (rgb / "bse.tif").unlink()
+    skio.imsave(rgb / "bse.png", np.zeros((32, 32, 3), np.uint8), check_contrast=False)  # colour PNG: grey read
+    assert readers.peek_folder_size(rgb) == field_size(readers.read_input(rgb))
     monkeypatch.setattr(readers, "_read_npz", lambda path: pytest.fail("the spectra were read"))
     assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "300MB"]) == 2
     assert "needs about" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -586,17 +586,22 @@ def peek_folder_size(folder: Path, image: Path | None = None) -> FieldSize | Non
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file from its header (TIFF: tifffile's first series; others: Pillow)."""
+    """(H, W) of an image file from its header (TIFF: tifffile's first series; others: Pillow), as
+    `normalise_image` will read it: a trailing axis of 3-4 is colour, another leading axis a stack (first image)."""
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            shape = [n for n in tif.series[0].shape if n > 1]
-        return int(shape[0]), int(shape[1])
-    from PIL import Image
+            shape = tuple(n for n in tif.series[0].shape if n != 1)  # np.squeeze
+    else:
+        from PIL import Image
 
-    with Image.open(path) as img:
-        return img.height, img.width
+        with Image.open(path) as img:
+            shape = (img.height, img.width)
+    if len(shape) == 3:
+        shape = shape[:2] if shape[-1] in (3, 4) else shape[1:]
+    height, width = shape
+    return int(height), int(width)
 
 
 def _npz_array_header(path: Path, keys: Sequence[str]) -> tuple[tuple[int, ...], np.dtype]:
