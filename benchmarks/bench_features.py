@@ -6,7 +6,7 @@ Each field is a simulated granite field at 1 % EDS, labelled by identification; 
 model's (superpixels split at their mean, as `segment` predicts). Prints, per size, the median seconds of
 `classic_features` on the reference path and on ``--device`` (a warm-up run first: CUDA start-up is not counted),
 their ratio, and the largest difference of any region feature, as JSON lines and a Markdown table. On a CPU the
-torch path is a check, not a speed-up (it is 10-20x slower there, which is why `segment` on a CPU uses the reference).
+torch path is a check, not a speed-up (it is 20-45x slower there, which is why `segment` on a CPU uses the reference).
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ def side_by_side(jobs: dict[str, Callable[[], Any]], threads: bool = True) -> di
 
 def feature_device(network_device: torch.device) -> torch.device | None:
     """Where `classic_features` run for a network on ``network_device``: there when it is an accelerator; None (the
-    NumPy/SciPy reference) on a CPU, where it is 20-34x faster than the torch path (`benchmarks/bench_features.py`)."""
+    NumPy/SciPy reference) on a CPU, where it is 20-45x faster than the torch path (`benchmarks/bench_features.py`)."""
     return None if network_device.type == "cpu" else network_device
 
 
