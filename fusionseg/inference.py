@@ -221,7 +221,7 @@ def check_memory(
     mapping = field_bytes(field) + TILE_BYTES_PER_PIXEL * th * tw
     need = BASE_BYTES + TRAIN_BYTES * training + max(read_bytes(field), mapping)
     if need > budget:
-        name = f" {field_size(field).name}" if field_size(field).name else ""
+        name = f" {field_size(field).name}".rstrip()
         smaller = f", use smaller tiles (>= {min_tile_px(OVERLAP_PX)} px)" if tile > min_tile_px(OVERLAP_PX) else ""
         raise SegmentError(
             f"field{name} ({field.height}x{field.width} px) needs about {need / 1e9:.2f} GB with {tile}-px tiles "

@@ -64,7 +64,9 @@ def test_torch_features_equal_the_reference_on_a_simulated_field(case: str) -> N
     assert_agree(classic_features(*args, regions), classic_features(*args, regions, device="cpu"))
 
 
-@pytest.mark.parametrize("case", ["one class", "constant image", "a seedless island", "no labelled point"])
+@pytest.mark.parametrize(
+    "case", ["one class", "constant image", "a seedless island", "border points", "no labelled point"]
+)
 def test_torch_features_equal_the_reference_on_odd_fields(case: str) -> None:
     rng = np.random.default_rng(1)
     image = np.where(np.arange(24)[None, :] >= 12, 0.8, 0.2) + 0.02 * rng.standard_normal((24, 24))
@@ -77,7 +79,9 @@ def test_torch_features_equal_the_reference_on_odd_fields(case: str) -> None:
     elif case == "a seedless island":  # two regions on the right touch only each other: no walker reaches them
         blocks = np.where(np.arange(24)[None, :] >= 12, 36 + (np.arange(24)[:, None] >= 12), blocks)
         coords, labels = np.array([[3.0, 3.0], [20.0, 3.0]]), np.array([2, 5])  # both on the left
-    elif case == "no labelled point":
+    elif case == "border points":  # corner regions: the Gaussian filter's and the graph's borders
+        coords = np.array([[0.0, 0.0], [23.0, 23.0], [0.0, 23.0]])
+    elif case == "no labelled point":  # returned before any propagation: the device argument is accepted
         labels = np.full(3, IGNORE_INDEX)
     args = (image[None].astype(np.float32), coords, labels, blocks)
     reference, torch_path = classic_features(*args), classic_features(*args, device="cpu")

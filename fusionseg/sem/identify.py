@@ -123,9 +123,9 @@ CHUNK_SPECTRA = 4096
 
 def float64_chunks(spectra: Tensor) -> Iterator[tuple[slice, Tensor]]:
     """(rows, ``spectra[rows]`` in float64) for each `CHUNK_SPECTRA` rows (at least one slice, possibly empty),
-    converted into one buffer that is reused
-    (overwritten by the next chunk: use it before asking for the next). A fresh 67 MB temporary per chunk costs the
-    kernel a page fault and a zeroed page every 4 kB, more than the arithmetic (`label_points` at 2048²: 3.5 s)."""
+    converted into one reused buffer (overwritten by the next chunk: use it before asking for the next). A fresh
+    67 MB temporary per chunk costs the kernel a page fault and a zeroed page every 4 kB, more than the arithmetic
+    (`label_points` at 2048²: 3.5 s)."""
     n = len(spectra)
     buffer = torch.empty(min(n, CHUNK_SPECTRA), spectra.shape[1], dtype=torch.float64)
     for start in range(0, max(n, 1), CHUNK_SPECTRA):

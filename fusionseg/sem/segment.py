@@ -38,6 +38,7 @@ from fusionseg.data.datamodule import collate_samples
 from fusionseg.errors import FusionSegError, SegmentError
 from fusionseg.inference import (
     OVERLAP_PX,
+    FieldSize,
     available_memory,
     central_box,
     central_window,
@@ -820,6 +821,15 @@ def read_field(path: Path, a: argparse.Namespace) -> Sample:
     return read_input(path, image=a.image, bse_title=a.bse_title)
 
 
+def budget_tile(budget: float, field: Sample | FieldSize, tile: int | None) -> int:
+    """The prediction tile (px) for ``field`` under ``budget`` bytes (``tile``: the user's ``--tile``), refused with a
+    `SegmentError` when the field does not fit; the budget holds a per-field training run (the shipped weights may
+    fall back to one)."""
+    tile = tile or tile_for_memory(budget, field, training=True)
+    check_memory(budget, field, tile, training=True)
+    return tile
+
+
 def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
     from fusionseg.export.safe_io import output_folder
@@ -831,11 +841,10 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     budget = a.max_memory or available_memory()
     size = peek_folder_size(path, a.image) if path.is_dir() else None  # from the files' headers
     if size is not None:  # a budget too small is refused before the read, which alone may exceed it
-        check_memory(budget, size, a.tile or tile_for_memory(budget, size, training=True), training=True)
+        budget_tile(budget, size, a.tile)
     sample = read_field(path, a)
     read_s = time.perf_counter() - start
-    tile = a.tile or tile_for_memory(budget, sample, training=True)  # the shipped weights may fall back to training
-    check_memory(budget, sample, tile, training=True)
+    tile = budget_tile(budget, sample, a.tile)
     checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)
     acquisition = None
     if a.acquire:
