@@ -133,24 +133,17 @@ def window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tu
         grow *= 2
 
 
-BASE_BYTES = 450e6
-"""Resident memory of the process before the field (Python, torch, PyG, Lightning), bytes; measured."""
+BASE_BYTES = 700e6
+"""Resident memory besides the field's terms (Python, torch, PyG, Lightning, the model, start-up), bytes. Fitted
+with `PIXEL_BYTES` to `segment`'s peak RSS from 512² to 8192² (README, Speed and memory): the model lies above
+every measured peak (e.g. 8192² at 8 GB: 7.63 GB estimated, 7.13 GB measured)."""
 TILE_BYTES_PER_PIXEL = 400.0
 """Peak bytes per pixel of one prediction tile: superpixels and graph (int64 maps), the refiner's region graph
 and per-pixel images, labels, confidence and classic fills; the refiner writes labels chunk by chunk and never
 holds (pixels x classes) scores. Checked by ``bench_segment --peak-rss`` (README, Speed and memory)."""
 TRAIN_BYTES = 150e6
 """Per-field training on 128-px crops, bytes; independent of the field size."""
-SPECTRUM_VALUE_BYTES = 4.0
-"""Bytes per point-feature value while the field is mapped: the float32 spectra, held once. `segment` encodes them
-once (`FusionSegModule.points_encoded`), so tiles, the held-out check and adaptation copy encoded features only;
-identification converts to float64 in chunks of `fusionseg.sem.identify.CHUNK_SPECTRA` spectra (inside
-`BASE_BYTES`)."""
-READ_VALUE_BYTES = 8.0
-"""Bytes per point-feature value while a reader loads the spectra, before any per-pixel map exists: the file's
-uint16 counts, its read buffer and the float32 spectra (4096² at 1 %: 2.76 GiB peak measured, 0.45 of it
-`BASE_BYTES`, before readers checked the counts in their own dtype)."""
-PIXEL_BYTES = 96.0
+PIXEL_BYTES = 56.0
 """Bytes per field pixel outside the tiles: image, labels and confidence (model, final, held-out check), the
 refiner's classic fills of the whole field (classic floor), output pictures."""
 
@@ -172,26 +165,42 @@ class FieldSize:
     point_values: int
     held_bytes: int = 0
     name: str = ""
+    value_bytes: int = 4
+    """Bytes per point-feature value held while the field is mapped: 2 for int16 counts (`compact_counts`), 4 for
+    float32. Held once: `segment` encodes the features once (`FusionSegModule.points_encoded`), so tiles, the held-out
+    check and adaptation copy encoded features only, and identification converts to float64 in chunks of
+    `fusionseg.sem.identify.CHUNK_SPECTRA` spectra (inside `BASE_BYTES`)."""
+    file_value_bytes: int | None = None
+    """Bytes per value as the file stores them (None: as held)."""
+
+    def read_value_bytes(self) -> int:
+        """Peak bytes per value while a reader loads the point features, before any per-pixel map: the file's array,
+        its copy without zero-count spectra (a bound: made only when some are dropped), and the held dtype's copy
+        when it differs (a uint16 file's counts are viewed as int16, not copied)."""
+        stored = self.value_bytes if self.file_value_bytes is None else self.file_value_bytes
+        return 2 * stored + (self.value_bytes if stored != self.value_bytes else 0)
 
 
 def field_size(field: Sample | FieldSize) -> FieldSize:
     """The `FieldSize` of a read field (or ``field`` itself)."""
     if isinstance(field, FieldSize):
         return field
-    return FieldSize(field.height, field.width, field.point_features.numel(), field.meta.nbytes(), field.meta.name)
+    feats = field.point_features
+    return FieldSize(field.height, field.width, feats.numel(), field.meta.nbytes(), field.meta.name,
+                     feats.element_size())  # fmt: skip
 
 
 def field_bytes(field: Sample | FieldSize) -> float:
     """Bytes the field needs outside the tiles: point features, per-pixel maps and the metadata's in-memory arrays
     (`SampleMeta.nbytes`: e.g. a dense spectrum cube; a lazy one stays on disk)."""
     size = field_size(field)
-    return SPECTRUM_VALUE_BYTES * size.point_values + PIXEL_BYTES * size.height * size.width + size.held_bytes
+    return size.value_bytes * size.point_values + PIXEL_BYTES * size.height * size.width + size.held_bytes
 
 
 def read_bytes(field: Sample | FieldSize) -> float:
-    """Peak bytes of reading the field's point features (`READ_VALUE_BYTES`) and its metadata's arrays."""
+    """Peak bytes of reading the field's point features (`FieldSize.read_value_bytes`) and its metadata's arrays."""
     size = field_size(field)
-    return READ_VALUE_BYTES * size.point_values + size.held_bytes
+    return size.read_value_bytes() * size.point_values + size.held_bytes
 
 
 def tile_for_memory(

@@ -477,16 +477,22 @@ def test_a_budget_too_small_is_refused_from_the_file_headers_before_the_read(fie
     import fusionseg.sem.data.readers as readers
     from fusionseg.inference import field_size
 
+    def peeked_is_read(folder: Path) -> bool:  # the headers' size is the read field's (the file's dtype aside)
+        peeked = readers.peek_folder_size(folder)
+        return replace(peeked, file_value_bytes=None) == field_size(readers.read_input(folder))
+
     folder = write_npz_folder(tmp_path / "f", field)
-    assert readers.peek_folder_size(folder) == field_size(readers.read_input(folder))
+    assert peeked_is_read(folder)
+    counts = field.point_features.numpy().astype(np.uint16)  # held as int16 counts
+    assert peeked_is_read(write_npz_folder(tmp_path / "u", field, spectra=counts))
     dense = write_npz_folder(tmp_path / "d", field, coords=None, spectra=np.ones((32, 32, 16), np.uint16))
-    assert readers.peek_folder_size(dense) == field_size(readers.read_input(dense))
+    assert peeked_is_read(dense)
     from skimage import io as skio
 
     rgb = write_npz_folder(tmp_path / "c", field)
     (rgb / "bse.tif").unlink()
     skio.imsave(rgb / "bse.png", np.zeros((32, 32, 3), np.uint8), check_contrast=False)  # colour PNG: grey read
-    assert readers.peek_folder_size(rgb) == field_size(readers.read_input(rgb))
+    assert peeked_is_read(rgb)
     monkeypatch.setattr(readers, "_read_npz", lambda path: pytest.fail("the spectra were read"))
     assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "300MB"]) == 2
     assert "needs about" in capsys.readouterr().err and not (tmp_path / "o").exists()
@@ -502,29 +508,29 @@ def test_memory_budget_sets_the_tile():
 
 
 def test_memory_budget_counts_the_read_of_the_spectra_before_any_map():
-    """Reading holds the file's counts and the float32 spectra at once (`READ_VALUE_BYTES`), before any per-pixel
-    map; mapping holds the spectra once (`SPECTRUM_VALUE_BYTES`, encoded for tiles and the check). A budget the map
-    fits but the read does not is refused, naming the budget that would fit."""
-    from fusionseg.inference import (
-        BASE_BYTES,
-        READ_VALUE_BYTES,
-        SPECTRUM_VALUE_BYTES,
-        check_memory,
-        field_bytes,
-        min_tile_px,
-        tile_for_memory,
-    )
+    """Reading holds the file's counts, a copy without zero-count spectra and the held dtype's copy when it differs
+    (`FieldSize.read_value_bytes`), before any per-pixel map; mapping holds the spectra once (`FieldSize.value_bytes`,
+    encoded for tiles and the check). A budget the map fits but the read does not is refused, naming the budget
+    that would fit. int16 counts (`compact_counts`) count 2 bytes a value, float32 4."""
+    from fusionseg.inference import BASE_BYTES, FieldSize, check_memory, field_bytes, min_tile_px, tile_for_memory
 
     s = Sample(image=torch.rand(1, 64, 64), point_coords=torch.zeros(2000, 2), point_features=torch.ones(2000, 2048))
     values = 2000 * 2048
-    assert field_bytes(s) == SPECTRUM_VALUE_BYTES * values + field_bytes(replace(s, point_features=torch.ones(2000, 0)))
+    no_points = field_bytes(replace(s, point_features=torch.ones(2000, 0)))
+    assert field_bytes(s) == 4 * values + no_points
+    compact = replace(s, point_features=torch.ones(2000, 2048, dtype=torch.int16))
+    assert field_bytes(compact) == 2 * values + no_points
     mapping_only = BASE_BYTES + field_bytes(s) + 400.0 * 64 * 64 + 1e6  # fits the map, not the read
-    assert BASE_BYTES + READ_VALUE_BYTES * values > mapping_only
+    assert BASE_BYTES + 8 * values > mapping_only
     assert tile_for_memory(mapping_only, s) == min_tile_px(32)
-    with pytest.raises(SegmentError, match="needs about 0.48 GB") as err:
+    with pytest.raises(SegmentError, match="needs about 0.73 GB") as err:
         check_memory(mapping_only, s, 64)
-    assert "memory budget is 0.47 GB" in str(err.value)
-    check_memory(BASE_BYTES + READ_VALUE_BYTES * values, s, 64)  # the read's peak fits: accepted
+    assert "memory budget is 0.72 GB" in str(err.value)
+    check_memory(BASE_BYTES + 8 * values, s, 64)  # the read's peak fits: accepted
+    check_memory(BASE_BYTES + 4 * values, compact, 64)  # int16 counts: half
+    # from a file's header: a uint16 file viewed as int16 (no copy), float64 counts copied into float32
+    assert FieldSize(64, 64, values, value_bytes=2, file_value_bytes=2).read_value_bytes() == 4
+    assert FieldSize(64, 64, values, value_bytes=4, file_value_bytes=8).read_value_bytes() == 20
 
 
 def test_registry_names_the_keywords_a_part_takes():

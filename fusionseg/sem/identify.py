@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -133,12 +134,20 @@ def float64_chunks(spectra: Tensor) -> Iterator[tuple[slice, Tensor]]:
         yield rows, buffer[: rows.stop - rows.start].copy_(spectra[rows])
 
 
+def count_totals(spectra: Tensor) -> Tensor:
+    """(N,) total counts of spectra (N, C). int16 counts (`fusionseg.sample.compact_counts`) are summed by NumPy
+    into int64, a block at a time: torch would first widen the whole array to int64 (4x its memory)."""
+    if spectra.is_floating_point():
+        return spectra.sum(1)
+    return torch.from_numpy(spectra.cpu().numpy().sum(1, dtype=np.int64))
+
+
 def void_points(spectra: Tensor, fraction: float = 0.1) -> Tensor:
     """(N,) bool: spectra with under ``fraction`` x the median total counts: the beam hit a pore or crack.
 
     No material, no X-rays: such a point is void (a pore), not an unidentifiable mineral.
     """
-    totals = spectra.sum(1)
+    totals = count_totals(spectra)
     if totals.numel() == 0:
         return totals.bool()
     return totals < fraction * totals.median()

@@ -9,7 +9,7 @@ import numpy as np
 
 from fusionseg.data.samplers import sample_points
 from fusionseg.errors import SegmentError
-from fusionseg.sample import Sample
+from fusionseg.sample import Sample, compact_counts
 from fusionseg.sem.meta import sem_meta
 
 
@@ -58,10 +58,11 @@ def sparse_acquisition(
 
 
 def gather_spectra(cube: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(N, C) float32 spectra at pixels (rows, cols) of an (H, W, C) numpy or lazy dask cube (reads only those)."""
+    """(N, C) spectra (`compact_counts`) at pixels (rows, cols) of an (H, W, C) numpy or lazy dask cube (reads only
+    those)."""
     if hasattr(cube, "vindex"):  # dask: point-wise fancy indexing, computed chunk by chunk
-        return np.asarray(cube.vindex[rows, cols].compute(), dtype=np.float32)
-    return np.asarray(cube[rows, cols], dtype=np.float32)
+        return compact_counts(np.asarray(cube.vindex[rows, cols].compute()))
+    return compact_counts(np.asarray(cube[rows, cols]))
 
 
 def measured_points(sample: Sample) -> Sample:

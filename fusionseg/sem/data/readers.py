@@ -40,7 +40,7 @@ from fusionseg.data.io import split_paths
 from fusionseg.errors import FusionSegError
 from fusionseg.inference import FieldSize
 from fusionseg.registry import DATA_SOURCES
-from fusionseg.sample import IGNORE_INDEX, Sample, SampleError, SampleMeta
+from fusionseg.sample import IGNORE_INDEX, Sample, SampleError, SampleMeta, compact_counts
 from fusionseg.sem.meta import EnergyAxis, SemMeta, sem_meta
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,7 @@ def points_sample(
     target: np.ndarray | None = None,
 ) -> Sample:
     """A `Sample` of measured points; spectra with zero counts are dropped (not measured). ``spectra`` in the file's
-    dtype: checked and filtered before the float32 copy the `Sample` holds."""
+    dtype: checked and filtered before the `compact_counts` the `Sample` holds."""
     check_points(coords, spectra)
     h, w = image.shape
     inside = (coords[:, 0] >= -0.5) & (coords[:, 0] <= h - 0.5) & (coords[:, 1] >= -0.5) & (coords[:, 1] <= w - 0.5)
@@ -352,7 +352,7 @@ def points_sample(
     if not measured.all():  # only then index: boolean indexing copies every spectrum
         log.warning("dropping %d point spectra with zero counts (not measured)", int((~measured).sum()))
         coords, spectra = coords[measured], spectra[measured]
-    spectra = spectra.astype(np.float32, copy=False)  # the Sample's dtype
+    spectra = compact_counts(spectra)  # int16 whole counts, else float32
     return Sample(image=image[None], point_coords=coords, point_features=spectra, meta=meta, target=target)
 
 
@@ -568,7 +568,8 @@ def read_folder(
 def peek_folder_size(folder: Path, image: Path | None = None) -> FieldSize | None:
     """A folder field's `FieldSize` from its files' headers (the image's shape, ``eds.npz``'s spectra array), without
     reading their data, so a memory budget too small for the field is refused before the read (an 8192² field's
-    read alone peaks at 8.4 GiB). None when the headers do not say (points.csv, an unreadable file: the read then
+    read alone peaks at 8.4 GiB). Integer counts of 16 bits or fewer are taken to fit int16 (`compact_counts`); the
+    check after the read is exact. None when the headers do not say (points.csv, an unreadable file: the read then
     reports the problem)."""
     folder = Path(folder)
     img_path = Path(image) if image else _find(folder, IMAGE_NAMES, IMAGE_SUFFIXES)
@@ -582,7 +583,8 @@ def peek_folder_size(folder: Path, image: Path | None = None) -> FieldSize | Non
         return None
     if len(shape) == 3:  # a dense (H, W, C) map: held in memory whole, with its measured mask
         return FieldSize(height, width, 0, int(np.prod(shape)) * dtype.itemsize + height * width, folder.name)
-    return FieldSize(height, width, int(np.prod(shape)), 0, folder.name)
+    compact = np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2  # `compact_counts` (uint16: if <= 32767)
+    return FieldSize(height, width, int(np.prod(shape)), 0, folder.name, 2 if compact else 4, dtype.itemsize)
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
