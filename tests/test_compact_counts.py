@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from fusionseg.paths import DEFAULT_WEIGHTS
 from fusionseg.registry import DATA_SOURCES
@@ -74,3 +75,39 @@ def test_int16_counts_map_as_float32(field, checkpoint, settings) -> None:
     assert torch.equal(as_int16.labels, as_float.labels)
     assert torch.equal(as_int16.confidence, as_float.confidence)
     assert as_int16.qc == as_float.qc
+
+
+class _CountsNotWidened(TorchFunctionMode):
+    """Fails on a torch reduction or float conversion of a whole int16 count array (``numel`` values or more):
+    torch widens int16 to int64 before reducing it, 4x the array (an 8192² field's spectra: 10 GiB)."""
+
+    WIDENING = frozenset({"sum", "mean", "nansum", "std", "var", "float", "double", "half"})
+
+    def __init__(self, numel: int) -> None:
+        super().__init__()
+        self.numel = numel
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if getattr(func, "__name__", "") in self.WIDENING:
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.dtype == torch.int16 and a.numel() >= self.numel:
+                    raise AssertionError(f"torch {func.__name__} of every int16 count at once")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("mode", ["auto", "clusters"])
+def test_int16_counts_are_never_widened_whole(field, mode, monkeypatch) -> None:
+    """The shipped-weights path reads int16 counts in chunks (identification, encoding, totals, mean spectra):
+    chunks of 64 spectra here, so a whole-array conversion is told apart from a chunk."""
+    import fusionseg.models.module as module
+    import fusionseg.sem.identify as identify
+
+    monkeypatch.setattr(identify, "CHUNK_SPECTRA", 64)
+    monkeypatch.setattr(module, "ENCODE_CHUNK_BYTES", 64 * 4 * field.point_features.shape[1])
+    compact = replace(field, point_features=field.point_features.to(torch.int16))
+    assert compact.num_points > 64
+    config = SegmentConfig(num_threads=1, progress=False, tile_px=96, fallback_per_field=True, mode=mode)
+    with _CountsNotWidened(compact.point_features.numel()):
+        segment_field(compact, DEFAULT_WEIGHTS, config)
+    with pytest.raises(AssertionError, match="every int16 count"), _CountsNotWidened(10):
+        compact.point_features.sum(1)  # the guard itself
