@@ -172,6 +172,9 @@ class FieldSize:
     `fusionseg.sem.identify.CHUNK_SPECTRA` spectra (inside `BASE_BYTES`)."""
     file_value_bytes: int | None = None
     """Bytes per value as the file stores them (None: as held)."""
+    copy_bytes: int = 0
+    """A second copy of the point features held while mapping, bytes: spectra rebinned onto a checkpoint's
+    calibration (float32) beside the file's, which a fallback to per-field training reads."""
 
     def read_value_bytes(self) -> int:
         """Peak bytes per value while a reader loads the point features, before any per-pixel map: the file's array,
@@ -194,7 +197,8 @@ def field_bytes(field: Sample | FieldSize) -> float:
     """Bytes the field needs outside the tiles: point features, per-pixel maps and the metadata's in-memory arrays
     (`SampleMeta.nbytes`: e.g. a dense spectrum cube; a lazy one stays on disk)."""
     size = field_size(field)
-    return size.value_bytes * size.point_values + PIXEL_BYTES * size.height * size.width + size.held_bytes
+    pixels = PIXEL_BYTES * size.height * size.width
+    return size.value_bytes * size.point_values + size.copy_bytes + pixels + size.held_bytes
 
 
 def read_bytes(field: Sample | FieldSize) -> float:

@@ -533,6 +533,26 @@ def test_memory_budget_counts_the_read_of_the_spectra_before_any_map():
     assert FieldSize(64, 64, values, value_bytes=4, file_value_bytes=8).read_value_bytes() == 20
 
 
+def test_memory_budget_counts_the_spectra_rebinned_onto_the_checkpoint(field, tmp_path):
+    """Spectra on another calibration than the checkpoint's are rebinned (float32) and held beside the file's while
+    the field is mapped: the memory model counts that copy, from the checkpoint's hyper-parameters."""
+    from fusionseg.inference import field_bytes, field_size
+    from fusionseg.paths import DEFAULT_WEIGHTS
+    from fusionseg.sem.segment import checkpoint_axis, mapped_size
+
+    shipped = checkpoint_axis(DEFAULT_WEIGHTS)
+    assert shipped == EnergyAxis(2048, 10.0, -470.0)
+    assert mapped_size(field, DEFAULT_WEIGHTS) == field_size(field)  # the simulator's calibration: no copy
+    shifted = EnergyAxis(2048, 10.0, -480.0)  # another offset: rebinned
+    other = replace(field, meta=replace(field.meta, domain=replace(field.meta.domain, energy_axis=shifted)))
+    size = mapped_size(other, DEFAULT_WEIGHTS)
+    assert size.copy_bytes == other.num_points * 2048 * 4
+    assert field_bytes(size) == field_bytes(other) + size.copy_bytes
+    assert mapped_size(other, None).copy_bytes == 0  # no checkpoint (per-field training, classic fills): no rebin
+    (tmp_path / "broken.ckpt").write_text("not a checkpoint")
+    assert checkpoint_axis(tmp_path / "broken.ckpt") is None  # loading the model names that problem
+
+
 def test_registry_names_the_keywords_a_part_takes():
     from fusionseg.registry import GRAPH_BUILDERS, RegistryArgumentError
 

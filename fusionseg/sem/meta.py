@@ -206,8 +206,14 @@ def hide_target(sample: Sample, name: str) -> Sample:
 
 def model_meta(model: Any) -> SemMeta:
     """The calibration and beam energy a `FusionSegModule`'s encoder was built for (its ``point_context``)."""
-    context = model.hparams.get("point_context") or {}
+    return context_meta(model.hparams.get("point_context"))
+
+
+def context_meta(point_context: dict | None) -> SemMeta:
+    """The calibration and beam energy of an encoder's ``point_context`` (a model's or a checkpoint's)."""
+    context = point_context or {}
     return SemMeta(as_energy_axis(context.get("energy_axis")), float(context.get("beam_energy_kev", 20.0)))
 
 
-__all__ = ["EnergyAxis", "SemMeta", "Simulation", "as_energy_axis", "hide_target", "model_meta", "sem_meta"]
+__all__ = ["EnergyAxis", "SemMeta", "Simulation", "as_energy_axis", "context_meta", "hide_target", "model_meta",
+           "sem_meta"]  # fmt: skip

@@ -44,6 +44,7 @@ from fusionseg.inference import (
     central_window,
     check_memory,
     crop_sample,
+    field_size,
     min_tile_px,
     predict_field,
     tile_for_memory,
@@ -52,7 +53,7 @@ from fusionseg.sample import IGNORE_INDEX, Sample, odd_input_notes
 from fusionseg.sem.classic_floor import ClassicFill, better_classic
 from fusionseg.sem.data.acquisition import measured_points, sparse_acquisition
 from fusionseg.sem.identify import UNKNOWN, PointLabels, best_library_labels, label_points
-from fusionseg.sem.meta import EnergyAxis, hide_target, model_meta, sem_meta
+from fusionseg.sem.meta import EnergyAxis, context_meta, hide_target, model_meta, sem_meta
 from fusionseg.sem.spectrum import rebin_spectra
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,27 @@ def load_checkpoint_model(path: Path) -> Any:
         raise
     except Exception as err:
         raise SegmentError(f"cannot load checkpoint {path} ({err}); give a .ckpt written by `fusionseg fit`.") from err
+
+
+def checkpoint_axis(path: Path | None) -> EnergyAxis | None:
+    """The energy axis a checkpoint's point encoder was built for, from its hyper-parameters (no model is built);
+    None without a checkpoint or when the file does not load (loading the model then names the problem)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    except Exception:
+        return None
+    return context_meta(hparams.get("point_context")).energy_axis
+
+
+def mapped_size(sample: Sample, checkpoint: Path | None) -> FieldSize:
+    """The field's `FieldSize` while it is mapped: with ``checkpoint`` on another calibration, the spectra rebinned
+    onto it (float32, `adapt_to_checkpoint`) are held beside the file's."""
+    size, axis, target = field_size(sample), sem_meta(sample.meta).energy_axis, checkpoint_axis(checkpoint)
+    if target is None or axis is None or axis == target:
+        return size
+    return replace(size, copy_bytes=sample.num_points * target.size * 4)
 
 
 def adapt_to_checkpoint(sample: Sample, model: Any) -> tuple[Sample, list[str]]:
@@ -851,6 +873,7 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
         sample, acquisition = acquire_field(sample, a, tile)
     else:
         sample = prepare_points(sample, a.eds_fraction, a.eds_points, a.sampler, a.seed)
+    tile = budget_tile(budget, mapped_size(sample, checkpoint), a.tile)  # the points known, and any rebinned copy
     mode = "clusters" if a.n_clusters is not None and a.mode == "auto" else a.mode  # a number of clusters: clusters
     config = SegmentConfig(mode=mode, method=a.method, n_clusters=a.n_clusters, min_confidence=a.min_confidence,
                            time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
