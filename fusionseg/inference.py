@@ -136,7 +136,7 @@ def window_with_points(sample: Sample, r0: int, r1: int, c0: int, c1: int) -> tu
 BASE_BYTES = 700e6
 """Resident memory besides the field's terms (Python, torch, PyG, Lightning, the model, start-up), bytes. Fitted
 with `PIXEL_BYTES` to `segment`'s peak RSS from 512² to 8192² (README, Speed and memory): the model lies above
-every measured peak (e.g. 8192² at 8 GB: 7.63 GB estimated, 7.13 GB measured)."""
+every measured peak by 5-13 % (e.g. 8192² at 8 GB: 7.62 GB estimated, 7.11 GB measured)."""
 TILE_BYTES_PER_PIXEL = 400.0
 """Peak bytes per pixel of one prediction tile: superpixels and graph (int64 maps), the refiner's region graph
 and per-pixel images, labels, confidence and classic fills; the refiner writes labels chunk by chunk and never

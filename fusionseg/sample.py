@@ -286,15 +286,15 @@ def _as_float(value: Any, name: str) -> Tensor:
     return t.float() if not t.is_floating_point() or t.dtype == torch.float64 else t
 
 
+COUNT_DTYPE = torch.int16
+"""Whole counts up to `MAX_COMPACT_COUNT` (e.g. X-rays per channel) may be held in ``point_features`` in this dtype."""
+MAX_COMPACT_COUNT = int(torch.iinfo(COUNT_DTYPE).max)
+
+
 def _as_features(value: Any) -> Tensor:
     """Point features as float32 (float16/bfloat16 kept), or int16 counts as given (`compact_counts`)."""
     t = _as_tensor(value, "point_features")
     return t if t.dtype == COUNT_DTYPE else _as_float(t, "point_features")
-
-
-COUNT_DTYPE = torch.int16
-"""Whole counts up to `MAX_COMPACT_COUNT` (e.g. X-rays per channel) may be held in ``point_features`` in this dtype."""
-MAX_COMPACT_COUNT = int(torch.iinfo(COUNT_DTYPE).max)
 
 
 def compact_counts(values: np.ndarray) -> np.ndarray:

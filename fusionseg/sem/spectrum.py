@@ -45,7 +45,8 @@ def rebin_spectra(spectra: Tensor, src: EnergyAxis, dst: EnergyAxis) -> Tensor:
     float64 `REBIN_CHUNK` spectra at a time.
     """
     weights = rebin_matrix(src, dst, torch.float64).to_sparse().t().coalesce()
-    out = torch.empty(len(spectra), dst.size, dtype=torch.float32)
+    out = torch.empty(len(spectra), dst.size, dtype=torch.float32, device=spectra.device)
+    weights = weights.to(spectra.device)
     for start in range(0, len(spectra), REBIN_CHUNK):
         rows = slice(start, start + REBIN_CHUNK)
         out[rows] = torch.sparse.mm(weights, spectra[rows].double().t()).t()

@@ -567,10 +567,10 @@ def read_folder(
 
 def peek_folder_size(folder: Path, image: Path | None = None) -> FieldSize | None:
     """A folder field's `FieldSize` from its files' headers (the image's shape, ``eds.npz``'s spectra array), without
-    reading their data, so a memory budget too small for the field is refused before the read (an 8192² field's
-    read alone peaks at 8.4 GiB). Integer counts of 16 bits or fewer are taken to fit int16 (`compact_counts`); the
-    check after the read is exact. None when the headers do not say (points.csv, an unreadable file: the read then
-    reports the problem)."""
+    reading their data, so a memory budget too small for the field is refused before the read (which alone may
+    exceed it: 8.4 GiB for an 8192² field while spectra were read into float32). Integer counts of 16 bits or fewer
+    are taken to fit int16 (`compact_counts`); the check after the read is exact. None when the headers do not say
+    (points.csv, an unreadable file: the read then reports the problem)."""
     folder = Path(folder)
     img_path = Path(image) if image else _find(folder, IMAGE_NAMES, IMAGE_SUFFIXES)
     npz = folder / "eds.npz"
