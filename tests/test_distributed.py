@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,29 @@ def test_segment_under_torchrun_maps_each_field_once_and_resumes(three_fields: P
     assert re.findall(r"^(\S+)\.npz:$", again, flags=re.M) == [fields[1].name]
     assert (fields[1] / "summary.json").is_file()
     assert not list((tmp_path / "out").glob(".*staging*"))
+
+
+def test_a_segment_process_checks_the_output_folder_without_the_other_processes_fields(
+    three_fields: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Each torchrun process checks --out before it maps; by then another may have published a field or be staging
+    one (a race that failed the torchrun test above once): the check skips the others' fields, not the user's."""
+    import fusionseg.distributed as distributed
+    from fusionseg.sem.segment import input_paths
+
+    first, mine, third = input_paths(three_fields)
+    out = tmp_path / "out"
+    (out / first.stem).mkdir(parents=True)
+    (out / first.stem / "summary.json").write_text("{}")  # published by process 0
+    (out / f".{third.stem}.staging.x").mkdir()
+    (out / f".{third.stem}.staging.x" / "phases.tif").write_text("")  # being written by process 0
+    monkeypatch.setattr(distributed, "process_rank", lambda: (1, 2))
+    cmd = ["segment", str(three_fields), "--method", "nearest-point", "--out", str(out)]
+    assert main(cmd) == 0
+    assert (out / mine.stem / "summary.json").is_file()
+    shutil.rmtree(out / mine.stem)
+    (out / "mine.txt").write_text("the user's")  # not another process's field: refused as before
+    assert main(cmd) == 2 and "not empty" in capsys.readouterr().err
 
 
 def test_segment_over_several_fields_overwrites_its_own_outputs(

@@ -130,6 +130,12 @@ def foreign_files(folder: Path, also_ours: Iterable[str] = ()) -> list[str]:
     return [f for f in present if not any(part.startswith(".") for part in f.split("/"))]
 
 
+def _written_by(relative: str, folders: tuple[str, ...]) -> bool:
+    """True when ``relative`` (a path under an output folder) lies in one of ``folders`` or their staging folders."""
+    top = relative.split("/", 1)[0]
+    return any(top == name or top.startswith(f".{name}.staging.") for name in folders)
+
+
 def _inside(path: Path, folder: Path) -> bool:
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
@@ -140,12 +146,15 @@ def check_output_folder(
     inputs: Iterable[str | os.PathLike | None] = (),
     overwrite: bool = False,
     also_ours: Iterable[str] = (),
+    others: Iterable[str] = (),
 ) -> Path:
     """Raise `OutputFolderError` unless writing into ``out`` can only replace fusionseg's own files.
 
     Refused: ``out`` is a file; ``out`` is, or lies above, one of ``inputs``; ``out`` holds files and
     ``overwrite`` is off; ``out`` holds `foreign_files` (``also_ours``: relative paths a command writes
-    outside manifests). Returns ``out`` resolved.
+    outside manifests). ``others``: folders of ``out`` that other processes of the same job are writing now
+    (their fields, with the staging folders beside them): not read here, their own process checks them first.
+    Returns ``out`` resolved.
     """
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
@@ -158,7 +167,8 @@ def check_output_folder(
             )
     if not out.is_dir():
         return out
-    present = [f for f in _files_under(out) if f != MANIFEST_NAME]
+    theirs = tuple(others)
+    present = [f for f in _files_under(out) if f != MANIFEST_NAME and not _written_by(f, theirs)]
     if not present:
         return out
     if not overwrite:
@@ -167,7 +177,7 @@ def check_output_folder(
             "the files fusionseg wrote there before (nothing else is touched), or --resume to keep the fields a "
             "stopped multi-field `segment` already wrote."
         )
-    unknown = foreign_files(out, also_ours)
+    unknown = [f for f in foreign_files(out, also_ours) if not _written_by(f, theirs)]
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise OutputFolderError(

@@ -937,19 +937,25 @@ def run_segment(a: argparse.Namespace) -> Path:
     from fusionseg.distributed import process_rank, share_of
     from fusionseg.export.safe_io import check_output_folder, is_complete, remove_stale_staging
 
-    inputs = (a.input, a.image, a.checkpoint)
-    out = check_output_folder(a.out, inputs, a.overwrite or a.resume)  # before any long work
+    rank, world_size = process_rank()
+    # Under torchrun/SLURM the other processes may be publishing their fields already (a check that read them raced
+    # them): each process checks --out without the others' fields. A plain run checks --out before the input.
+    listed = input_paths(a.input) if world_size > 1 else None
+    theirs = [] if listed is None else [p.stem for p in listed if p not in share_of(listed, rank, world_size)]
+    if listed is not None and len(listed) == 1 and theirs:  # the one field is --out itself, mapped elsewhere
+        return Path(a.out).expanduser().resolve()
+    out = check_output_folder(a.out, (a.input, a.image, a.checkpoint), a.overwrite or a.resume, others=theirs)
     for what, path in (("input", a.input), ("--image", a.image), ("--checkpoint", a.checkpoint)):
         if path is not None and "*" not in str(path) and not Path(path).exists():
             raise SegmentError(f"{what} {path} does not exist; check the path.")
     if a.checkpoint is not None and not Path(a.checkpoint).is_file():
         raise SegmentError(f"--checkpoint {a.checkpoint} is not a file; give a .ckpt written by `fusionseg fit`.")
     check_acquisition_args(a)
-    paths = input_paths(a.input)
-    rank, world_size = process_rank()
-    fields = [(path, out if len(paths) == 1 else out / path.stem) for path in paths]
+    paths = listed or input_paths(a.input)
+    mine = share_of(paths, rank, world_size)
     kept = 0
-    for path, field_out in share_of(fields, rank, world_size):
+    for path in mine:
+        field_out = out if len(paths) == 1 else out / path.stem
         remove_stale_staging(field_out)  # a killed run's; no other process maps this field
         if a.resume and is_complete(field_out):
             kept += 1
