@@ -149,7 +149,7 @@ def _channel_edges(axis: EnergyAxis) -> np.ndarray:
     return axis.offset_ev + axis.scale_ev * (np.arange(axis.size + 1) - 0.5)
 
 
-def _gaussian_bins(centres: np.ndarray, fwhm: np.ndarray, bin_edges: np.ndarray) -> np.ndarray:
+def gaussian_bins(centres: np.ndarray, fwhm: np.ndarray, bin_edges: np.ndarray) -> np.ndarray:
     """(L, C) fraction of each Gaussian line falling in each channel (exact integral over the bin)."""
     sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
     z = (bin_edges[None, :] - centres[:, None]) / (np.sqrt(2.0) * sigma[:, None])
@@ -176,7 +176,7 @@ def _reference(mineral: Mineral, axis: EnergyAxis, beam_energy_kev: float, fwhm_
         )
     edges = _edge_of_lines(mineral, beam_energy_kev)
     line_w = weights * _absorption(mineral, energies, edges, beam_energy_kev) * detector_efficiency(energies)
-    peaks = line_w @ _gaussian_bins(energies, fwhm_ev(energies, fwhm_mn_ka_ev), _channel_edges(axis))
+    peaks = line_w @ gaussian_bins(energies, fwhm_ev(energies, fwhm_mn_ka_ev), _channel_edges(axis))
     cont = CONTINUUM_SCALE * mineral.mean_z * kramers * _absorption(mineral, e_ch, e_ch, beam_energy_kev) * eff
     spec = peaks + cont
     total = spec.sum()

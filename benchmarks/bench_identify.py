@@ -1,0 +1,159 @@
+"""Identification benchmark: spectra named by composition on varied instruments, count levels and physics.
+
+For every condition, 36 minerals (the simulator's library, pores excluded) x ``--per-mineral`` spectra are
+simulated at each count level and named by `fusionseg.sem.identification.identify`. A name counts as right
+when it is the true mineral or a member of its solid-solution series. Two physics:
+- ``project``: `fusionseg.sem.physics` (the project simulator) with beam, resolution and channels varied;
+- ``other``: `fusionseg.sem.data.synthetic.other_physics` (Bethe ionisation, phi(rho z) absorption, Small
+  continuum, ICC tail, escape peaks, three windows): physics the identifier was not written against.
+Also: the real Bruker files' summed spectra (elements found, calibration, FWHM, best match) and the speed
+on 40,000 spectra. JSON on stdout, a Markdown table on stderr.
+
+python benchmarks/bench_identify.py [--quick] [--per-mineral 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fusionseg.sem.data.synthetic import other_physics
+from fusionseg.sem.identification import identify, load_library
+from fusionseg.sem.meta import EnergyAxis
+from fusionseg.sem.minerals import class_names, get_mineral
+from fusionseg.sem.physics import SpectrumModel
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "bruker"
+PROJECT = {  # name: (beam keV, FWHM Mn eV, EnergyAxis)
+    "20kV 130eV 10eV/ch": (20.0, 130.0, EnergyAxis()),
+    "10kV": (10.0, 130.0, EnergyAxis()),
+    "15kV 5eV/ch": (15.0, 130.0, EnergyAxis(4096, 5.0, -100.0)),
+    "25kV": (25.0, 130.0, EnergyAxis()),
+    "30kV 20eV/ch": (30.0, 130.0, EnergyAxis(2048, 20.0, -200.0)),
+    "FWHM 120eV": (20.0, 120.0, EnergyAxis()),
+    "FWHM 165eV": (20.0, 165.0, EnergyAxis()),
+}
+OTHER = {
+    "other 15kV polymer small": other_physics.Instrument(),
+    "other 20kV no window": other_physics.Instrument(beam_kev=20.0, window="none", channel_ev=10.0, channels=2048),
+    "other 20kV Be window kramers": other_physics.Instrument(beam_kev=20.0, window="beryllium", continuum="kramers",
+                                                             channel_ev=10.0, channels=2048, offset_ev=-470.0),
+    "other 25kV 150eV": other_physics.Instrument(beam_kev=25.0, fwhm_mn_ev=150.0, channel_ev=10.0, channels=2048),
+}  # fmt: skip
+
+
+def minerals() -> list[str]:
+    return [n for n in class_names() if get_mineral(n).formula and n != "epoxy"]
+
+
+def right(pred: list[str], truth: list[str]) -> np.ndarray:
+    """(N,) bool: the predicted name is the truth or one of its solid-solution series."""
+    lib = load_library()
+    series = {e.name: e.series for e in lib.entries}
+    return np.array(
+        [p == t or bool(series.get(t)) and series.get(p) == series.get(t) for p, t in zip(pred, truth, strict=True)],
+        dtype=bool,
+    )
+
+
+def score(spectra: np.ndarray, truth: list[str], axis: EnergyAxis, beam_kev: float) -> dict:
+    start = time.perf_counter()
+    ident = identify(torch.from_numpy(spectra), axis, beam_kev)
+    seconds = time.perf_counter() - start
+    pred = ident.names()
+    ok = right(pred, truth)
+    per = {m: float(ok[[t == m for t in truth]].mean()) for m in dict.fromkeys(truth)}
+    qao = [m for m in ("quartz", "albite", "orthoclase") if m in per]
+    return {"accuracy": round(float(ok.mean()), 4), "unknown": round(float(np.mean([p.startswith("unknown")
+            for p in pred])), 4), "quartz_albite_orthoclase": round(float(np.mean([per[m] for m in qao])), 4),
+            "worst": sorted(per.items(), key=lambda kv: kv[1])[:4], "fwhm_found_ev": ident.survey.instrument.fwhm_mn_ev,
+            "seconds": round(seconds, 2)}  # fmt: skip
+
+
+def project_case(beam: float, fwhm: float, axis: EnergyAxis, counts: float, n: int, seed: int) -> dict:
+    names = minerals()
+    model = SpectrumModel(names, axis, beam, fwhm, counts)
+    ids = np.repeat(np.arange(len(names)), n)
+    x = model.sample(ids, np.random.default_rng(seed))
+    return score(x, [names[i] for i in ids], axis, beam)
+
+
+def other_case(inst: other_physics.Instrument, counts: float, n: int, seed: int) -> dict:
+    names = minerals()
+    formulas = [get_mineral(m).formula for m in names for _ in range(n)]
+    x = other_physics.simulate(formulas, counts, inst, np.random.default_rng(seed))
+    return score(x, [m for m in names for _ in range(n)], other_physics.energy_axis(inst), inst.beam_kev)
+
+
+def real_files() -> dict:
+    from rsciio.bruker import file_reader
+
+    out = {}
+    for path in sorted(REAL.glob("*.bcf")):
+        cube = file_reader(str(path))[-1]
+        ax = cube["axes"][-1]
+        x = torch.from_numpy(cube["data"].reshape(-1, cube["data"].shape[-1]).sum(0, keepdims=True).astype(np.float32))
+        ident = identify(x, EnergyAxis(x.shape[1], ax["scale"] * 1000, ax["offset"] * 1000), 20.0)
+        inst = ident.survey.instrument
+        out[path.name] = {
+            "elements": list(ident.survey.elements),
+            "fwhm_mn_ev": inst.fwhm_mn_ev,
+            "offset_ev": round(inst.axis.offset_ev, 1),
+            "gain_ev": round(inst.axis.scale_ev, 4),
+            "summed_spectrum": ident.name(0),
+            "composition_wt%": ident.composition.formula_text(0),
+        }
+    return out
+
+
+def speed(n: int = 40_000) -> dict:
+    names = minerals()
+    model = SpectrumModel(names, EnergyAxis(), 20.0, 130.0, 1000.0)
+    x = torch.from_numpy(model.sample(np.arange(n) % len(names), np.random.default_rng(0))).to(torch.int16)
+    start = time.perf_counter()
+    identify(x, EnergyAxis(), 20.0)
+    seconds = time.perf_counter() - start
+    return {
+        "spectra": n,
+        "seconds": round(seconds, 2),
+        "spectra_per_s": round(n / seconds),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--per-mineral", type=int, default=30)
+    p.add_argument("--counts", type=float, nargs="+", default=[200, 1000, 50000])
+    a = p.parse_args(argv)
+    n = 5 if a.quick else a.per_mineral
+    project = dict(list(PROJECT.items())[:2]) if a.quick else PROJECT
+    other = dict(list(OTHER.items())[:1]) if a.quick else OTHER
+    rows = {}
+    for counts in a.counts:
+        for name, (beam, fwhm, axis) in project.items():
+            rows[f"{name} | {counts:g}"] = project_case(beam, fwhm, axis, counts, n, 1)
+            print(name, counts, rows[f"{name} | {counts:g}"], file=sys.stderr, flush=True)
+        for name, inst in other.items():
+            rows[f"{name} | {counts:g}"] = other_case(inst, counts, n, 2)
+            print(name, counts, rows[f"{name} | {counts:g}"], file=sys.stderr, flush=True)
+    real = real_files() if REAL.exists() else "absent"
+    report = {"conditions": rows, "real": real, "speed": speed(4000 if a.quick else 40_000), "per_mineral": n}
+    print("| condition | counts | right | unknown | quartz/albite/orthoclase | s |", file=sys.stderr)
+    for key, r in rows.items():
+        cond, counts = key.split(" | ")
+        print(f"| {cond} | {counts} | {r['accuracy']:.3f} | {r['unknown']:.3f} | {r['quartz_albite_orthoclase']:.3f} "
+              f"| {r['seconds']} |", file=sys.stderr)  # fmt: skip
+    print(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Naming measured spectra by composition, on any detector, beam energy and count level.
+
+The stages, each its own module: `lines` (X-ray line families, xraydb), `calibrate` (what a summed spectrum
+tells: elements, calibration, FWHM), `fit` (net line counts of every spectrum at once), `quantify`
+(standardless weight fractions), `library` (~250 materials and their solid-solution joins) and `match`
+(composition -> library entry, or "unknown (elements)"). `identify` runs them in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusionseg.errors import FusionSegError
+from fusionseg.sem.identification.calibrate import Survey, continuum_efficiency, detect_elements, survey
+from fusionseg.sem.identification.fit import CHUNK, Instrument, LineModel, fit_lines, poisson_weights
+from fusionseg.sem.identification.library import Library, load_library
+from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
+from fusionseg.sem.identification.match import Matches, match, unknown_name
+from fusionseg.sem.identification.quantify import Composition, quantify
+from fusionseg.sem.meta import EnergyAxis
+
+MIN_RANGE_EV = 1500.0  # fitted range an identification needs at least (e.g. 0.15-1.65 keV: C K to Si K)
+
+
+class IdentificationInputError(FusionSegError):
+    """Spectra that cannot be identified as given; the message names what is missing and the fix."""
+
+
+__all__ = [
+    "Identified",
+    "IdentificationInputError",
+    "identify",
+    "check_inputs",
+    "summed_spectrum",
+    "load_library",
+    "Survey",
+    "Instrument",
+]
+
+
+@dataclass
+class Identified:
+    """Identification of N spectra: the field's survey, each spectrum's composition and library matches."""
+
+    survey: Survey
+    composition: Composition
+    matches: Matches
+    library: Library
+
+    def name(self, row: int) -> str:
+        """The entry name of spectrum ``row``, or 'unknown (elements)' when nothing fits."""
+        best = int(self.matches.best[row])
+        if best >= 0:
+            return self.library.entries[best].name
+        return unknown_name(self.fractions(row), self.composition.elements)
+
+    def names(self) -> list[str]:
+        """`name` of every spectrum."""
+        return [self.name(i) for i in range(len(self.matches.best))]
+
+    def fractions(self, row: int) -> np.ndarray:
+        return self.composition.fractions[row].double().numpy()
+
+
+def check_inputs(spectra: Tensor, axis: EnergyAxis | None, beam_kev: float | None) -> None:
+    """Refuse, before any work, spectra without a calibration, an axis too short to hold the lines, or a beam
+    that excites none."""
+    if axis is None:
+        raise IdentificationInputError(
+            "the spectra have no energy calibration; give the file's EnergyAxis(size, scale_ev, offset_ev) (its "
+            "channel width and the energy of channel 0), e.g. from the acquisition software's export."
+        )
+    if spectra.dim() != 2 or spectra.shape[1] != axis.size:
+        raise IdentificationInputError(
+            f"spectra of shape {tuple(spectra.shape)} do not match the energy axis of {axis.size} channels; pass the "
+            "axis the spectra were recorded on."
+        )
+    if beam_kev is None or not np.isfinite(beam_kev) or beam_kev <= 0:
+        raise IdentificationInputError(f"beam energy {beam_kev!r} keV is not a beam energy; give the SEM's (5-30 kV).")
+    lo, hi = Instrument(axis, float(beam_kev)).fit_range()
+    if hi - lo < MIN_RANGE_EV:
+        raise IdentificationInputError(
+            f"the energy axis and beam leave {lo / 1000:.2f}-{hi / 1000:.2f} keV to fit, under the "
+            f"{MIN_RANGE_EV / 1000:.1f} keV needed for the K lines of C to Si; check the calibration (channel width "
+            f"{axis.scale_ev} eV, offset {axis.offset_ev} eV) and the beam energy ({beam_kev} keV: lines above it "
+            "are not excited)."
+        )
+
+
+def summed_spectrum(spectra: Tensor) -> np.ndarray:
+    """(C,) float64 sum of spectra (N, C) of any dtype, a block at a time (no float copy of them all)."""
+    out = torch.zeros(spectra.shape[1], dtype=torch.float64)
+    for start in range(0, len(spectra), CHUNK):
+        out += spectra[start : start + CHUNK].double().sum(0)
+    return out.numpy()
+
+
+def identify(
+    spectra: Tensor,
+    axis: EnergyAxis,
+    beam_kev: float,
+    fwhm_mn_ev: float = 130.0,
+    library: Library | None = None,
+    field: Survey | None = None,
+    refine: bool = True,
+    rounds: int = 2,
+) -> Identified:
+    """Name every spectrum (N, C) by composition. ``field``: a survey made before (of a larger set of spectra);
+    else the survey of these spectra's sum. Then ``rounds`` of phase refinement (`refine_by_phase`)."""
+    check_inputs(spectra, axis, beam_kev)
+    library = library or load_library()
+    summed = summed_spectrum(spectra)
+    field = field or survey(summed, Instrument(axis, float(beam_kev), float(fwhm_mn_ev)), refine=refine)
+    composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed)
+    matches = match(composition, library)
+    for _ in range(rounds):
+        composition = refine_by_phase(spectra, field, matches, composition)
+        matches = match(composition, library)
+    return Identified(field, composition, matches, library)
+
+
+MIN_PHASE_COUNTS = 20_000.0  # a phase's summed spectrum needs this many counts to find its own elements
+
+
+def refine_by_phase(spectra: Tensor, field: Survey, matches: Matches, composition: Composition) -> Composition:
+    """Compositions re-measured phase by phase: the spectra matched to one entry (or one unknown element set) are
+    summed; the sum gives that phase its own elements (the field's, tested again on the sum) and its own
+    efficiency T(E) (its own matrix absorption); each spectrum is refitted with them. A spectrum thus never gets
+    an element its phase does not show (Na from a Zn L residual), and its light lines are corrected for its own
+    matrix. Phases whose sum has under `MIN_PHASE_COUNTS` keep the field's fit."""
+    keys = _phase_keys(matches, composition)
+    fractions, sigma = composition.fractions.clone(), composition.sigma.clone()
+    share = composition.heavy_share.clone()
+    for key in torch.unique(keys):
+        rows = torch.nonzero(keys == key).squeeze(1)
+        part = spectra.index_select(0, rows)
+        summed = summed_spectrum(part)
+        if summed.sum() < MIN_PHASE_COUNTS:
+            continue
+        efficiency = continuum_efficiency(summed, field.instrument, field.elements)
+        elements = detect_elements(summed, field.instrument, efficiency, field.elements)
+        efficiency = continuum_efficiency(summed, field.instrument, elements)
+        if not elements:
+            continue
+        comp = _fit_and_quantify(part, field, elements, efficiency, summed)
+        index = [composition.elements.index(el) for el in comp.elements]
+        fractions[rows], sigma[rows] = 0.0, 0.0
+        fractions[rows[:, None], torch.tensor(index)[None]] = comp.fractions
+        sigma[rows[:, None], torch.tensor(index)[None]] = comp.sigma
+        share[rows] = comp.heavy_share
+    return Composition(composition.elements, fractions, sigma, composition.net_counts, composition.unmeasured, share)
+
+
+def _phase_keys(matches: Matches, composition: Composition) -> Tensor:
+    """(N,) phase of each spectrum: its best entry, or for 'unknown' its two most abundant elements (as -1 - code)."""
+    top = torch.topk(composition.fractions, k=min(2, composition.fractions.shape[1]), dim=1).indices
+    code = top[:, 0] * len(composition.elements) + top[:, -1]
+    return torch.where(matches.best >= 0, matches.best, -1 - code)
+
+
+def _fit_and_quantify(
+    spectra: Tensor, field: Survey, elements: tuple[str, ...] | list[str], efficiency, summed: np.ndarray
+) -> Composition:  # noqa: ANN001
+    """Compositions of ``spectra`` fitted with ``elements`` on the field's instrument, quantified with ``efficiency``;
+    columns: every candidate element (`lines.CANDIDATE_ELEMENTS`), 0 for those not fitted."""
+    inst = field.instrument
+    lo, hi = inst.fit_range()
+    model = LineModel(families(elements, inst.beam_kev, lo, hi), inst, efficiency)
+    fit = fit_lines(spectra, model, poisson_weights(summed / max(len(spectra), 1), model))
+    comp = quantify(fit, efficiency)
+    order = [comp.elements.index(el) if el in comp.elements else -1 for el in CANDIDATE_ELEMENTS]
+    pick = torch.tensor([max(i, 0) for i in order])
+    keep = torch.tensor([i >= 0 for i in order], dtype=comp.fractions.dtype)
+    return Composition(CANDIDATE_ELEMENTS, comp.fractions[:, pick] * keep, comp.sigma[:, pick] * keep,
+                       comp.net_counts, comp.unmeasured, comp.heavy_share)  # fmt: skip

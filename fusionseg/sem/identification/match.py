@@ -1,0 +1,115 @@
+"""Composition -> mineral: the library candidate nearest a measured composition, in standard deviations.
+
+Compared are the cation fractions (elements from Na up, renormalised among themselves, shrunk to 0 when
+they carry under 10 % of the line counts: carbon, epoxy) and the presence of C, O and F, which a
+standardless analysis quantifies poorly (0 absent, 1 at 10 wt % or more). Each has a tolerance that does
+not shrink with counts: counting error + a relative error (12 % above 1.6 keV, 20 % below) + an absolute
+floor; so a 50,000-count
+spectrum is judged like a 1,000-count one, and the score (mean chi-square per element present) grows with
+a real difference, not with the counts. Above `MAX_SCORE` no library entry fits: "unknown (Ca-Fe-Si-O)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusionseg.sem.identification.library import Library
+from fusionseg.sem.identification.quantify import Composition
+
+LIGHT = {"C": 0.6, "O": 0.35, "F": 0.35}  # light elements: tolerance of their presence (0 absent .. 1 present)
+LIGHT_SATURATION = 0.1  # a light element at or above this weight fraction counts as fully present
+RELATIVE_HIGH, RELATIVE_LOW, LOW_LINE_EV = 0.12, 0.2, 1600.0
+UNMEASURED_VARIANCE = 1e6  # an element whose lines the detector barely records (O behind Be) is not compared
+FLOOR = 0.015  # absolute tolerance of a cation fraction
+PRESENT = 0.02  # an element counts as present in a comparison above this fraction
+MAX_SCORE = 4.0  # mean chi-square per element present above which nothing fits (tuned on validation fields)
+HEAVY_SHARE = 0.1  # net line counts of the elements from Na up under this share: cations count for less (carbon)
+
+
+@dataclass
+class Matches:
+    """Per spectrum: ``best`` (N,) entry index or -1 (nothing fits), ``score`` (N,) its mean chi-square,
+    ``second`` / ``second_score`` the best other entry, ``confidence`` (N,) the posterior of the best entry."""
+
+    best: Tensor
+    score: Tensor
+    second: Tensor
+    second_score: Tensor
+    confidence: Tensor
+
+
+def features(
+    fractions: Tensor, sigma: Tensor | None, elements: tuple[str, ...], heavy_share: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(N, E) comparison features and their variances: cation fractions (renormalised among the elements from Na
+    up, shrunk when those carry under `HEAVY_SHARE` of the lines: carbon, epoxy) and the presence of C, O, F
+    (their fraction over `LIGHT_SATURATION`, at most 1: a standardless O is off by up to 2x, its presence is not).
+    ``heavy_share``: measured share of net counts in cations; library rows pass None (their weight share)."""
+    light = torch.tensor([el in LIGHT for el in elements])
+    cations = (fractions * ~light).sum(1, keepdim=True)
+    share = cations if heavy_share is None else heavy_share.to(fractions.dtype)[:, None]
+    scale = (share / HEAVY_SHARE).clamp(max=1) / cations.clamp(min=1e-9)
+    presence = (fractions / LIGHT_SATURATION).clamp(max=1)
+    feats = torch.where(light, presence, fractions * scale)
+    from fusionseg.sem.identification.lines import families
+
+    line_ev = torch.tensor([_line_ev(el, families) for el in elements])
+    rel = torch.where(line_ev < LOW_LINE_EV, RELATIVE_LOW, RELATIVE_HIGH)
+    floor = torch.tensor([LIGHT.get(el, FLOOR) for el in elements])
+    stat = torch.zeros_like(fractions) if sigma is None else torch.where(light, sigma / LIGHT_SATURATION, sigma * scale)
+    var = stat**2 + (torch.where(light, 0.0, rel) * feats) ** 2 + floor**2
+    return feats, var
+
+
+def _line_ev(element: str, families) -> float:  # noqa: ANN001 - the lines.families function
+    fams = families([element], 20.0, 0.0, 1e9)
+    return max(f.main_ev for f in fams) if fams else 0.0
+
+
+def match(composition: Composition, library: Library) -> Matches:
+    """Best library entries for each measured composition (elements mapped onto the library's)."""
+    n = len(composition.fractions)
+    index = [library.elements.index(el) for el in composition.elements]
+    frac = torch.zeros(n, len(library.elements), dtype=torch.float64)
+    sig = torch.zeros_like(frac)
+    frac[:, index], sig[:, index] = composition.fractions.double(), composition.sigma.double()
+    m, v = features(frac, sig, library.elements, composition.heavy_share)
+    if composition.unmeasured:
+        v[:, [library.elements.index(el) for el in composition.unmeasured]] = UNMEASURED_VARIANCE
+    lib = torch.from_numpy(library.compositions)
+    l_feat, _ = features(lib, None, library.elements)
+    inv = 1.0 / v
+    chi2 = (m**2 * inv).sum(1, keepdim=True) - 2 * (m * inv) @ l_feat.T + inv @ (l_feat**2).T  # (N, K)
+    pm, pl = (m > PRESENT).double(), (l_feat > PRESENT).double()
+    if composition.unmeasured:
+        pl[:, [library.elements.index(el) for el in composition.unmeasured]] = 0
+    present = pm.sum(1, keepdim=True) + pl.sum(1)[None] - pm @ pl.T
+    score = chi2.clamp(min=0) / present.clamp(min=1)
+    return _best_two(score, torch.from_numpy(library.prior()), torch.from_numpy(library.entry))
+
+
+def _best_two(score: Tensor, prior: Tensor, entry: Tensor) -> Matches:
+    """Best and second-best distinct entries per row, ranked by score + prior (`Library.prior`); the best's
+    posterior (softmax of -score/2 over entries, prior included) as its confidence; above `MAX_SCORE`: -1."""
+    n_entries = int(entry.max()) + 1
+    ranked = score + prior[None]
+    per_entry = torch.full((len(score), n_entries), float("inf"), dtype=score.dtype)
+    per_entry.scatter_reduce_(1, entry.expand_as(score), ranked, reduce="amin")
+    raw = torch.full_like(per_entry, float("inf")).scatter_reduce_(1, entry.expand_as(score), score, reduce="amin")
+    top = torch.topk(-per_entry, k=min(2, n_entries), dim=1)
+    best, second = top.indices[:, 0], top.indices[:, -1]
+    best_score, second_score = raw.gather(1, best[:, None])[:, 0], raw.gather(1, second[:, None])[:, 0]
+    confidence = torch.softmax(-0.5 * per_entry, dim=1).gather(1, best[:, None])[:, 0]
+    best = torch.where(best_score <= MAX_SCORE, best, torch.full_like(best, -1))
+    return Matches(best, best_score.float(), second, second_score.float(), confidence.float())
+
+
+def unknown_name(fractions: np.ndarray, elements: tuple[str, ...], min_fraction: float = 0.03) -> str:
+    """'unknown (Ca-Fe-Si-O)': the elements above ``min_fraction`` (weight) by decreasing abundance."""
+    order = np.argsort(-np.asarray(fractions))
+    found = [elements[i] for i in order if fractions[i] >= min_fraction][:6]
+    return f"unknown ({'-'.join(found) or 'no lines'})"
