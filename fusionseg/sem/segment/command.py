@@ -28,6 +28,7 @@ import numpy as np
 from fusionseg.argtypes import fraction, int_at_least, memory_size, positive_float
 from fusionseg.baselines import CLASSIC_METHODS
 from fusionseg.inference import min_tile_px
+from fusionseg.logs import add_verbosity_flags, console_logs
 from fusionseg.sem.segment.config import SegmentConfig
 from fusionseg.sem.segment.run import run_segment
 
@@ -112,6 +113,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--resume", action="store_true", help="several fields: keep those already written in --out, map the rest"
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_verbosity_flags(p)
     return p.parse_args(argv)
 
 
@@ -120,7 +122,9 @@ def segment_main(argv: list[str]) -> int:
     from fusionseg.errors import run_command
 
     def run(args: list[str]) -> int:
-        out = run_segment(parse_args(args))
+        a = parse_args(args)
+        with console_logs(quiet=a.quiet, verbose=a.verbose):
+            out = run_segment(a)
         print(f"Outputs written to {out}")
         return 0
 

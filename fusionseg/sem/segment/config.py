@@ -41,7 +41,7 @@ class SegmentConfig:
     tile_px: int = 512
     overlap_px: int = OVERLAP_PX
     seed: int = 0
-    progress: bool = True
+    progress: bool = True  # per-field training: Lightning's bar on a terminal, else a line per epoch (stderr)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     honour_points: bool = True  # confidently identified measured pixels keep their mineral in the map
     held_out_share: float = 0.1  # checkpoint path: share of identified points withheld and scored (QC)

@@ -1,9 +1,10 @@
 """Per-field training data: random crops around labelled points (some hidden as queries), fixed validation crops,
-and the callback that keeps the weights of the best validation loss."""
+and the callbacks that keep the weights of the best validation loss and print one line per epoch."""
 
 from __future__ import annotations
 
 import copy
+import sys
 
 import lightning as L
 import torch
@@ -81,4 +82,15 @@ class KeepBestWeights(L.Callback):
             module.load_state_dict(self.state)
 
 
-__all__ = ["KeepBestWeights", "ListDataset", "PointCropDataset", "validation_crops"]
+class EpochLines(L.Callback):
+    """One line per epoch on stderr (where a progress bar would write hundreds into a log file): epoch, losses."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        losses = ", ".join(f"{key.replace('/', ' ')} {float(metrics[key]):.3f}" for key in ("train/loss", "val/loss")
+                           if key in metrics)  # fmt: skip
+        print(f"per-field training, epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {losses}", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+
+__all__ = ["EpochLines", "KeepBestWeights", "ListDataset", "PointCropDataset", "validation_crops"]

@@ -19,12 +19,13 @@ from torch.utils.data import DataLoader
 from fusionseg.data.datamodule import collate_samples
 from fusionseg.errors import SegmentError
 from fusionseg.inference import predict_field
+from fusionseg.logs import stdout_is_terminal
 from fusionseg.sample import IGNORE_INDEX, Sample
 from fusionseg.sem.identify import PointLabels
 from fusionseg.sem.meta import sem_meta
 from fusionseg.sem.segment.check import finish_result
 from fusionseg.sem.segment.config import SegmentConfig, SegmentResult
-from fusionseg.sem.segment.crops import KeepBestWeights, ListDataset, PointCropDataset, validation_crops
+from fusionseg.sem.segment.crops import EpochLines, KeepBestWeights, ListDataset, PointCropDataset, validation_crops
 from fusionseg.sem.segment.identify import clustering_notes
 from fusionseg.sem.segment.timing import record, timed
 
@@ -137,14 +138,15 @@ def train_on_points(sample: Sample, config: SegmentConfig) -> tuple[Any, dict[st
                                  config.query_fraction, config.seed)  # fmt: skip
     val_items = validation_crops(sample, val, config.crop_px) if val.any() else []
     keep = KeepBestWeights()
-    callbacks: list[L.Callback] = [keep]
+    bar = config.progress and stdout_is_terminal()  # a log file gets a line per epoch, not the bar's redraws
+    callbacks: list[L.Callback] = [keep, *([EpochLines()] if config.progress and not bar else [])]
     if val_items:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor="val/loss", patience=config.patience))
     trainer = L.Trainer(
         max_epochs=config.max_epochs, accelerator="cpu", devices=1,
         max_time=None if config.time_budget_s is None else {"seconds": config.time_budget_s},
         logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=callbacks,
-        enable_progress_bar=config.progress, num_sanity_val_steps=0, limit_val_batches=1.0 if val_items else 0,
+        enable_progress_bar=bar, num_sanity_val_steps=0, limit_val_batches=1.0 if val_items else 0,
     )  # fmt: skip
     start = time.perf_counter()  # the seconds of `fit` alone, in ``info`` (the pipeline's train_s)
     loader = DataLoader(train_set, batch_size=config.crops_per_batch, collate_fn=collate_samples)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from pathlib import Path
 
 from fusionseg.errors import SegmentError
 from fusionseg.inference import available_memory
+from fusionseg.logs import collected_warnings, merged
+from fusionseg.sample import OddInputWarning
 from fusionseg.sem.segment.acquire import acquire_field, check_acquisition_args
 from fusionseg.sem.segment.checkpoint import mapped_size
 from fusionseg.sem.segment.config import SegmentConfig, SegmentResult
@@ -72,13 +75,34 @@ def shipped_or_given_checkpoint(a: argparse.Namespace) -> tuple[Path | None, boo
 
 
 def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
-    """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``."""
+    """Read, sample, segment one field and write its outputs into a staging folder renamed to ``out``.
+
+    Every warning logged meanwhile is also one of the summary's warnings (``qc.warnings``: the report's WARNING
+    lines), whatever stage logged it."""
     from fusionseg.export.safe_io import output_folder
-    from fusionseg.sem.data.readers import peek_folder_size
     from fusionseg.sem.export.qc import qc_lines
     from fusionseg.sem.export.report import write_segment_outputs
 
     start = time.perf_counter()
+    with collected_warnings() as logged, warnings.catch_warnings():
+        warnings.simplefilter("ignore", OddInputWarning)  # `segment_field` logs the same (`odd_input_notes`)
+        result = _map_one(path, a, start)
+    result.qc["warnings"] = merged(result.qc.get("warnings", []), logged)
+    written = time.perf_counter()
+    with output_folder(out, (path, a.image, a.checkpoint), a.overwrite or a.resume) as staging:
+        record(result.timings, "total_s", start)  # before writing: summary.json holds it
+        write_segment_outputs(staging, result, input_path=path)
+    record(result.timings, "write_s", written)
+    if not getattr(a, "quiet", False):
+        print(f"{path.name}:")
+        print("\n".join(f"  {line}" for line in qc_lines(result.qc)))
+    return result
+
+
+def _map_one(path: Path, a: argparse.Namespace, start: float) -> SegmentResult:
+    """One field read (``start``: when reading began), its points chosen and mapped under the memory budget."""
+    from fusionseg.sem.data.readers import peek_folder_size
+
     budget = a.max_memory or available_memory()
     size = peek_folder_size(path, a.image) if path.is_dir() else None  # from the files' headers
     if size is not None:  # a budget too small is refused before the read, which alone may exceed it
@@ -98,20 +122,13 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
                            time_budget_s=a.time_budget, tile_px=tile, seed=a.seed, num_threads=a.threads,
                            honour_points=not a.no_honour_points, extrapolate=a.extrapolate,
                            fallback_per_field=shipped, adapt_refiner=not a.no_adapt,
-                           classic_floor=not a.no_classic_floor)  # fmt: skip
+                           classic_floor=not a.no_classic_floor, progress=not getattr(a, "quiet", False))  # fmt: skip
     log.info("memory budget %.2f GB: prediction tiles of %d px", budget / 1e9, tile)
     result = segment_field(sample, checkpoint, config)
     record(result.timings, "read_s", seconds=read_s)
     result.info.update(memory_budget_gb=round(budget / 1e9, 2), tile_px=tile)
     if acquisition is not None:
         result.info["acquisition"], result.acquisition_order = acquisition
-    written = time.perf_counter()
-    with output_folder(out, (path, a.image, a.checkpoint), a.overwrite or a.resume) as staging:
-        record(result.timings, "total_s", start)  # before writing: summary.json holds it
-        write_segment_outputs(staging, result, input_path=path)
-    record(result.timings, "write_s", written)
-    print(f"{path.name}:")
-    print("\n".join(f"  {line}" for line in qc_lines(result.qc)))
     return result
 
 
