@@ -55,10 +55,30 @@ class FusionSegCLI(LightningCLI):
             parser.link_arguments(f"data.{attr}", f"model.{attr}", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 (jsonargparse parser and args)
-        """Explicit ``args`` are parsed as given: no warning that ``sys.argv`` also holds a command's flags."""
+        """Explicit ``args`` are parsed as given: no warning that ``sys.argv`` also holds a command's flags.
+
+        ``--data.source NAME`` naming another source than the configs' drops their ``data.source_kwargs`` and
+        ``data.train_source_kwargs`` (as jsonargparse drops a class's ``init_args`` when ``class_path`` changes):
+        only the source keyword arguments given on the command line reach the new source."""
         if args is None:
             return super().parse_arguments(parser, args)
-        self.config = parser.parse_object(args) if isinstance(args, dict) else parser.parse_args(args)
+        if isinstance(args, dict):
+            self.config = parser.parse_object(args)
+            return None
+        self.config = parser.parse_args(args)
+        at = _source_override(args)
+        if at is None:
+            return None
+        skip = 1 if "=" in args[at] else 2
+        try:
+            before = _data_source(parser.parse_args(args[:at] + args[at + skip :]))
+        except Exception:  # without the override the arguments do not parse: treat the source as changed
+            before = None
+        if before != _data_source(self.config):
+            first = next(i for i, a in enumerate(args) if a.split("=")[0] in SOURCE_FLAGS)
+            reset = ["--data.source_kwargs=null", "--data.train_source_kwargs=null"]
+            self.config = parser.parse_args(args[:first] + reset + args[first:])
+        return None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer; ``trainer.enable_checkpointing=false`` also drops the default ``last.ckpt`` writer."""
@@ -192,6 +212,21 @@ def migrated_checkpoint(path: str | Path) -> Path | None:
 
 class BuildError(FusionSegError):
     """A config or override the parser rejects; the message names it and how to fix it."""
+
+
+SOURCE_FLAGS = ("--data.source", "--data.source_kwargs", "--data.train_source_kwargs")
+
+
+def _source_override(args: Sequence[str]) -> int | None:
+    """Index of the last ``--data.source NAME`` / ``--data.source=NAME`` in ``args`` (None: not overridden)."""
+    hits = [i for i, a in enumerate(args) if a == "--data.source" or a.startswith("--data.source=")]
+    return hits[-1] if hits else None
+
+
+def _data_source(config: Any) -> Any:
+    """``data.source`` of a parsed LightningCLI config (under its subcommand when there is one)."""
+    sub = config.get("subcommand")
+    return config.get(f"{sub}.data.source" if sub else "data.source")
 
 
 def _model_config(config: Any, subcommand: str | None) -> dict[str, Any]:

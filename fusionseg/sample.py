@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -18,6 +19,14 @@ IGNORE_INDEX = -1
 
 class SampleError(FusionSegError):
     """A `Sample` field is malformed; the message names the field and the fix."""
+
+
+class OddInputWarning(UserWarning):
+    """Legal but suspicious input (`odd_input_notes`): the result will be weak; the message says why and the fix."""
+
+
+# each distinct odd-input message once per process: a field's copies and crops (`dataclasses.replace`) repeat it
+warnings.filterwarnings("once", category=OddInputWarning)
 
 
 _POSITIVE_META = {"pixel_size_um": "pixel size in µm (e.g. 1.0)"}
@@ -148,6 +157,9 @@ class Sample:
         self.target = _as_target(self.target, "target", self.meta)
         self.point_target = _as_target(self.point_target, "point_target", self.meta)
         self.validate()
+        note = one_pixel_note(self.point_coords)
+        if note is not None:  # legal (a test spot, a mis-parsed position file), but the map cannot follow it
+            warnings.warn(note, OddInputWarning, stacklevel=3)
 
     @property
     def height(self) -> int:
@@ -337,18 +349,27 @@ def _as_target(value: Any, name: str, meta: SampleMeta) -> Tensor | None:
     return t.float()  # regression values, float32 (NaN = unlabelled)
 
 
+def one_pixel_note(coords: Tensor) -> str | None:
+    """The warning for two or more points (``coords`` (N, 2) row, col) that all round to one pixel; None if not."""
+    if coords.dim() != 2 or len(coords) < 2:
+        return None
+    rounded = coords.round()
+    if not bool((rounded == rounded[:1]).all()):
+        return None
+    r, c = rounded[0].tolist()
+    return (f"all {len(coords)} measured points lie at one pixel (row {r:g}, col {c:g}): the spectra say nothing about "
+            "the rest of the field; check the point positions (x = column, y = row in pixels)")  # fmt: skip
+
+
 def odd_input_notes(sample: Sample) -> list[str]:
     """Warnings for legal but suspicious input: very few points, all points at one pixel, a flat image."""
     notes = []
     n = sample.num_points
     if 0 < n <= 2:
         notes.append(f"only {n} measured point(s): the map can only follow them coarsely; measure ~1 % of pixels")
-    if n > 1 and len(torch.unique(sample.point_coords.round(), dim=0)) == 1:
-        r, c = sample.point_coords[0].round().tolist()
-        notes.append(
-            f"all {n} measured points lie at one pixel (row {r:g}, col {c:g}): the spectra say nothing about the rest "
-            "of the field; check the point positions (x = column, y = row in pixels)"
-        )
+    one_pixel = one_pixel_note(sample.point_coords)
+    if one_pixel is not None:
+        notes.append(one_pixel)
     if bool((sample.image == sample.image.flatten(1)[:, :1, None]).all()):
         notes.append("the image is constant (every pixel the same value): phase boundaries cannot follow it")
     return notes
@@ -362,10 +383,12 @@ def point_fraction(sample: Sample) -> float:
 __all__ = [
     "IGNORE_INDEX",
     "DomainMeta",
+    "OddInputWarning",
     "Sample",
     "SampleError",
     "SampleMeta",
     "odd_input_notes",
+    "one_pixel_note",
     "point_fraction",
     "real_number",
 ]

@@ -601,3 +601,50 @@ def test_shipped_model_predicts_odd_fields(case, field):
     assert torch.isfinite(out["confidence"]).all() and (out["confidence"] > 0).all()
     if case == "one phase":
         assert (out["labels"] == s.point_target[0]).all()
+
+
+# ----------------------------------------------------------------------------- front door (issue 43)
+def test_out_under_a_file_is_a_one_line_error(tmp_path, field, capsys):
+    data = write_npz_folder(tmp_path / "d", field)
+    (tmp_path / "A").write_text("a file, not a folder")
+    assert segment_main([str(data), "--out", str(tmp_path / "A" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "lies under" in err and "which is a file" in err and "A_maps" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "A").read_text() == "a file, not a folder"
+
+
+def test_sample_with_all_points_at_one_pixel_warns():
+    from fusionseg.sample import OddInputWarning
+
+    with pytest.warns(OddInputWarning, match=r"all 10 measured points lie at one pixel \(row 3, col 4\)"):
+        make(point_coords=torch.tensor([[3.0, 4.0]] * 10), point_features=torch.rand(10, 16) * 10,
+             point_target=torch.tensor([0, 1] * 5))  # fmt: skip
+
+
+def test_one_pixel_warning_is_one_of_the_summary_warnings(field, tmp_path):
+    """Printed while running, so also a WARNING line of the summary (and of report.md)."""
+    folder = write_npz_folder(tmp_path / "f", field, coords=np.array([[3.0, 3.0]] * 6),
+                              spectra=field.point_features.numpy()[:6])  # fmt: skip
+    assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "8GB"]) == 0
+    warnings = json.loads((tmp_path / "o" / "summary.json").read_text())["qc"]["warnings"]
+    assert any("all 6 measured points lie at one pixel" in w for w in warnings), warnings
+    assert "WARNING: all 6 measured points lie at one pixel" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_data_source_override_drops_the_configs_source_kwargs(tmp_path):
+    """``--data.source`` naming another source: the config's simulator kwargs (size, rocks, bse_noise_scale) are
+    dropped, the command line's kept; the same source keeps them (jsonargparse's class_path/init_args rule)."""
+    from fusionseg.build import make_cli
+    from fusionseg.sem.data.synthetic import simulate_to_folder
+
+    simulate_to_folder("granite", 6, 24, tmp_path / "sim", seed=0, eds_fraction=0.05)
+    base = ["--config", str(ROOT / "configs" / "default.yaml"), "--data.train_fields=1", "--data.val_fields=1",
+            "--data.test_fields=1", "--data.predict_fields=1", "--trainer.logger=false"]  # fmt: skip
+    cli = make_cli([*base, "--data.source", "sample-folder", f"--data.source_kwargs.root={tmp_path / 'sim'}"],
+                   run=False)  # fmt: skip
+    hp = cli.datamodule.hparams
+    assert hp.source == "sample-folder" and hp.source_kwargs == {"root": str(tmp_path / "sim")}
+    assert hp.train_source_kwargs is None and len(cli.datamodule.dataset("train")) == 1
+    same = make_cli([*base, "--data.source=sem-synthetic", "--data.source_kwargs.size=24"], run=False)
+    assert same.datamodule.hparams.source_kwargs["size"] == 24 and "rocks" in same.datamodule.hparams.source_kwargs

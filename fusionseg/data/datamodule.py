@@ -25,9 +25,9 @@ def create_source(name: str, kwargs: dict[str, Any]) -> Any:
         source = DATA_SOURCES.create(name, **kwargs)
     except RegistryArgumentError as err:  # typically a config written for another source, e.g. the simulator's
         raise RegistryArgumentError(
-            f"{err} A config written for another source keeps its data.source_kwargs when only data.source changes "
-            "on the command line: replace them whole, e.g. --data.source=sample-folder "
-            "--data.source_kwargs='{root: DIR}' --data.train_source_kwargs=null."
+            f"{err} These keyword arguments were written for another source (a config's data.source_kwargs and "
+            "data.train_source_kwargs name the source they were written for): give this source's, e.g. "
+            "--data.source=sample-folder --data.source_kwargs='{root: DIR}' --data.train_source_kwargs=null."
         ) from err
     if not callable(getattr(source, "__len__", None)) or not callable(getattr(source, "__getitem__", None)):
         raise FusionSegError(

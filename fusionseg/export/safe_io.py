@@ -150,7 +150,7 @@ def check_output_folder(
 ) -> Path:
     """Raise `OutputFolderError` unless writing into ``out`` can only replace fusionseg's own files.
 
-    Refused: ``out`` is a file; ``out`` is, or lies above, one of ``inputs``; ``out`` holds files and
+    Refused: ``out`` is a file or lies under one; ``out`` is, or lies above, one of ``inputs``; ``out`` holds files and
     ``overwrite`` is off; ``out`` holds `foreign_files` (``also_ours``: relative paths a command writes
     outside manifests). ``others``: folders of ``out`` that other processes of the same job are writing now
     (their fields, with the staging folders beside them): not read here, their own process checks them first.
@@ -159,6 +159,10 @@ def check_output_folder(
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise OutputFolderError(f"--out {out} is a file, not a folder; give a folder path for the outputs.")
+    above = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if above is not None:  # mkdir would fail with FileExistsError
+        raise OutputFolderError(f"--out {out} lies under {above}, which is a file, not a folder; give an --out "
+                                f"outside it, e.g. --out {above.parent / (above.name + '_maps')}.")  # fmt: skip
     for inp in inputs:
         if inp is not None and _inside(Path(inp), out):
             raise OutputFolderError(
