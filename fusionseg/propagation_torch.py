@@ -74,14 +74,16 @@ def _filter_along(image: Tensor, kernel: Tensor, radius: int, dim: int) -> Tenso
 
 
 def local_noise(image: Tensor) -> Tensor:
-    """(C,) spread of each channel of ``image`` (C, H, W) around its 3-px Gaussian smoothing (`prior.local_noise`)."""
+    """(C,) spread of each channel of ``image`` (C, H, W) around its 3-px Gaussian smoothing
+    (`prior_features.local_noise`)."""
     return (image - gaussian_filter(image, 3.0)).flatten(1).std(1, correction=0)
 
 
 def mismatch_model(
     image: Tensor, rows: Tensor, cols: Tensor, cls: Tensor, n_classes: int, sigma: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """`prior._mismatch_model` in torch: the smoothed image (C, H*W), class medians (F, C), pooled spread (C,)."""
+    """`prior_features._mismatch_model` in torch: the smoothed image (C, H*W), class medians (F, C), pooled spread
+    (C,)."""
     c, h, w = image.shape
     smooth = gaussian_filter(image, sigma)
     values = smooth[:, rows, cols].T  # (N, C)

@@ -97,7 +97,7 @@ def test_large_fields_adapt_on_a_central_window(shipped) -> None:
 def test_segment_adapts_once_per_field_within_the_tile(monkeypatch) -> None:
     """Tiled `segment` fine-tunes once, never per tile, on a window that fits the memory budget's tile and on the
     points its held-out check keeps (the map and the blind check share that adaptation)."""
-    import fusionseg.models.module as module_mod
+    import fusionseg.models.module_predict as module_mod
     from fusionseg.pretrain import DEFAULT_WEIGHTS
     from fusionseg.registry import DATA_SOURCES
     from fusionseg.sem.segment import SegmentConfig, segment_field

@@ -493,7 +493,7 @@ def test_a_budget_too_small_is_refused_from_the_file_headers_before_the_read(fie
     (rgb / "bse.tif").unlink()
     skio.imsave(rgb / "bse.png", np.zeros((32, 32, 3), np.uint8), check_contrast=False)  # colour PNG: grey read
     assert peeked_is_read(rgb)
-    monkeypatch.setattr(readers, "_read_npz", lambda path: pytest.fail("the spectra were read"))
+    monkeypatch.setattr(readers.folders, "_read_npz", lambda path: pytest.fail("the spectra were read"))
     assert segment_main([str(folder), "--out", str(tmp_path / "o"), "--max-memory", "300MB"]) == 2
     assert "needs about" in capsys.readouterr().err and not (tmp_path / "o").exists()
 

@@ -99,7 +99,7 @@ class _CountsNotWidened(TorchFunctionMode):
 def test_int16_counts_are_never_widened_whole(field, mode, monkeypatch) -> None:
     """The shipped-weights path reads int16 counts in chunks (identification, encoding, totals, mean spectra):
     chunks of 64 spectra here, so a whole-array conversion is told apart from a chunk."""
-    import fusionseg.models.module as module
+    import fusionseg.models.module_predict as module
     import fusionseg.sem.identify as identify
 
     monkeypatch.setattr(identify, "CHUNK_SPECTRA", 64)

@@ -179,7 +179,7 @@ def test_large_cubes_are_read_lazily(monkeypatch):
     if not path.is_file():
         pytest.skip("real Bruker file absent")
     eager = readers.read_input(path)
-    monkeypatch.setattr(readers, "LAZY_MIN_BYTES", 0)
+    monkeypatch.setattr(readers.vendor, "LAZY_MIN_BYTES", 0)
     lazy = readers.read_input(path)
     assert hasattr(lazy.meta.domain.dense_spectra, "compute") and isinstance(
         eager.meta.domain.dense_spectra, np.ndarray

@@ -7,51 +7,39 @@ module so that prediction works on a raw `Sample` (a user's file) exactly as in 
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
-from torch.nn.parameter import is_lazy  # lazily sized layers (shape known after loading) are not compared
 from torch_geometric.data import Batch
 from torchmetrics import MeanMetric
 
-from fusionseg.errors import FusionSegError
 from fusionseg.graphs.schema import POINT, decode_to_pixels, pixel_batch
-from fusionseg.inference import check_memory, predict_field, tile_for_memory
-from fusionseg.models.adaptation import FieldAdaptation, adapted_mlp
 from fusionseg.models.losses import create_loss, labelled
 from fusionseg.models.metrics import regression_metrics, segmentation_metrics, summarise
-from fusionseg.models.prior import FEATURES, PriorRefiner
+from fusionseg.models.module_predict import ENCODE_CHUNK_BYTES, FieldPrediction
+from fusionseg.models.module_setup import (
+    ARCHITECTURE_KEYS,
+    DEFAULT_LOSS,
+    LEGACY_CONTEXT_KEYS,
+    MONITOR,
+    CheckpointMismatchError,
+    ModuleSetup,
+    encoder_kwargs,
+    migrate_hparams,
+)
+from fusionseg.models.prior import PriorRefiner
 from fusionseg.registry import FUSIONS, GRAPH_BUILDERS, HEADS, POINT_ENCODERS
 from fusionseg.sample import IGNORE_INDEX, Sample
 
-# Hyper-parameters that change tensor shapes or meaning; a checkpoint must agree on them.
-# Metric each task's checkpoints are chosen by, and whether higher is better.
-MONITOR = {"segmentation": ("val/miou", "max"), "regression": ("val/rmse", "min")}
-DEFAULT_LOSS = {"segmentation": "ce", "regression": "l2"}
-ENCODE_CHUNK_BYTES = 8e6  # point features encoded at once by `points_encoded`: small temporaries, reused
 CLASS_MAP_FLOOR = 1e-6  # least probability of a field class under `in_field_classes` (its log stays finite)
 
-ARCHITECTURE_KEYS = (
-    "class_names", "num_outputs", "task", "point_context", "image_channels", "point_channels", "hidden_channels",
-    "point_encoder", "point_encoder_kwargs", "graph_builder", "graph_builder_kwargs",
-    "fusion", "fusion_kwargs", "backbone", "backbone_kwargs", "head", "head_kwargs", "prior_refiner",
-)  # fmt: skip
 
-
-class CheckpointMismatchError(FusionSegError):
-    """A checkpoint was trained with a different architecture than the one configured."""
-
-
-class FusionSegModule(L.LightningModule):
+class FusionSegModule(ModuleSetup, FieldPrediction, L.LightningModule):
     """Segment (or regress) a dense map from an image plus sparse point measurements.
 
     Args:
@@ -309,198 +297,8 @@ class FusionSegModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
 
-    predict_max_memory: float | None = None
-    """Bytes a predicted field may use (``fusionseg predict --max_memory``): larger segmentation fields are
-    predicted in overlapping tiles of the size that fits (`fusionseg.inference`); None: whole fields."""
-
     class_map: Tensor | None = None
     """(num_outputs, K) set by `in_field_classes` while predicting a field in its own classes; None: the model's."""
-
-    field_adaptation: FieldAdaptation | None = FieldAdaptation()
-    """How each predicted field's own labelled points fine-tune the refiner first (`fusionseg.models.adaptation`);
-    None: every field gets the trained refiner as it is."""
-
-    def predict_step(self, batch: list[Sample], batch_idx: int) -> list[dict[str, Any]]:
-        """Per sample: ``labels`` (H, W) long and ``confidence`` (H, W) max probability (segmentation), or
-        ``values`` (K, H, W) (regression); in tiles when ``predict_max_memory`` asks for them. With a refiner,
-        each field is predicted by the refiner adapted to it (`adapted_to`)."""
-        if self.refiner is None:
-            return self._predict_batch(batch)
-        results = []
-        for sample in batch:
-            budget = self.predict_max_memory  # the adaptation window must fit the budget's tile, as the tiles do
-            with self.adapted_to(sample, None if budget is None else tile_for_memory(budget, sample)):
-                results += self._predict_batch([sample])
-        return results
-
-    def _predict_batch(self, batch: list[Sample]) -> list[dict[str, Any]]:
-        if self.predict_max_memory is None or self.hparams.task != "segmentation":
-            return self._predict_whole(batch)
-        return [self._predict_in_tiles(s, self.predict_max_memory) for s in batch]
-
-    @contextmanager
-    def points_encoded(self, sample: Sample) -> Iterator[Sample]:
-        """``sample`` with its point features encoded once, (N, out_dim), and the point encoder bypassed for the
-        duration. Each point is encoded on its own, so the network sees what it would per tile; tiles, held-out
-        subsets and adaptation folds then copy encoded features, not raw ones (a 4096² field at 1 % EDS holds
-        1.4 GB of spectra). The encoded sample has no domain metadata: its features are no domain's raw format."""
-        encoder = self.point_encoder
-        feats = sample.point_features
-        rows = max(1, int(ENCODE_CHUNK_BYTES // (4 * max(feats.shape[1], 1))))
-        was_training = encoder.training
-        with torch.no_grad():
-            encoder.eval()  # as predicting does (`predict_samples`)
-            encoded = torch.cat([encoder(feats[i : i + rows].to(self.device)).cpu()
-                                 for i in range(0, max(len(feats), 1), rows)])  # fmt: skip
-            encoder.train(was_training)
-        self.point_encoder = torch.nn.Identity()
-        try:
-            yield replace(sample, point_features=encoded, meta=replace(sample.meta, domain=None))
-        finally:
-            self.point_encoder = encoder
-
-    @contextmanager
-    def adapted_to(self, sample: Sample, max_px: int | None = None, points: Tensor | None = None) -> Iterator[str]:
-        """Predict with the refiner fine-tuned to ``sample``'s points for the duration (a no-op inside another
-        `adapted_to`, without a refiner or with ``field_adaptation`` None). ``max_px``: a smaller adaptation
-        window (px) than the settings'; ``points``: (N,) bool, the points it learns from (default: all).
-        Yields what was done, in words."""
-        if self.refiner is None or self.field_adaptation is None or self.refiner.field_mlp is not None:
-            yield "refiner not adapted"
-            return
-        settings = self.field_adaptation
-        if max_px is not None and max_px < settings.max_px:
-            settings = replace(settings, max_px=max_px)
-        mlp, how = adapted_mlp(self, sample, settings, points)
-        self.refiner.field_mlp = mlp if mlp is not None else self.refiner.mlp  # set either way: no nested retry
-        try:
-            yield how
-        finally:
-            self.refiner.field_mlp = None
-
-    def _predict_whole(self, batch: list[Sample]) -> list[dict[str, Any]]:
-        if self.refiner is not None:  # labels and confidence chunk by chunk, never the (H*W, K) scores
-            graph = self.build_graphs(batch)
-            fields = self.refiner.predict(self(graph), graph, batch, bool(self.hparams.mask_unseen_classes))
-            fills = self.refiner.classic_maps  # free with the features (segment's classic floor reads them)
-            return [{"name": s.meta.name, "labels": labels, "confidence": conf, "classic": classic}
-                    for s, (labels, conf), classic in zip(batch, fields, fills, strict=True)]  # fmt: skip
-        out, graph = self.pixel_outputs(batch)
-        owner = pixel_batch(graph)
-        results = []
-        for i, s in enumerate(batch):
-            o = out[owner == i]
-            if self.hparams.task == "segmentation":
-                prob = o.softmax(-1)
-                conf, labels = prob.max(-1)
-                results.append({"name": s.meta.name, "labels": labels.view(s.height, s.width).cpu(),
-                                "confidence": conf.view(s.height, s.width).cpu()})  # fmt: skip
-            else:
-                results.append({"name": s.meta.name, "values": o.T.reshape(-1, s.height, s.width).cpu()})
-        return results
-
-    def _predict_in_tiles(self, sample: Sample, budget: float) -> dict[str, Any]:
-        tile = tile_for_memory(budget, sample)
-        check_memory(budget, sample, tile, flag="--max_memory")
-        if tile >= max(sample.height, sample.width):
-            return self._predict_whole([sample])[0]
-        labels, conf = predict_field(_WholeFields(self), sample, tile)
-        return {"name": sample.meta.name, "labels": labels, "confidence": conf}
-
-    @torch.no_grad()
-    def predict_samples(self, samples: list[Sample], batch_size: int = 4) -> list[dict[str, Any]]:
-        """Predict outside a Trainer (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        try:
-            return [
-                r for i in range(0, len(samples), batch_size) for r in self.predict_step(samples[i : i + batch_size], i)
-            ]
-        finally:
-            self.train(was_training)
-
-    # ----------------------------------------------------------------------------- fitting
-    @property
-    def monitor(self) -> tuple[str, str]:
-        """(metric, mode) checkpoints of this task are chosen by: ``val/miou`` max or ``val/rmse`` min."""
-        return MONITOR[self.hparams.task]
-
-    def configure_callbacks(self) -> list[Any]:
-        """Checkpoints by the task's metric when none is configured; refuse a monitor this task never logs."""
-        checkpoints = [cb for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
-        metric, mode = self.monitor
-        other = {m for task, (m, _) in MONITOR.items() if task != self.hparams.task}
-        for cb in checkpoints:
-            if cb.monitor in other:
-                raise ValueError(
-                    f"ModelCheckpoint monitors {cb.monitor!r}, which task={self.hparams.task!r} never logs; set "
-                    f"its init_args to {{monitor: {metric}, mode: {mode}}} in the config's trainer.callbacks."
-                )
-        if checkpoints and all(cb.monitor is None for cb in checkpoints) and self.trainer.limit_val_batches != 0:
-            dirpath = checkpoints[0].dirpath
-            return [ModelCheckpoint(dirpath=dirpath, monitor=metric, mode=mode, save_last=True)]
-        return []
-
-    def on_fit_start(self) -> None:
-        """Fit data-dependent encoders (e.g. PCA) on training spectra once."""
-        if self._encoder_fitted or self.trainer.datamodule is None:
-            return
-        spectra = self.trainer.datamodule.training_spectra()
-        self.point_encoder.fit(spectra.to(self.device))
-        self._encoder_fitted = True
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-
-    # ----------------------------------------------------------------------------- checkpoints
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> FusionSegModule:  # type: ignore[override]
-        """Lightning's loader, with an older checkpoint's hyper-parameters migrated first (`migrate_hparams`)."""
-        import io
-
-        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        hparams = ckpt.get("hyper_parameters", {})
-        if migrate_hparams(hparams) != hparams:
-            buffer = io.BytesIO()
-            torch.save({**ckpt, "hyper_parameters": migrate_hparams(hparams)}, buffer)
-            buffer.seek(0)
-            checkpoint_path = buffer
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["fusionseg_encoder_fitted"] = self._encoder_fitted
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another architecture with a list of what differs (not a bare shape error)."""
-        saved = checkpoint.get("hyper_parameters", {})
-        diffs = [
-            f"  {key}: checkpoint {saved.get(key)!r} vs configured {self.hparams.get(key)!r}"
-            for key in ARCHITECTURE_KEYS
-            if key in saved and _normalise(saved.get(key)) != _normalise(self.hparams.get(key))
-        ]
-        own, stored = self.state_dict(), checkpoint.get("state_dict", {})
-        diffs += [
-            f"  {name}: checkpoint {tuple(value.shape)} vs configured {tuple(own[name].shape)}"
-            for name, value in stored.items()
-            if name in own and not is_lazy(own[name]) and tuple(value.shape) != tuple(own[name].shape)
-        ][:10]
-        diffs += [f"  {name}: only in the checkpoint" for name in sorted(set(stored) - set(own))][:5]
-        diffs += [f"  {name}: missing from the checkpoint" for name in sorted(set(own) - set(stored))][:5]
-        if any("refiner." in line for line in diffs):  # the feature set changed, not the config
-            diffs.append(f"  the refiner now reads {len(FEATURES)} features per (region, class) and a per-pixel "
-                         "term: a checkpoint of an older fusionseg must be retrained (`fusionseg fit`, or `make "
-                         "pretrain`)")  # fmt: skip
-        if diffs:
-            raise CheckpointMismatchError(
-                "The checkpoint was trained with a different model configuration:\n" + "\n".join(diffs)
-                + "\nUse the config saved with the checkpoint (config.yaml in its run folder, written by "
-                "`fusionseg fit`) or FusionSegModule.load_from_checkpoint(path) without overrides."
-            )  # fmt: skip
-        self._encoder_fitted = checkpoint.get("fusionseg_encoder_fitted", True)
 
     def _log_phase_map(self, out: Tensor, graph: Batch) -> None:
         from fusionseg.export.render import log_phase_map
@@ -511,53 +309,15 @@ class FusionSegModule(L.LightningModule):
         log_phase_map(self.logger, pred, target, self.class_names, step=self.current_epoch)
 
 
-LEGACY_CONTEXT_KEYS = ("energy_axis", "beam_energy_kev")
-"""Hyper-parameters of checkpoints written before ``point_context`` existed (the SEM encoder context), moved into it."""
-
-
-def migrate_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's hyper-parameters in today's terms (a copy; unchanged when already current)."""
-    if not any(key in hparams for key in LEGACY_CONTEXT_KEYS):
-        return hparams
-    new = {k: v for k, v in hparams.items() if k not in LEGACY_CONTEXT_KEYS}
-    legacy = {k: hparams[k] for k in LEGACY_CONTEXT_KEYS if hparams.get(k) is not None}
-    new["point_context"] = {**legacy, **(hparams.get("point_context") or {})}
-    return new
-
-
-def encoder_kwargs(
-    name: str, kwargs: dict[str, Any] | None, point_channels: int | None, context: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """``kwargs`` plus, for an encoder whose constructor names them, ``in_dim=point_channels`` (feature width
-    from the data) and the keys of the domain's ``context``; the config's own kwargs win over the context."""
-    params = inspect.signature(POINT_ENCODERS.resolve(name)).parameters
-    kwargs = {k: v for k, v in (context or {}).items() if k in params} | dict(kwargs or {})
-    if point_channels is not None and "in_dim" in params:
-        if kwargs.setdefault("in_dim", int(point_channels)) != point_channels:
-            warnings.warn(
-                f"point_encoder_kwargs.in_dim={kwargs['in_dim']} differs from the data's {point_channels} point "
-                "channels; the configured value is used.",
-                stacklevel=3,
-            )
-    return kwargs
-
-
-def _normalise(value: Any) -> Any:
-    """Compare configs structurally (tuples vs lists, dataclasses vs dicts)."""
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if hasattr(value, "__dataclass_fields__"):
-        return _normalise(asdict(value))
-    return value
-
-
-class _WholeFields:
-    """A module's predictions of tiles as whole fields (a tile that grew to reach a point is not re-tiled)."""
-
-    def __init__(self, module: FusionSegModule) -> None:
-        self.module = module
-
-    def predict_samples(self, samples: list[Sample]) -> list[dict[str, Any]]:
-        return self.module._predict_whole(samples)
+__all__ = [
+    "ARCHITECTURE_KEYS",
+    "CLASS_MAP_FLOOR",
+    "DEFAULT_LOSS",
+    "ENCODE_CHUNK_BYTES",
+    "LEGACY_CONTEXT_KEYS",
+    "MONITOR",
+    "CheckpointMismatchError",
+    "FusionSegModule",
+    "encoder_kwargs",
+    "migrate_hparams",
+]

@@ -1,14 +1,15 @@
-"""The report of a segmented field as tables: Markdown (``report.md``) and a standalone HTML page (``report.html``).
-
-Both render the same content from the JSON summary: inputs, QC figures and warnings, the pictures,
-modal mineralogy (area % and mass %), grain statistics, the association matrix and, for grain
-mounts, the liberation classes. The HTML page links the PNGs beside it (no external resources).
+"""Renderers of a `FieldReport` (`fusionseg.sem.export.summary`): Markdown (``report.md``) and a standalone HTML
+page (``report.html``). They only read the report, built once: inputs, QC figures and warnings, the pictures,
+modal mineralogy (area % and mass %), grain statistics, the association matrix and, for grain mounts, the
+liberation classes. The HTML page links the PNGs beside it (no external resources).
 """
 
 from __future__ import annotations
 
 import html
 from typing import Any
+
+from fusionseg.sem.export.summary import FieldReport, Table
 
 
 def _fmt(value: Any) -> str:
@@ -19,62 +20,46 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
-    """(title, header, rows) of every table of the report, from ``summary['mineralogy']``."""
-    m = summary.get("mineralogy") or {}
-    unit = m.get("length_unit", "px")
-    area_key = "area_um2" if unit == "um" else "area_px2"
-    area_label = "area µm²" if unit == "um" else "area px²"
-    length = "µm" if unit == "um" else "px"
-    out = []
-    if m.get("modal"):
-        rows = [[r["phase"], r["pixels"], r["area_percent"], r["mass_percent"], r["density_g_cm3"], r[area_key]]
-                for r in m["modal"]]  # fmt: skip
-        out.append(("Modal mineralogy", ["phase", "pixels", "area %", "mass %", "density g/cm³", area_label], rows))
-    if m.get("grains"):
-        rows = [[g["phase"], g["grains"], g[f"d10_{unit}"], g[f"d50_{unit}"], g[f"d90_{unit}"], g[f"mean_{unit}"]]
-                for g in m["grains"]]  # fmt: skip
-        head = ["phase", "grains", f"D10 {length}", f"D50 {length}", f"D90 {length}", f"mean {length}"]
-        out.append(("Grains (8-connected; equivalent circle diameter, by number)", head, rows))
-    assoc = m.get("association") or {}
-    if assoc.get("phases"):
-        rows = [[p, *vals] for p, vals in zip(assoc["phases"], assoc["boundary_length"], strict=True)]
-        out.append((f"Association: shared boundary length ({length})", ["", *assoc["phases"]], rows))
-    if m.get("liberation"):
-        rows = [[p, c["liberated"], c["binary"], c["complex"]] for p, c in m["liberation"].items()]
-        title = "Particles by main phase and liberation class (liberated: main phase ≥ 90 %; binary: two ≥ 90 %)"
-        out.append((title, ["main phase", "liberated", "binary", "complex"], rows))
-    return out
-
-
-def markdown_tables(summary: dict[str, Any]) -> list[str]:
-    """Markdown lines of `tables`."""
+def markdown_tables(tables: list[Table]) -> list[str]:
+    """Markdown lines of the report's tables."""
     lines: list[str] = []
-    for title, head, rows in tables(summary):
+    for title, head, rows in tables:
         lines += ["", f"## {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     return lines
 
 
-def html_report(summary: dict[str, Any], files: dict[str, str], facts: list[str], qc: list[str]) -> str:
-    """A standalone HTML page: ``facts`` (input, mode, ...), ``qc`` lines, pictures, every table."""
+def render_markdown(report: FieldReport) -> str:
+    """``report.md``: inputs, QC, the pictures and the automated-mineralogy tables."""
+    files = report.files
+    lines = [f"# Phase map of `{report.field}`", ""] + [f"- {f}" for f in report.facts]
+    if report.qc:
+        lines += ["", "## Quality control", ""] + [f"- {line}" for line in report.qc]
+    lines += ["", f"![overlay]({files['overlay']})", "", f"![uncertainty]({files['uncertainty_png']})"]
+    lines += markdown_tables(report.tables)
+    return "\n".join(lines) + "\n"
+
+
+def render_html(report: FieldReport) -> str:
+    """``report.html``: a standalone page with the facts (input, mode, ...), QC lines, pictures, every table."""
     e = html.escape
+    files = report.files
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>Phase map of {e(str(summary['field']))}</title>",
+        f"<title>Phase map of {e(report.field)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:1em auto}table{border-collapse:collapse;"
         "margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}td:first-child,th:first-child"
         "{text-align:left}.warn{color:#a00;font-weight:bold}img{max-width:100%}</style></head><body>",
-        f"<h1>Phase map of <code>{e(str(summary['field']))}</code></h1><ul>",
-        *[f"<li>{e(f)}</li>" for f in facts],
+        f"<h1>Phase map of <code>{e(report.field)}</code></h1><ul>",
+        *[f"<li>{e(f)}</li>" for f in report.facts],
         "</ul><h2>Quality control</h2><ul>",
-        *[f"<li class='{'warn' if q.startswith('WARNING') else ''}'>{e(q)}</li>" for q in qc],
+        *[f"<li class='{'warn' if q.startswith('WARNING') else ''}'>{e(q)}</li>" for q in report.qc],
         "</ul>",
     ]
     for key in ("overlay", "uncertainty_png"):
         if key in files:
             parts.append(f"<p><img src='{e(files[key])}' alt='{e(key)}'></p>")
-    for title, head, rows in tables(summary):
+    for title, head, rows in report.tables:
         parts.append(f"<h2>{e(title)}</h2><table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{e(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows]
         parts.append("</table>")

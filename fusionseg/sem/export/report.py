@@ -7,14 +7,15 @@ Files (``<name>`` = the field's name):
 - ``<name>_overlay.png``: BSE, phase map with the measured points, legend;
 - ``<name>_modal.csv``: area % and pixel counts per phase;
 - ``<name>_phases.hspy``: HyperSpy phase map on the input's axes (needs h5py; skipped with a note otherwise);
-- ``points.csv``: measured points (row, col) and their labels; ``summary.json``; ``report.md``.
+- ``points.csv``: measured points (row, col) and their labels;
+- ``summary.json``, ``report.md``, ``report.html``: one `FieldReport` (`fusionseg.sem.export.summary`), built once
+  and rendered (`fusionseg.sem.export.html`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from fusionseg.export.writers import (
 )
 from fusionseg.models.metrics import field_metrics
 from fusionseg.sample import IGNORE_INDEX, Sample
+from fusionseg.sem.export.summary import adjusted_rand_index, build_report, report_facts
 from fusionseg.sem.meta import sem_meta
 
 log = logging.getLogger(__name__)
@@ -98,22 +100,6 @@ def write_field_outputs(
     return result
 
 
-def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index (Hubert & Arabie 1985) of two labelings from their contingency table.
-
-    Label-space free: compares a phase map with ground truth in another id space. Pixels with a
-    negative label in either map are skipped. Hand-written because scikit-learn is not a dependency.
-    """
-    keep = (a >= 0) & (b >= 0)
-    a, b = np.unique(a[keep], return_inverse=True)[1], np.unique(b[keep], return_inverse=True)[1]
-    table = np.bincount(a * (b.max() + 1) + b, minlength=(a.max() + 1) * (b.max() + 1)).reshape(a.max() + 1, -1)
-    pairs = lambda x: (x * (x - 1) / 2.0).sum()  # noqa: E731
-    s_ij, s_a, s_b, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([a.size]))
-    expected = s_a * s_b / max(total, 1.0)
-    denom = 0.5 * (s_a + s_b) - expected
-    return 1.0 if denom == 0 else float((s_ij - expected) / denom)
-
-
 def _write_points_csv(path: Path, coords: np.ndarray, labels: np.ndarray | None, names: tuple[str, ...]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -122,34 +108,6 @@ def _write_points_csv(path: Path, coords: np.ndarray, labels: np.ndarray | None,
     w.writerows([[f"{r:.2f}", f"{c:.2f}", lab[i] if lab else ""] for i, (r, c) in enumerate(coords.tolist())])
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())
-
-
-def report_facts(summary: dict[str, Any]) -> list[str]:
-    """One line each: input, mode, spectra, labelling, pixel size, timings, uncertainty, notes."""
-    px = (summary.get("mineralogy") or {}).get("pixel_size_um")
-    facts = [f"input: {summary['input']}", f"mode: {summary['mode']}",
-             f"measured spectra: {summary['points']} ({summary['point_percent']:.2g} % of pixels)",
-             f"point labelling: {summary.get('labelling', 'given')}",
-             f"pixel size: {px:.4g} µm" if px else "pixel size: uncalibrated (lengths and areas in pixels)",
-             "timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
-             f"mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
-    facts += [f"note: {note}" for note in summary.get("notes", [])]
-    if "ari_vs_target" in summary:
-        facts.append(f"adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
-    return facts
-
-
-def markdown_report(summary: dict[str, Any], files: dict[str, str]) -> str:
-    """Markdown report: inputs, QC, the pictures and the automated-mineralogy tables."""
-    from fusionseg.sem.export.html import markdown_tables
-    from fusionseg.sem.export.qc import qc_lines
-
-    lines = [f"# Phase map of `{summary['field']}`", ""] + [f"- {f}" for f in report_facts(summary)]
-    if summary.get("qc"):
-        lines += ["", "## Quality control", ""] + [f"- {line}" for line in qc_lines(summary["qc"])]
-    lines += ["", f"![overlay]({files['overlay']})", "", f"![uncertainty]({files['uncertainty_png']})"]
-    lines += markdown_tables(summary)
-    return "\n".join(lines) + "\n"
 
 
 def write_rows_csv(path: Path, rows: list[dict]) -> Path:
@@ -182,9 +140,9 @@ def write_mineralogy(out: Path, stem: str, stats: dict[str, Any], files: dict[st
 
 def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -> dict[str, str]:
     """Write every output of a `SegmentResult` into ``out`` (a staging folder); returns name -> file."""
-    from fusionseg.sem.export.html import html_report
+    from fusionseg.sem.export.html import render_html, render_markdown
     from fusionseg.sem.export.mineralogy import mineralogy, pixel_size_um
-    from fusionseg.sem.export.qc import UNKNOWN_NAMES, qc_lines
+    from fusionseg.sem.export.qc import UNKNOWN_NAMES
 
     sample, names = result.sample, tuple(result.class_names)
     stem = sample.meta.name or "field"
@@ -217,16 +175,14 @@ def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -
     else:
         notes.append("no .hspy files: RosettaSciIO's hspy writer needs h5py (pip install h5py)")
         log.warning(notes[-1])
-    summary = _summary(result, input_path, labels, uncertainty, notes)
-    summary["mineralogy"] = stats
     write_mineralogy(out, stem, stats, files)
     files["report_html"] = "report.html"
-    write_json(out / files["summary"], {**summary, "files": files, "modal": stats["modal"]})
+    report = build_report(result, input_path, labels, uncertainty, notes, stats, files)  # once, then rendered
+    write_json(out / files["summary"], report.summary)
     with atomic_path(out / files["report"]) as tmp:
-        tmp.write_text(markdown_report(summary, files))
-    page = html_report(summary, files, report_facts(summary), qc_lines(summary["qc"]) if summary.get("qc") else [])
+        tmp.write_text(render_markdown(report))
     with atomic_path(out / files["report_html"]) as tmp:
-        tmp.write_text(page)
+        tmp.write_text(render_html(report))
     return files
 
 
@@ -251,30 +207,12 @@ def _write_hspy_files(
                                 sem.energy_axis, sem.beam_energy_kev, f"{stem} mean spectra")  # fmt: skip
 
 
-def _summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
-    s = result.sample
-    summary: dict[str, Any] = {
-        "field": s.meta.name or "field",
-        "input": str(input_path),
-        "mode": result.mode,
-        "class_names": list(result.class_names),
-        "points": s.num_points,
-        "point_percent": 100.0 * s.num_points / labels.size,
-        "timings": result.timings,
-        "mean_uncertainty": float(np.nanmean(uncertainty)),
-        "qc": result.qc,
-        "energy_axis": None if sem_meta(s.meta).energy_axis is None else vars(sem_meta(s.meta).energy_axis),
-        "beam_energy_kev": sem_meta(s.meta).beam_energy_kev,
-        "training": {k: v for k, v in result.info.items() if k not in ("notes", "acquisition")},
-        "notes": notes,
-    }
-    if "acquisition" in result.info:
-        summary["acquisition"] = result.info["acquisition"]
-    if result.point_labels is not None:
-        summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
-        if result.point_labels.clustering is not None:
-            summary["clustering"] = result.point_labels.clustering
-    target = sem_meta(s.meta).original_target
-    if target is not None:
-        summary["ari_vs_target"] = adjusted_rand_index(labels, np.asarray(target))
-    return summary
+__all__ = [
+    "adjusted_rand_index",
+    "measured_phases_bound",
+    "report_facts",
+    "write_field_outputs",
+    "write_mineralogy",
+    "write_rows_csv",
+    "write_segment_outputs",
+]

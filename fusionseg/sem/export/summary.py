@@ -1,0 +1,148 @@
+"""The summary of one segmented field, built once as plain data (`FieldReport`, by `build_report`).
+
+It holds what ``summary.json`` stores and the lines and tables ``report.md`` and ``report.html`` show;
+the renderers (`fusionseg.sem.export.html`) only read it. Units: pixel size in µm, timings in s,
+lengths and areas in µm (µm²) when the field is calibrated, else in pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusionseg.sem.export.qc import qc_lines
+from fusionseg.sem.meta import sem_meta
+
+Table = tuple[str, list[str], list[list[Any]]]
+"""(title, header, rows) of one report table."""
+
+
+@dataclass(frozen=True)
+class FieldReport:
+    """Everything written about one field: ``summary`` is the JSON object of ``summary.json`` (with ``files``:
+    output name -> file, and ``modal``); ``facts`` and ``qc`` the report's lines (input, mode, timings, ...; QC
+    figures and WARNING lines); ``tables`` the mineralogy tables."""
+
+    summary: dict[str, Any]
+    facts: list[str]
+    qc: list[str]
+    tables: list[Table]
+
+    @property
+    def field(self) -> str:
+        return str(self.summary["field"])
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.summary["files"]
+
+
+def build_report(
+    result: Any,
+    input_path: Path | str,
+    labels: np.ndarray,
+    uncertainty: np.ndarray,
+    notes: list[str],
+    stats: dict[str, Any],
+    files: dict[str, str],
+) -> FieldReport:
+    """The `FieldReport` of a `SegmentResult`: ``labels`` (H, W) ids, ``uncertainty`` (H, W) 1 - confidence,
+    ``notes`` to report, ``stats`` of `fusionseg.sem.export.mineralogy.mineralogy`, ``files`` written."""
+    summary = field_summary(result, input_path, labels, uncertainty, notes)
+    summary["mineralogy"] = stats
+    qc = qc_lines(summary["qc"]) if summary.get("qc") else []
+    data = {**summary, "files": dict(files), "modal": stats["modal"]}
+    return FieldReport(data, report_facts(summary), qc, mineralogy_tables(summary))
+
+
+def field_summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
+    """The summary's fields from the result: inputs, mode, points, timings, QC, calibration, training, notes."""
+    s = result.sample
+    summary: dict[str, Any] = {
+        "field": s.meta.name or "field",
+        "input": str(input_path),
+        "mode": result.mode,
+        "class_names": list(result.class_names),
+        "points": s.num_points,
+        "point_percent": 100.0 * s.num_points / labels.size,
+        "timings": result.timings,
+        "mean_uncertainty": float(np.nanmean(uncertainty)),
+        "qc": result.qc,
+        "energy_axis": None if sem_meta(s.meta).energy_axis is None else vars(sem_meta(s.meta).energy_axis),
+        "beam_energy_kev": sem_meta(s.meta).beam_energy_kev,
+        "training": {k: v for k, v in result.info.items() if k not in ("notes", "acquisition")},
+        "notes": notes,
+    }
+    if "acquisition" in result.info:
+        summary["acquisition"] = result.info["acquisition"]
+    if result.point_labels is not None:
+        summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
+        if result.point_labels.clustering is not None:
+            summary["clustering"] = result.point_labels.clustering
+    target = sem_meta(s.meta).original_target
+    if target is not None:
+        summary["ari_vs_target"] = adjusted_rand_index(labels, np.asarray(target))
+    return summary
+
+
+def report_facts(summary: dict[str, Any]) -> list[str]:
+    """One line each: input, mode, spectra, labelling, pixel size, timings, uncertainty, notes."""
+    px = (summary.get("mineralogy") or {}).get("pixel_size_um")
+    facts = [f"input: {summary['input']}", f"mode: {summary['mode']}",
+             f"measured spectra: {summary['points']} ({summary['point_percent']:.2g} % of pixels)",
+             f"point labelling: {summary.get('labelling', 'given')}",
+             f"pixel size: {px:.4g} µm" if px else "pixel size: uncalibrated (lengths and areas in pixels)",
+             "timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
+             f"mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
+    facts += [f"note: {note}" for note in summary.get("notes", [])]
+    if "ari_vs_target" in summary:
+        facts.append(f"adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
+    return facts
+
+
+def mineralogy_tables(summary: dict[str, Any]) -> list[Table]:
+    """(title, header, rows) of every table of the report, from ``summary['mineralogy']``."""
+    m = summary.get("mineralogy") or {}
+    unit = m.get("length_unit", "px")
+    area_key = "area_um2" if unit == "um" else "area_px2"
+    area_label = "area µm²" if unit == "um" else "area px²"
+    length = "µm" if unit == "um" else "px"
+    out = []
+    if m.get("modal"):
+        rows = [[r["phase"], r["pixels"], r["area_percent"], r["mass_percent"], r["density_g_cm3"], r[area_key]]
+                for r in m["modal"]]  # fmt: skip
+        out.append(("Modal mineralogy", ["phase", "pixels", "area %", "mass %", "density g/cm³", area_label], rows))
+    if m.get("grains"):
+        rows = [[g["phase"], g["grains"], g[f"d10_{unit}"], g[f"d50_{unit}"], g[f"d90_{unit}"], g[f"mean_{unit}"]]
+                for g in m["grains"]]  # fmt: skip
+        head = ["phase", "grains", f"D10 {length}", f"D50 {length}", f"D90 {length}", f"mean {length}"]
+        out.append(("Grains (8-connected; equivalent circle diameter, by number)", head, rows))
+    assoc = m.get("association") or {}
+    if assoc.get("phases"):
+        rows = [[p, *vals] for p, vals in zip(assoc["phases"], assoc["boundary_length"], strict=True)]
+        out.append((f"Association: shared boundary length ({length})", ["", *assoc["phases"]], rows))
+    if m.get("liberation"):
+        rows = [[p, c["liberated"], c["binary"], c["complex"]] for p, c in m["liberation"].items()]
+        title = "Particles by main phase and liberation class (liberated: main phase ≥ 90 %; binary: two ≥ 90 %)"
+        out.append((title, ["main phase", "liberated", "binary", "complex"], rows))
+    return out
+
+
+def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985) of two labelings from their contingency table.
+
+    Label-space free: compares a phase map with ground truth in another id space. Pixels with a
+    negative label in either map are skipped. Hand-written because scikit-learn is not a dependency.
+    """
+    keep = (a >= 0) & (b >= 0)
+    a, b = np.unique(a[keep], return_inverse=True)[1], np.unique(b[keep], return_inverse=True)[1]
+    table = np.bincount(a * (b.max() + 1) + b, minlength=(a.max() + 1) * (b.max() + 1)).reshape(a.max() + 1, -1)
+    pairs = lambda x: (x * (x - 1) / 2.0).sum()  # noqa: E731
+    s_ij, s_a, s_b, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([a.size]))
+    expected = s_a * s_b / max(total, 1.0)
+    denom = 0.5 * (s_a + s_b) - expected
+    return 1.0 if denom == 0 else float((s_ij - expected) / denom)
