@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Two commands do everything on a fresh machine: `make demo` and `make test`; `make docs` builds the docs site.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(addsuffix /pyproject.to
 # torch CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo pretrain pretrain-gat test lint bench bench-quick clean
+.PHONY: install demo pretrain pretrain-gat test docs docs-serve lint bench bench-quick clean
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,7 @@ install: $(STAMP)
 demo: $(STAMP)  # maps a held-out field with the shipped weights (seconds); `fusionseg demo --train` trains first
 	$(BIN)/fusionseg demo --config configs/default.yaml --out outputs/demo
 
+# --8<-- [start:pretrain]
 # The shipped weights fusionseg/weights/default.ckpt (+ .json record): configs/default.yaml trained on the
 # simulator, fixed seed, the config's epoch budget, one thread (README, "Shipped weights").
 pretrain: $(STAMP)
@@ -33,11 +34,25 @@ pretrain: $(STAMP)
 pretrain-gat: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m fusionseg.pretrain --config configs/paper_gat.yaml --threads 2 \
 		--out fusionseg/weights/paper_gat.ckpt
+# --8<-- [end:pretrain]
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# The docs tools (pyproject's `docs` extra) go into the same venv on first use, apart from `make demo`'s install.
+DOCS_STAMP := $(VENV)/.docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	@rm -f $(VENV)/.docs-*
+	@touch $@
+
+docs: $(DOCS_STAMP)  # the documentation site into site/; warnings fail (mkdocs.yml: strict)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(DOCS_STAMP)  # the site at http://127.0.0.1:8000, rebuilt on every edit
+	$(BIN)/mkdocs serve
 
 bench: $(STAMP)  # full suite, about 30 min on 2 cores; results in benchmarks/results/
 	$(BIN)/python -m benchmarks
@@ -46,4 +61,4 @@ bench-quick: $(STAMP)  # smoke run of every benchmark, a few minutes
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf outputs runs lightning_logs wandb .pytest_cache
+	rm -rf outputs runs lightning_logs wandb .pytest_cache site
