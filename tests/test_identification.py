@@ -17,7 +17,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "bruke
 FELSIC = {"quartz": "SiO2", "albite": "NaAlSi3O8", "orthoclase": "KAlSi3O8"}
 
 
-def _names(compositions: dict[str, str | dict], counts: float, inst: other_physics.Instrument, n: int = 20) -> dict:
+def _names(compositions: dict[str, str], counts: float, inst: other_physics.Instrument, n: int = 20) -> dict:
     formulas = [f for f in compositions.values() for _ in range(n)]
     x = other_physics.simulate(formulas, counts, inst, np.random.default_rng(0))
     got = identify(torch.from_numpy(x), other_physics.energy_axis(inst), inst.beam_kev).names()
@@ -35,13 +35,13 @@ def test_quartz_albite_orthoclase_told_apart_on_other_physics_at_15kv(counts: fl
 
 def test_aluminium_stub_with_carbon_is_aluminium_not_an_oxide() -> None:
     inst = other_physics.Instrument(beam_kev=20.0, channel_ev=10.0, channels=2048, window="none")
-    names = _names({"aluminium": {"Al": 0.93, "C": 0.07}, "quartz": "SiO2"}, 3000, inst)
+    names = _names({"aluminium": "AlC0.17", "quartz": "SiO2"}, 3000, inst)  # AlC0.17: 7 wt % C (coat, tape)
     assert all(g == "aluminium" for g in names["aluminium"]), names["aluminium"]
 
 
 def test_a_composition_no_entry_fits_is_unknown_with_its_elements() -> None:
     inst = other_physics.Instrument(beam_kev=20.0, channel_ev=10.0, channels=2048)
-    names = _names({"odd": {"W": 0.45, "Cu": 0.35, "S": 0.2}, "quartz": "SiO2"}, 5000, inst)
+    names = _names({"odd": "WCu2.25S2.55", "quartz": "SiO2"}, 5000, inst)
     for got in names["odd"]:
         assert got.startswith("unknown (") and {"W", "Cu"} <= set(got[9:-1].split("-")), got
 
@@ -68,3 +68,28 @@ def test_real_bruker_sum_shows_the_silicate_lines() -> None:
     ident = identify(x, EnergyAxis(2048, ax["scale"] * 1000, ax["offset"] * 1000), 20.0)
     assert {"O", "Mg", "Al", "Si", "Ca", "Ti", "Fe"} <= set(ident.survey.elements)
     assert 110 <= ident.survey.instrument.fwhm_mn_ev <= 160
+
+
+def test_segment_names_clusters_by_their_summed_spectra_and_merges_alike() -> None:
+    """The cluster path of `segment`: three clusters, two of them quartz, become two mineral-named classes with
+    their measured composition; every point gets its two best matches for points.csv."""
+    from fusionseg.sem.identify import PointLabels
+    from fusionseg.sem.meta import SemMeta
+    from fusionseg.sem.segment.naming import named_by_composition
+
+    inst = other_physics.Instrument(beam_kev=20.0, channel_ev=10.0, channels=2048)
+    x = torch.from_numpy(other_physics.simulate(["SiO2"] * 30 + ["KAlSi3O8"] * 15, 800, inst, np.random.default_rng(3)))
+    labels = torch.tensor([0] * 15 + [1] * 15 + [2] * 15)
+    clusters = PointLabels(labels, ("cluster-0", "cluster-1", "cluster-2"), torch.ones(45), "clusters", {"clusters": 3})
+    sem = SemMeta(energy_axis=other_physics.energy_axis(inst), beam_energy_kev=20.0)
+    named = named_by_composition(clusters, x, sem)
+    assert named.names == ("quartz", "orthoclase")
+    assert named.labels.tolist() == [0] * 30 + [1] * 15
+    assert set(named.phases) == {"quartz", "orthoclase"}
+    si, _ = named.phases["quartz"]["composition_wt%"]["Si"]
+    assert 25 < si < 65  # standardless, ±35 % relative of quartz's 46.7 wt % Si
+    assert "K K" in named.phases["orthoclase"]["lines"]
+    assert len(named.matches["best_match"]) == 45 and named.clustering["clusters_per_phase"] == {
+        "quartz": 2,
+        "orthoclase": 1,
+    }

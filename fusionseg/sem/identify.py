@@ -226,6 +226,8 @@ class PointLabels:
     confidence: Tensor
     mode: str
     clustering: dict[str, Any] | None = None  # `Clustering.report` (mode "clusters")
+    phases: dict[str, dict[str, Any]] | None = None  # name -> `PhaseName.report` (identified from summed spectra)
+    matches: dict[str, list] | None = None  # per point: best_match, best_score, second_match, second_score
 
     def counts(self) -> dict[str, int]:
         """Points per name (unknown included)."""

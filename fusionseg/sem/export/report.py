@@ -100,12 +100,18 @@ def write_field_outputs(
     return result
 
 
-def _write_points_csv(path: Path, coords: np.ndarray, labels: np.ndarray | None, names: tuple[str, ...]) -> None:
+def _write_points_csv(
+    path: Path, coords: np.ndarray, labels: np.ndarray | None, names: tuple[str, ...], matches: dict | None = None
+) -> None:
+    """``row,col,label`` per measured point, and its two best library matches with their scores when identified by
+    composition (`fusionseg.sem.segment.naming.point_matches`)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["row", "col", "label"])
+    extra = list(matches) if matches and len(next(iter(matches.values()))) == len(coords) else []
+    w.writerow(["row", "col", "label", *extra])
     lab = [names[k] if k != IGNORE_INDEX else "unknown" for k in labels.tolist()] if labels is not None else None
-    w.writerows([[f"{r:.2f}", f"{c:.2f}", lab[i] if lab else ""] for i, (r, c) in enumerate(coords.tolist())])
+    w.writerows([[f"{r:.2f}", f"{c:.2f}", lab[i] if lab else "", *(matches[k][i] for k in extra)]
+                 for i, (r, c) in enumerate(coords.tolist())])  # fmt: skip
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())
 
@@ -164,7 +170,8 @@ def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -
     write_uncertainty_tiff(out / files["uncertainty_tiff"], uncertainty, px_um)
     coords = sample.point_coords.numpy()
     write_uncertainty_png(out / files["uncertainty_png"], uncertainty, coords)
-    _write_points_csv(out / files["points_csv"], coords, sample.point_target, names)
+    matches = result.point_labels.matches if result.point_labels is not None else None
+    _write_points_csv(out / files["points_csv"], coords, sample.point_target, names, matches)
     if result.acquisition_order is not None:  # `fusionseg segment --acquire`: where and when each point was measured
         files.update(acquisition_csv="acquisition.csv", acquisition_png="acquisition.png")
         write_acquisition_csv(out / files["acquisition_csv"], result.acquisition_order)

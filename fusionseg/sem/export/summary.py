@@ -83,6 +83,8 @@ def field_summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty:
         summary["labelling"] = f"{result.point_labels.mode}: {json.dumps(result.point_labels.counts())}"
         if result.point_labels.clustering is not None:
             summary["clustering"] = result.point_labels.clustering
+        if result.point_labels.phases:
+            summary["phases_identified"] = result.point_labels.phases
     target = sem_meta(s.meta).original_target
     if target is not None:
         summary["ari_vs_target"] = adjusted_rand_index(labels, np.asarray(target))
@@ -112,6 +114,13 @@ def mineralogy_tables(summary: dict[str, Any]) -> list[Table]:
     area_label = "area µm²" if unit == "um" else "area px²"
     length = "µm" if unit == "um" else "px"
     out = []
+    if summary.get("phases_identified"):
+        rows = [[name, p["formula"] or "-", ", ".join(f"{el} {v:.1f} ± {e:.1f}" for el, (v, e) in
+                 p["composition_wt%"].items() if v >= 1), " ".join(p["lines"]), p["match_score"], p["runner_up"]]
+                for name, p in summary["phases_identified"].items()]  # fmt: skip
+        head = ["phase", "formula", "measured wt % (summed spectrum, standardless; O by stoichiometry)", "lines",
+                "match score", "runner-up"]  # fmt: skip
+        out.append(("Phases identified by composition (score: mean chi-square per element, ≤ 4 fits)", head, rows))
     if m.get("modal"):
         rows = [[r["phase"], r["pixels"], r["area_percent"], r["mass_percent"], r["density_g_cm3"], r[area_key]]
                 for r in m["modal"]]  # fmt: skip

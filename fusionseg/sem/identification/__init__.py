@@ -20,7 +20,7 @@ from fusionseg.sem.identification.fit import CHUNK, Instrument, LineModel, fit_l
 from fusionseg.sem.identification.library import Library, load_library
 from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
 from fusionseg.sem.identification.match import Matches, match, unknown_name
-from fusionseg.sem.identification.quantify import Composition, quantify
+from fusionseg.sem.identification.quantify import Composition, FieldEfficiency, quantify
 from fusionseg.sem.meta import EnergyAxis
 
 MIN_RANGE_EV = 1500.0  # fitted range an identification needs at least (e.g. 0.15-1.65 keV: C K to Si K)
@@ -107,7 +107,7 @@ def identify(
     library: Library | None = None,
     field: Survey | None = None,
     refine: bool = True,
-    rounds: int = 2,
+    rounds: int = 1,
 ) -> Identified:
     """Name every spectrum (N, C) by composition. ``field``: a survey made before (of a larger set of spectra);
     else the survey of these spectra's sum. Then ``rounds`` of phase refinement (`refine_by_phase`)."""
@@ -115,7 +115,7 @@ def identify(
     library = library or load_library()
     summed = summed_spectrum(spectra)
     field = field or survey(summed, Instrument(axis, float(beam_kev), float(fwhm_mn_ev)), refine=refine)
-    composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed)
+    composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed, FIRST_PASS_ROUNDS)
     matches = match(composition, library)
     for _ in range(rounds):
         composition = refine_by_phase(spectra, field, matches, composition)
@@ -123,6 +123,7 @@ def identify(
     return Identified(field, composition, matches, library)
 
 
+FIRST_PASS_ROUNDS = 0  # active-set rounds of the field-wide first fit: it only groups the spectra into phases
 MIN_PHASE_COUNTS = 20_000.0  # a phase's summed spectrum needs this many counts to find its own elements
 
 
@@ -141,11 +142,10 @@ def refine_by_phase(spectra: Tensor, field: Survey, matches: Matches, compositio
         summed = summed_spectrum(part)
         if summed.sum() < MIN_PHASE_COUNTS:
             continue
-        efficiency = continuum_efficiency(summed, field.instrument, field.elements)
-        elements = detect_elements(summed, field.instrument, efficiency, field.elements)
-        efficiency = continuum_efficiency(summed, field.instrument, elements)
+        elements = detect_elements(summed, field.instrument, field.efficiency, field.elements)
         if not elements:
             continue
+        efficiency = continuum_efficiency(summed, field.instrument, elements)
         comp = _fit_and_quantify(part, field, elements, efficiency, summed)
         index = [composition.elements.index(el) for el in comp.elements]
         fractions[rows], sigma[rows] = 0.0, 0.0
@@ -163,17 +163,84 @@ def _phase_keys(matches: Matches, composition: Composition) -> Tensor:
 
 
 def _fit_and_quantify(
-    spectra: Tensor, field: Survey, elements: tuple[str, ...] | list[str], efficiency, summed: np.ndarray
-) -> Composition:  # noqa: ANN001
+    spectra: Tensor,
+    field: Survey,
+    elements: tuple[str, ...] | list[str],
+    efficiency: FieldEfficiency,
+    summed: np.ndarray,
+    max_rounds: int = 12,
+) -> Composition:
     """Compositions of ``spectra`` fitted with ``elements`` on the field's instrument, quantified with ``efficiency``;
     columns: every candidate element (`lines.CANDIDATE_ELEMENTS`), 0 for those not fitted."""
     inst = field.instrument
     lo, hi = inst.fit_range()
     model = LineModel(families(elements, inst.beam_kev, lo, hi), inst, efficiency)
-    fit = fit_lines(spectra, model, poisson_weights(summed / max(len(spectra), 1), model))
+    fit = fit_lines(spectra, model, poisson_weights(summed / max(len(spectra), 1), model), max_rounds)
     comp = quantify(fit, efficiency)
     order = [comp.elements.index(el) if el in comp.elements else -1 for el in CANDIDATE_ELEMENTS]
     pick = torch.tensor([max(i, 0) for i in order])
     keep = torch.tensor([i >= 0 for i in order], dtype=comp.fractions.dtype)
     return Composition(CANDIDATE_ELEMENTS, comp.fractions[:, pick] * keep, comp.sigma[:, pick] * keep,
                        comp.net_counts, comp.unmeasured, comp.heavy_share)  # fmt: skip
+
+
+@dataclass
+class PhaseName:
+    """A summed spectrum named: ``name`` (library entry or 'unknown (elements)'), its formula and group, the match's
+    mean chi-square per element ``score`` (0 perfect, `match.MAX_SCORE` the limit) and the runner-up; the measured
+    composition (element -> (wt %, counting standard deviation wt %); O by stoichiometry where the phase holds
+    oxygen, `quantify.oxygen_by_stoichiometry`) and the line families found."""
+
+    name: str
+    formula: str
+    group: str
+    score: float
+    second: str
+    second_score: float
+    composition: dict[str, tuple[float, float]]
+    lines: list[str]
+
+    def report(self) -> dict:
+        """Plain data for summary.json."""
+        return {"mineral": self.name, "formula": self.formula, "group": self.group, "match_score": round(self.score, 2),
+                "runner_up": self.second, "runner_up_score": round(self.second_score, 2),
+                "composition_wt%": {el: [round(v, 1), round(s, 1)] for el, (v, s) in self.composition.items()},
+                "lines": self.lines}  # fmt: skip
+
+
+def name_summed(spectrum: np.ndarray, field: Survey, library: Library | None = None) -> PhaseName:
+    """Name one summed spectrum (C,) (a cluster's, a grain's): its own elements (the field's, tested again on the
+    sum), the field's calibration, resolution and efficiency (a small sum's continuum is too noisy for its own)."""
+    x = torch.from_numpy(np.asarray(spectrum, dtype=np.float64))[None]
+    elements = detect_elements(np.asarray(spectrum, dtype=np.float64), field.instrument, field.efficiency,
+                               field.elements) or list(field.elements)  # fmt: skip
+    phase = Survey(field.instrument, tuple(elements), field.efficiency)
+    ident = identify(x, field.instrument.axis, field.instrument.beam_kev, field.instrument.fwhm_mn_ev, library,
+                     field=phase, rounds=0)  # fmt: skip
+    lib, m = ident.library, ident.matches
+    best, second = int(m.best[0]), int(m.second[0])
+    entry = lib.entries[best] if best >= 0 else None
+    comp = _reported_composition(ident.composition, entry.formula if entry else None)
+    lo, hi = field.instrument.fit_range()
+    lines = [f.label for f in families(elements, field.instrument.beam_kev, lo, hi)]
+    return PhaseName(ident.name(0), entry.formula if entry else "", entry.group if entry else "", float(m.score[0]),
+                     lib.entries[second].name, float(m.second_score[0]), comp, lines)  # fmt: skip
+
+
+def _reported_composition(composition: Composition, formula: str | None) -> dict[str, tuple[float, float]]:
+    """Element -> (wt %, sd wt %) of the first row, largest first: O by stoichiometry when the phase holds oxygen
+    (its formula has O, or it is unknown and O was measured), C kept only when the formula has C."""
+    from fusionseg.sem.identification.library import atoms
+    from fusionseg.sem.identification.quantify import oxygen_by_stoichiometry
+
+    frac, sig = composition.fractions[0].double(), composition.sigma[0].double()
+    measured = {el: float(frac[i]) for i, el in enumerate(composition.elements) if frac[i] > 0}
+    relative = {el: float(sig[i]) / max(float(frac[i]), 1e-12) for i, el in enumerate(composition.elements)}
+    formula_atoms = atoms(formula) if formula else {}
+    oxide = "O" in formula_atoms if formula else "O" in measured
+    if oxide:
+        measured = oxygen_by_stoichiometry(measured, with_carbon="C" in formula_atoms)
+    out = {
+        el: (100 * w, 100 * w * (0.0 if el == "O" and oxide else relative.get(el, 0.0))) for el, w in measured.items()
+    }
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][0]))

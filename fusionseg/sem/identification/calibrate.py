@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from fusionseg.sem.identification.fit import WINDOW_ELEMENTS, Instrument, LineFit, LineModel, fit_lines, poisson_weights
+from fusionseg.sem.identification.fit import Instrument, LineFit, LineModel, fit_lines, poisson_weights
 from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
 from fusionseg.sem.identification.quantify import FieldEfficiency
 from fusionseg.sem.meta import EnergyAxis
@@ -31,18 +31,18 @@ def fit_one(
     instrument: Instrument,
     elements: Sequence[str],
     efficiency: FieldEfficiency | None = None,
-    edge_elements: Sequence[str] | None = None,
 ) -> tuple[LineFit, float]:
     """Fit of one (summed) spectrum (C,) with every family of ``elements`` (one column per element when
     ``efficiency`` is given); returns it and its weighted residual sum of squares per channel (reduced chi-square)."""
     lo, hi = instrument.fit_range()
-    model = LineModel(families(elements, instrument.beam_kev, lo, hi), instrument, efficiency, edge_elements)
+    model = LineModel(families(elements, instrument.beam_kev, lo, hi), instrument, efficiency)
     weights = poisson_weights(spectrum, model)
     y = torch.from_numpy(np.asarray(spectrum, dtype=np.float64))[None]
     fit = fit_lines(y, model, weights)
     x = torch.cat([fit.net, fit.continuum], 1).double()[0].numpy()
     resid = y[0].numpy()[model.channels] - model.design @ x
     fit.misfit = weights * resid**2  # (C,) weighted squared residual per channel
+    fit.weights = weights
     return fit, float(fit.misfit.sum() / len(resid))
 
 
@@ -55,11 +55,10 @@ def detect_elements(
     `MIN_DELTA_CHI2` x the reduced chi-square (a likelihood-ratio test, by backward elimination: the weakest
     goes first, so of two candidates sharing a line the likelier keeps it), or its net counts exceed
     `MIN_SIGNIFICANCE` Poisson standard deviations scaled by the reduced chi-square (a real detector's peak
-    shapes misfit big peaks; that misfit is no element). The continuum steps only at the window's edges here:
-    a step at every candidate's edge could stand in for a line."""
+    shapes misfit big peaks; that misfit is no element)."""
     elements = list(candidates)
     for _ in range(4 * len(elements)):
-        fit, chi2 = fit_one(spectrum, instrument, elements, efficiency, WINDOW_ELEMENTS)
+        fit, chi2 = fit_one(spectrum, instrument, elements, efficiency)
         net, sigma = fit.net[0].double().numpy(), fit.sigma[0].double().numpy()
         found = [f.element for f in fit.model.families]
         big = net > MIN_SHARE * net.sum()
@@ -73,8 +72,7 @@ def detect_elements(
                 return found
             elements = keep
             continue
-        gain = np.array([_without(spectrum, instrument, found, el, efficiency) - chi2 for el in found])
-        gain *= len(fit.misfit) / max(chi2, 1.0)  # chi-square gained without the element, in reduced units
+        gain = _chi2_without_each(fit) / max(chi2, 1.0)  # chi-square lost without each element, reduced units
         if gain.min() >= MIN_DELTA_CHI2:
             return found
         weakest = int(np.argmin(gain))  # one at a time: a line shared by two candidates goes to the likelier one
@@ -82,21 +80,19 @@ def detect_elements(
     return elements
 
 
-def _without(
-    spectrum: np.ndarray, instrument: Instrument, elements: list[str], drop: str, efficiency: FieldEfficiency
-) -> float:
-    """Reduced chi-square of the fit of ``spectrum`` with ``elements`` less ``drop`` (only candidates above
-    `MIN_SHARE` are tested, so this is the cost of a few dozen small fits)."""
-    rest = [el for el in elements if el != drop]
-    return fit_one(spectrum, instrument, rest, efficiency, WINDOW_ELEMENTS)[1] if rest else float("inf")
+def _chi2_without_each(fit: LineFit) -> np.ndarray:
+    """(F,) weighted chi-square the fit of one spectrum would gain without each line family: x_j^2 / (G^-1)_jj,
+    exact for linear least squares (the constrained fit differs little), so one fit tests every element."""
+    a = fit.model.design
+    weights = fit.weights
+    inv = np.linalg.inv(a.T @ (a * weights[:, None]))
+    x = fit.net[0].double().numpy()
+    return x**2 / np.diag(inv)[: len(x)]
 
 
-def continuum_efficiency(
-    spectrum: np.ndarray, instrument: Instrument, elements: Sequence[str], edge_elements: Sequence[str] | None = None
-) -> FieldEfficiency:
-    """`FieldEfficiency` of ``spectrum`` from a fit with every family of ``elements`` free (the continuum stepping
-    at the absorption edges of ``edge_elements``, default ``elements``)."""
-    return FieldEfficiency.from_fit(fit_one(spectrum, instrument, elements, None, edge_elements)[0])
+def continuum_efficiency(spectrum: np.ndarray, instrument: Instrument, elements: Sequence[str]) -> FieldEfficiency:
+    """`FieldEfficiency` of ``spectrum`` from a fit with every family of ``elements`` free."""
+    return FieldEfficiency.from_fit(fit_one(spectrum, instrument, elements)[0])
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ class Survey:
 def survey(spectrum: np.ndarray, instrument: Instrument, refine: bool = True) -> Survey:
     """Efficiency from a free fit of every candidate, the elements found, the calibration and FWHM refined on
     them (``refine``), then the elements and efficiency again at the refined calibration."""
-    efficiency = continuum_efficiency(spectrum, instrument, CANDIDATE_ELEMENTS, WINDOW_ELEMENTS)
+    efficiency = continuum_efficiency(spectrum, instrument, CANDIDATE_ELEMENTS)
     elements = detect_elements(spectrum, instrument, efficiency, thorough=True)
     if refine:
         instrument = refine_instrument(spectrum, instrument, elements, efficiency)

@@ -12,15 +12,13 @@ exspy's model fitting, which fits one spectrum at a time with iterative optimise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
-import xraydb
 from scipy.interpolate import BSpline
-from scipy.special import erf
 from torch import Tensor
 
 from fusionseg.sem.identification.lines import Family, quant_family
@@ -30,6 +28,7 @@ from fusionseg.sem.physics import fwhm_ev, gaussian_bins
 LOW_EV = 150.0  # fitted range starts here: below it the detector's noise peak and cut-off dominate
 BACKGROUND_KNOTS = 14  # B-spline intervals over sqrt(E) of the fitted range
 CHUNK = 4096  # spectra converted to float at once
+MAX_MASKS = 32  # distinct sets of removed lines solved one by one; above, one batched solve of per-spectrum systems
 FEW_SPECTRA = 8  # up to this many spectra (sums) are fitted in float64 without the (P, C) projection
 
 
@@ -53,17 +52,9 @@ class LineModel:
     Without ``efficiency`` each family is a free column. With it (a function of energy in eV: the continuum per
     unit of Kramers' generated continuum, `quantify.FieldEfficiency`), each element is one column, its quantified
     family (`lines.quant_family`) plus its other families at the ratio the standardless model predicts
-    (generation x efficiency): a Ti L or Fe L family can then not take the O K or F K counts it overlaps.
-    ``edge_elements``: whose absorption edges step the continuum (default: the families' elements; the window
-    elements are always added)."""
+    (generation x efficiency): a Ti L or Fe L family can then not take the O K or F K counts it overlaps."""
 
-    def __init__(
-        self,
-        fams: Sequence[Family],
-        instrument: Instrument,
-        efficiency: Callable | None = None,
-        edge_elements: Iterable[str] | None = None,
-    ) -> None:
+    def __init__(self, fams: Sequence[Family], instrument: Instrument, efficiency: Callable | None = None) -> None:
         self.instrument = instrument
         self.channels, self.energies = _channels(instrument)
         templates = {fam: _template(fam, instrument) for fam in fams}
@@ -79,9 +70,7 @@ class LineModel:
                 for fam in (f for f in fams if f.element == q.element):
                     ratio = fam.generation * float(efficiency(np.array([fam.main_ev]))[0]) / max(ref, 1e-300)
                     self.peaks[:, j] += templates[fam] * (1.0 if fam is q else ratio)
-        elements = {f.element for f in fams} if edge_elements is None else set(edge_elements)
-        self.edges_ev = absorption_edges(frozenset(elements), instrument)
-        self.background = _continuum(instrument, self.edges_ev)
+        self.background = _continuum(instrument)
 
     @cached_property
     def design(self) -> np.ndarray:
@@ -91,11 +80,6 @@ class LineModel:
     @property
     def n_peaks(self) -> int:
         return len(self.families)
-
-    @property
-    def n_constrained(self) -> int:
-        """Columns fitted >= 0: the line families and the edge steps."""
-        return len(self.families) + 2 * len(self.edges_ev)
 
 
 @lru_cache(maxsize=8)
@@ -118,61 +102,20 @@ def _template(fam: Family, instrument: Instrument) -> np.ndarray:
     return w @ gaussian_bins(e, fwhm_ev(e, instrument.fwhm_mn_ev), edges)
 
 
-WINDOW_ELEMENTS = ("Al", "Si")  # detector window grids, coatings and dead layers: their K edges
-MIN_EDGE_EV = 1000.0  # edges below this are left to the splines: a step beside the O K line would take its counts
-EDGE_DECAYS_EV = (300.0, 3000.0)  # an absorption edge's step in the continuum fades over these energies
-
-
-def absorption_edges(elements: set[str] | frozenset[str], instrument: Instrument) -> tuple[float, ...]:
-    """K and L3 edge energies (eV) above `MIN_EDGE_EV` in the fitted range of ``elements`` and the window
-    elements, where the continuum steps down (the matrix absorbs above its edges: -40 % at Si K in quartz)."""
+@lru_cache(maxsize=8)
+def _continuum(instrument: Instrument) -> np.ndarray:
     lo, hi = instrument.fit_range()
-    out = set()
-    for el in {*elements, *WINDOW_ELEMENTS}:
-        for level in ("K", "L3"):
-            edge = xraydb.xray_edges(el).get(level)
-            if edge is not None and max(lo, MIN_EDGE_EV) < edge.energy < hi:
-                out.add(round(float(edge.energy), 1))
-    return tuple(sorted(out))
+    return continuum_basis(_channels(instrument)[1], lo, hi)
 
 
-@lru_cache(maxsize=64)
-def _continuum(instrument: Instrument, edges_ev: tuple[float, ...]) -> np.ndarray:
-    lo, hi = instrument.fit_range()
-    return continuum_basis(_channels(instrument)[1], lo, hi, edges_ev, instrument.fwhm_mn_ev)
-
-
-def continuum_basis(
-    energies_ev: np.ndarray,
-    lo_ev: float,
-    hi_ev: float,
-    edges_ev: tuple[float, ...] = (),
-    fwhm_mn_ev: float = 130.0,
-    sharp: bool = False,
-) -> np.ndarray:
-    """(C, B) continuum basis: per absorption edge two downward steps that fade over `EDGE_DECAYS_EV`
-    (`edge_steps`), then cubic B-splines on knots evenly spaced in sqrt(E) over [lo, hi] (dense below 2 keV,
-    where the window bends the continuum; each spans >= 4 knot intervals, far wider than a peak)."""
+def continuum_basis(energies_ev: np.ndarray, lo_ev: float, hi_ev: float) -> np.ndarray:
+    """(C, B) cubic B-splines on knots evenly spaced in sqrt(E) over [lo, hi]: dense where the window and the
+    matrix bend the continuum (below 2 keV), sparse above; each spans >= 4 knot intervals, far wider than a peak.
+    (Steps at absorption edges were tried: they lowered the accuracy on both physics and misfit a real file.)"""
     inner = np.linspace(np.sqrt(lo_ev), np.sqrt(hi_ev), BACKGROUND_KNOTS + 1) ** 2
     knots = np.concatenate([[inner[0]] * 3, inner, [inner[-1]] * 3])
     x = np.clip(energies_ev, inner[0], inner[-1] * (1 - 1e-12))
-    splines = BSpline.design_matrix(x, knots, 3).toarray()
-    return np.concatenate([edge_steps(energies_ev, edges_ev, fwhm_mn_ev, sharp), splines], 1)
-
-
-def edge_steps(
-    energies_ev: np.ndarray, edges_ev: tuple[float, ...], fwhm_mn_ev: float, sharp: bool = False
-) -> np.ndarray:
-    """(C, 2 x edges) downward continuum steps at absorption edges (negated: their amplitudes are fitted >= 0),
-    blurred by the detector resolution unless ``sharp`` (the continuum as generated, before the detector)."""
-    steps = []
-    for edge in edges_ev:
-        sigma = float(fwhm_ev(edge, fwhm_mn_ev)) / 2.3548
-        z = (energies_ev - edge) / (np.sqrt(2) * sigma)
-        rise = (energies_ev >= edge).astype(np.float64) if sharp else 0.5 * (1 + erf(z))
-        above = np.clip(energies_ev - edge, 0, None)
-        steps += [-rise * np.exp(-above / decay) for decay in EDGE_DECAYS_EV]
-    return np.stack(steps, 1) if steps else np.zeros((len(energies_ev), 0))
+    return BSpline.design_matrix(x, knots, 3).toarray()
 
 
 @dataclass
@@ -185,15 +128,12 @@ class LineFit:
     continuum: Tensor
     model: LineModel
     misfit: np.ndarray | None = None  # (C,) weighted squared residual per channel (one spectrum: `calibrate.fit_one`)
+    weights: np.ndarray | None = None  # (C,) the fit's weights (one spectrum: `calibrate.fit_one`)
 
-    def continuum_at(self, energies_ev: np.ndarray, sharp: bool = False) -> Tensor:
-        """(N, len(energies)) fitted continuum counts per channel at the given energies (eV); ``sharp``: with the
-        absorption edges as generated (a line just below an edge sees the continuum before the step)."""
-        inst = self.model.instrument
-        lo, hi = inst.fit_range()
-        energies = np.asarray(energies_ev, dtype=np.float64)
-        basis = continuum_basis(energies, lo, hi, self.model.edges_ev, inst.fwhm_mn_ev, sharp)
-        basis = torch.from_numpy(basis)
+    def continuum_at(self, energies_ev: np.ndarray) -> Tensor:
+        """(N, len(energies)) fitted continuum counts per channel at the given energies (eV)."""
+        lo, hi = self.model.instrument.fit_range()
+        basis = torch.from_numpy(continuum_basis(np.asarray(energies_ev, dtype=np.float64), lo, hi))
         return self.continuum.double() @ basis.T
 
 
@@ -230,26 +170,32 @@ def fit_lines(spectra: Tensor, model: LineModel, weights: np.ndarray, max_rounds
         for start in range(0, n, CHUNK):
             out = (spectra[start : start + CHUNK].index_select(1, channels).float() @ stacked).double()
             rhs[start : start + CHUNK], var[start : start + CHUNK] = out[:, :p], out[:, p:]
-    x = nonnegative_lines(gram, rhs, model.n_constrained, max_rounds)
+    x = nonnegative_lines(gram, rhs, f, max_rounds)
     return LineFit(x[:, :f].float(), var[:, :f].clamp(min=0).sqrt().float(), x[:, f:].float(), model)
 
 
 def nonnegative_lines(gram: Tensor, rhs: Tensor, n_peaks: int, max_rounds: int) -> Tensor:
     """(N, P) solutions of gram x = rhs with the first ``n_peaks`` entries >= 0 (continuum free): an active-set
-    pass that removes negative amplitudes and re-solves, batched over the spectra that still have one."""
+    pass that removes negative amplitudes and re-solves. Spectra sharing a set of removed lines (a phase's
+    spectra mostly do) are solved together, one small system per distinct set."""
     x = rhs @ torch.linalg.inv(gram)  # gram symmetric
     free = torch.ones_like(x, dtype=torch.bool)
     todo = torch.nonzero((x[:, :n_peaks] < 0).any(1)).squeeze(1)
-    eye = torch.eye(len(gram), dtype=gram.dtype)
     for _ in range(max_rounds):
         if todo.numel() == 0:
             break
-        neg = torch.zeros_like(free[todo])
-        neg[:, :n_peaks] = x[todo, :n_peaks] < 0
-        free[todo] &= ~neg
-        m = free[todo].to(gram.dtype)
-        g = gram[None] * m[:, :, None] * m[:, None, :] + eye * (1 - m)[:, None, :]
-        x[todo] = torch.linalg.solve(g, (rhs[todo] * m)[..., None]).squeeze(-1) * m
+        free[todo, :n_peaks] &= x[todo, :n_peaks] >= 0
+        masks, which = torch.unique(free[todo], dim=0, return_inverse=True)
+        if len(masks) > MAX_MASKS:  # many distinct sets: one batched solve, each spectrum its own masked system
+            m = free[todo].to(gram.dtype)
+            g = gram[None] * m[:, :, None] * m[:, None, :] + torch.diag_embed(1 - m)
+            x[todo] = torch.linalg.solve(g, (rhs[todo] * m)[..., None]).squeeze(-1) * m
+        else:
+            for u, mask in enumerate(masks):
+                rows, cols = todo[which == u], torch.nonzero(mask).squeeze(1)
+                solved = torch.zeros(len(rows), x.shape[1], dtype=x.dtype)
+                solved[:, cols] = rhs[rows][:, cols] @ torch.linalg.inv(gram[cols][:, cols])
+                x[rows] = solved
         todo = todo[(x[todo, :n_peaks] < 0).any(1)]
     x[:, :n_peaks] = x[:, :n_peaks].clamp(min=0)
     return x

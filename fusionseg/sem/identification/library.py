@@ -37,7 +37,7 @@ class Entry:
     abundance: str = "common"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Library:
     """Candidate compositions (K, E) over ``elements``: the entries, then the points along the joins;
     ``entry`` (K,) the index of the entry each candidate is named after; ``join`` (K,) its series or ''."""

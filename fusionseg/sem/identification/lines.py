@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import xraydb
@@ -48,7 +48,7 @@ class Family:
         """'Fe K', 'Pb M'."""
         return f"{self.element} {self.shell}"
 
-    @property
+    @cached_property
     def main_ev(self) -> float:
         """Energy (eV) of the family's strongest line (its Kα1, Lα1 or Mα)."""
         return self.energies_ev[int(np.argmax(self.weights))]

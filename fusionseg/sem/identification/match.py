@@ -12,6 +12,7 @@ a real difference, not with the counts. Above `MAX_SCORE` no library entry fits:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ RELATIVE_HIGH, RELATIVE_LOW, LOW_LINE_EV = 0.12, 0.2, 1600.0
 UNMEASURED_VARIANCE = 1e6  # an element whose lines the detector barely records (O behind Be) is not compared
 FLOOR = 0.015  # absolute tolerance of a cation fraction
 PRESENT = 0.02  # an element counts as present in a comparison above this fraction
+CHUNK = 8192  # spectra compared at once
 MAX_SCORE = 4.0  # mean chi-square per element present above which nothing fits (tuned on validation fields)
 HEAVY_SHARE = 0.1  # net line counts of the elements from Na up under this share: cations count for less (carbon)
 
@@ -55,19 +57,31 @@ def features(
     scale = (share / HEAVY_SHARE).clamp(max=1) / cations.clamp(min=1e-9)
     presence = (fractions / LIGHT_SATURATION).clamp(max=1)
     feats = torch.where(light, presence, fractions * scale)
-    from fusionseg.sem.identification.lines import families
-
-    line_ev = torch.tensor([_line_ev(el, families) for el in elements])
-    rel = torch.where(line_ev < LOW_LINE_EV, RELATIVE_LOW, RELATIVE_HIGH)
-    floor = torch.tensor([LIGHT.get(el, FLOOR) for el in elements])
+    rel, floor = _tolerances(elements)
     stat = torch.zeros_like(fractions) if sigma is None else torch.where(light, sigma / LIGHT_SATURATION, sigma * scale)
     var = stat**2 + (torch.where(light, 0.0, rel) * feats) ** 2 + floor**2
     return feats, var
 
 
-def _line_ev(element: str, families) -> float:  # noqa: ANN001 - the lines.families function
-    fams = families([element], 20.0, 0.0, 1e9)
-    return max(f.main_ev for f in fams) if fams else 0.0
+@cache
+def _tolerances(elements: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    """(E,) relative and absolute tolerances: `RELATIVE_LOW` for lines under `LOW_LINE_EV`, `FLOOR` or `LIGHT`."""
+    from fusionseg.sem.identification.lines import families
+
+    line_ev = []
+    for el in elements:
+        fams = families([el], 20.0, 0.0, 1e9)
+        line_ev.append(max(f.main_ev for f in fams) if fams else 0.0)
+    rel = torch.where(torch.tensor(line_ev) < LOW_LINE_EV, RELATIVE_LOW, RELATIVE_HIGH)
+    return rel, torch.tensor([LIGHT.get(el, FLOOR) for el in elements])
+
+
+@cache
+def _library_features(library: Library) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The library's comparison features (K, E) in float32, their squares, presence and ranking prior."""
+    feats, _ = features(torch.from_numpy(library.compositions), None, library.elements)
+    feats = feats.float()
+    return feats, feats**2, (feats > PRESENT).float(), torch.from_numpy(library.prior()).float()
 
 
 def match(composition: Composition, library: Library) -> Matches:
@@ -80,16 +94,20 @@ def match(composition: Composition, library: Library) -> Matches:
     m, v = features(frac, sig, library.elements, composition.heavy_share)
     if composition.unmeasured:
         v[:, [library.elements.index(el) for el in composition.unmeasured]] = UNMEASURED_VARIANCE
-    lib = torch.from_numpy(library.compositions)
-    l_feat, _ = features(lib, None, library.elements)
-    inv = 1.0 / v
-    chi2 = (m**2 * inv).sum(1, keepdim=True) - 2 * (m * inv) @ l_feat.T + inv @ (l_feat**2).T  # (N, K)
-    pm, pl = (m > PRESENT).double(), (l_feat > PRESENT).double()
+    lib, lib_sq, lib_present, prior = _library_features(library)
     if composition.unmeasured:
-        pl[:, [library.elements.index(el) for el in composition.unmeasured]] = 0
-    present = pm.sum(1, keepdim=True) + pl.sum(1)[None] - pm @ pl.T
-    score = chi2.clamp(min=0) / present.clamp(min=1)
-    return _best_two(score, torch.from_numpy(library.prior()), torch.from_numpy(library.entry))
+        lib_present = lib_present.clone()
+        lib_present[:, [library.elements.index(el) for el in composition.unmeasured]] = 0
+    entry = torch.from_numpy(library.entry)
+    parts = []
+    for start in range(0, n, CHUNK):  # (chunk, K) float32 matrices: bounded memory at any N
+        mc, inv = m[start : start + CHUNK].float(), 1.0 / v[start : start + CHUNK].float()
+        chi2 = (mc**2 * inv).sum(1, keepdim=True) - 2 * (mc * inv) @ lib.T + inv @ lib_sq.T  # (n, K)
+        pm = (mc > PRESENT).float()
+        present = pm.sum(1, keepdim=True) + lib_present.sum(1)[None] - pm @ lib_present.T
+        parts.append(_best_two(chi2.clamp(min=0) / present.clamp(min=1), prior, entry))
+    return Matches(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                     ("best", "score", "second", "second_score", "confidence")))  # fmt: skip
 
 
 def _best_two(score: Tensor, prior: Tensor, entry: Tensor) -> Matches:

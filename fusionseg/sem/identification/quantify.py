@@ -37,7 +37,7 @@ class FieldEfficiency:
         lo, hi = fit.model.instrument.fit_range()
         beam_ev = fit.model.instrument.beam_kev * 1000.0
         e = np.linspace(lo, hi, 400)
-        cont = fit.continuum_at(e, sharp=True)[row].numpy()
+        cont = fit.continuum_at(e)[row].numpy()
         t = np.clip(cont, 0, None) * e / np.maximum(beam_ev - e, 1e-3 * beam_ev)
         floor = 1e-3 * max(float(t.max()), 1e-300)  # a continuum fitted to ~0 would make any line infinite
         return cls(e, np.maximum(t, floor) / max(float(t.max()), 1e-300))
@@ -87,3 +87,26 @@ def unmeasured(efficiency: FieldEfficiency, beam_kev: float) -> tuple[str, ...]:
     quant = quant_family(families(CANDIDATE_ELEMENTS, beam_kev, 0.0, 1e9), beam_kev)
     return tuple(el for el, fam in quant.items()
                  if lo <= fam.main_ev <= hi and efficiency(np.array([fam.main_ev]))[0] < MIN_EFFICIENCY)  # fmt: skip
+
+
+# Oxidation states for oxygen by stoichiometry (the oxide convention of microprobe reports; Fe as FeO).
+VALENCE = {"Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Fe": 2, "Mn": 2, "Co": 2, "Ni": 2, "Cu": 2, "Zn": 2, "Sr": 2, "Ba": 2,
+           "Pb": 2, "Cd": 2, "Hg": 2, "Al": 3, "Cr": 3, "Y": 3, "La": 3, "Ce": 3, "Nd": 3, "Bi": 3, "As": 3, "Sb": 3,
+           "Si": 4, "Ti": 4, "Zr": 4, "Sn": 4, "Th": 4, "U": 4, "C": 4, "P": 5, "Nb": 5, "Ta": 5, "S": 6, "Mo": 6,
+           "W": 6}  # fmt: skip
+ANIONS = {"F": 1, "Cl": 1}  # each takes the place of half an oxygen
+
+
+def oxygen_by_stoichiometry(weight: dict[str, float], with_carbon: bool) -> dict[str, float]:
+    """Weight fractions with O replaced by the oxygen the measured cations carry (`VALENCE`; F and Cl take
+    their share), renormalised: a standardless O is off by up to 2x, a cation ratio by ~10 %. C is dropped
+    unless ``with_carbon`` (a carbonate): otherwise it is the coat. H (OH, water) is invisible and not added."""
+    from fusionseg.sem.identification.library import atomic_mass
+
+    cations = {el: w for el, w in weight.items() if el not in ("O", *ANIONS) and (el != "C" or with_carbon)}
+    anions = {el: w for el, w in weight.items() if el in ANIONS}
+    oxygen_moles = sum(w / atomic_mass(el) * VALENCE.get(el, 2) / 2 for el, w in cations.items())
+    oxygen_moles -= sum(w / atomic_mass(el) * ANIONS[el] / 2 for el, w in anions.items())
+    out = {**cations, **anions, "O": max(oxygen_moles, 0.0) * atomic_mass("O")}
+    total = sum(out.values())
+    return {el: w / total for el, w in out.items()} if total > 0 else out

@@ -21,8 +21,12 @@ WEAK_SILHOUETTE = 0.25  # a best mean silhouette below this: no substantial clus
 
 
 def identify_points(sample: Sample, config: SegmentConfig) -> PointLabels:
-    """Library/cluster labels of the measured spectra (a single spectrum is identified against the library);
-    clusters are named by composition ("cluster-0 (Si-Al-K)")."""
+    """Library/cluster labels of the measured spectra (a single spectrum is identified against the library).
+
+    The simulator's library fit (`label_points`) names what it can; what it cannot is named by composition
+    (`fusionseg.sem.identification`): each cluster by its summed spectrum (clusters named alike become one
+    class) and, with ``--mode library``, each point the library leaves unknown by its own spectrum. A cluster no
+    library entry fits keeps its elements: "unknown (Ca-Fe-Si-O)"."""
     spectra, sem = sample.point_features, sem_meta(sample.meta)
     single = len(spectra) == 1
     points = label_points(spectra.repeat(2, 1) if single else spectra, sem.energy_axis, sem.beam_energy_kev,
@@ -30,12 +34,10 @@ def identify_points(sample: Sample, config: SegmentConfig) -> PointLabels:
                           n_clusters=config.n_clusters, seed=config.seed)  # fmt: skip
     if single:
         return replace(points, labels=points.labels[:1])
-    if points.mode == "clusters":
-        from fusionseg.sem.export.spectra import cluster_names
+    if points.mode == "clusters" or (config.mode == "library" and (points.labels == UNKNOWN).any()):
+        from fusionseg.sem.segment.naming import named_by_composition
 
-        named = cluster_names(spectra.numpy(), points.labels.numpy(), points.names, sem.energy_axis,
-                              sem.beam_energy_kev)  # fmt: skip
-        points = replace(points, names=named)
+        points = named_by_composition(points, spectra, sem)
     return points
 
 
