@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -15,9 +15,6 @@ from fusionseg.graphs.schema import pixel_batch
 from fusionseg.inference import check_memory, predict_field, tile_for_memory
 from fusionseg.models.adaptation import FieldAdaptation, adapted_mlp
 from fusionseg.sample import Sample
-
-if TYPE_CHECKING:
-    from fusionseg.models.module import FusionSegModule
 
 ENCODE_CHUNK_BYTES = 8e6  # point features encoded at once by `points_encoded`: small temporaries, reused
 
@@ -136,7 +133,7 @@ class FieldPrediction:
 class _WholeFields:
     """A module's predictions of tiles as whole fields (a tile that grew to reach a point is not re-tiled)."""
 
-    def __init__(self, module: FusionSegModule) -> None:
+    def __init__(self, module: FieldPrediction) -> None:  # the FusionSegModule (this mixin's host class)
         self.module = module
 
     def predict_samples(self, samples: list[Sample]) -> list[dict[str, Any]]:
