@@ -167,7 +167,9 @@ def test_shipped_weights_map_real_clusters_reproducibly(bruker) -> None:
         s = replace(s, meta=replace(s.meta, class_names=()))
         result = segment_field(s, DEFAULT_WEIGHTS, replace(config, seed=seed))
         assert result.mode == "shipped weights on spectrum clusters", result.mode
-        assert all(n.startswith("cluster-") for n in result.class_names) and result.point_labels.clustering
+        named = result.point_labels  # clusters named by their summed spectra: a mineral or "unknown (elements)"
+        assert named.clustering and not any(n.startswith("cluster-") for n in result.class_names)
+        assert set(named.phases) == {n for n in named.names if n != "low counts (pore?)"}
         fused.append(adjusted_rand_index(result.labels.numpy(), ref))
         y = result.sample.point_target.numpy()
         nearest.append(adjusted_rand_index(nearest_point_map(s.point_coords.numpy(), y, (h, w)), ref))
@@ -279,7 +281,7 @@ def test_cli_writes_all_outputs(tmp_path: Path) -> None:
     labels = tifffile.imread(out / f"{stem}_phases.tif")
     assert labels.shape == (30, 30) and set(np.unique(labels)) <= {0, 1, 2}
     report = (out / "report.md").read_text()
-    assert "| cluster-0 (" in report and "measured spectra: 180" in report  # clusters named by their elements
+    assert "Phases identified by composition" in report and "measured spectra: 180" in report  # clusters named
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "shipped weights on spectrum clusters"
     assert summary["clustering"]["clusters"] == 3 and summary["clustering"]["chosen_by"] == "given (--n-clusters)"

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from fusionseg.errors import FusionSegError
 from fusionseg.sem.identification.calibrate import Survey, continuum_efficiency, detect_elements, survey
-from fusionseg.sem.identification.fit import CHUNK, Instrument, LineModel, fit_lines, poisson_weights
+from fusionseg.sem.identification.fit import Instrument, LineModel, chunk_spectra, fit_lines, poisson_weights
 from fusionseg.sem.identification.library import Library, load_library
 from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
 from fusionseg.sem.identification.match import Matches, match, unknown_name
@@ -94,8 +94,9 @@ def check_inputs(spectra: Tensor, axis: EnergyAxis | None, beam_kev: float | Non
 def summed_spectrum(spectra: Tensor) -> np.ndarray:
     """(C,) float64 sum of spectra (N, C) of any dtype, a block at a time (no float copy of them all)."""
     out = torch.zeros(spectra.shape[1], dtype=torch.float64)
-    for start in range(0, len(spectra), CHUNK):
-        out += spectra[start : start + CHUNK].double().sum(0)
+    step = chunk_spectra()
+    for start in range(0, len(spectra), step):
+        out += spectra[start : start + step].double().sum(0)
     return out.numpy()
 
 

@@ -27,7 +27,6 @@ from fusionseg.sem.physics import fwhm_ev, gaussian_bins
 
 LOW_EV = 150.0  # fitted range starts here: below it the detector's noise peak and cut-off dominate
 BACKGROUND_KNOTS = 14  # B-spline intervals over sqrt(E) of the fitted range
-CHUNK = 4096  # spectra converted to float at once
 MAX_MASKS = 32  # distinct sets of removed lines solved one by one; above, one batched solve of per-spectrum systems
 FEW_SPECTRA = 8  # up to this many spectra (sums) are fitted in float64 without the (P, C) projection
 
@@ -80,6 +79,14 @@ class LineModel:
     @property
     def n_peaks(self) -> int:
         return len(self.families)
+
+
+def chunk_spectra() -> int:
+    """Spectra converted to float at once: `fusionseg.sem.identify.CHUNK_SPECTRA`, the project's one such bound
+    (read at call time, so a test can lower it)."""
+    from fusionseg.sem import identify
+
+    return identify.CHUNK_SPECTRA
 
 
 @lru_cache(maxsize=8)
@@ -167,9 +174,10 @@ def fit_lines(spectra: Tensor, model: LineModel, weights: np.ndarray, max_rounds
         proj = torch.linalg.solve(gram, wa.T)  # (P, C): unconstrained solution x = proj @ y
         stacked = torch.cat([wa, (proj**2).T], dim=1).float()  # (C, 2P): A^T W y and the variance, one product
         rhs, var = torch.empty(n, p, dtype=torch.float64), torch.empty(n, p, dtype=torch.float64)
-        for start in range(0, n, CHUNK):
-            out = (spectra[start : start + CHUNK].index_select(1, channels).float() @ stacked).double()
-            rhs[start : start + CHUNK], var[start : start + CHUNK] = out[:, :p], out[:, p:]
+        step = chunk_spectra()
+        for start in range(0, n, step):
+            out = (spectra[start : start + step].index_select(1, channels).float() @ stacked).double()
+            rhs[start : start + step], var[start : start + step] = out[:, :p], out[:, p:]
     x = nonnegative_lines(gram, rhs, f, max_rounds)
     return LineFit(x[:, :f].float(), var[:, :f].clamp(min=0).sqrt().float(), x[:, f:].float(), model)
 

@@ -2,11 +2,11 @@
 
 Compared are the cation fractions (elements from Na up, renormalised among themselves, shrunk to 0 when
 they carry under 10 % of the line counts: carbon, epoxy) and the presence of C, O and F, which a
-standardless analysis quantifies poorly (0 absent, 1 at 10 wt % or more). Each has a tolerance that does
-not shrink with counts: counting error + a relative error (12 % above 1.6 keV, 20 % below) + an absolute
-floor; so a 50,000-count
-spectrum is judged like a 1,000-count one, and the score (mean chi-square per element present) grows with
-a real difference, not with the counts. Above `MAX_SCORE` no library entry fits: "unknown (Ca-Fe-Si-O)".
+standardless analysis quantifies poorly (0 absent, 1 at 10 wt % or more); La, Ce and Nd count as one.
+Each has a tolerance that does not shrink with counts: counting error + a relative error (12 % above
+1.6 keV, 20 % below) + an absolute floor; so a 50,000-count spectrum is judged like a 1,000-count one,
+and the score (mean chi-square per element present) grows with a real difference, not with the counts.
+Above `MAX_SCORE` no library entry fits: "unknown (Ca-Fe-Si-O)".
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def features(
     up, shrunk when those carry under `HEAVY_SHARE` of the lines: carbon, epoxy) and the presence of C, O, F
     (their fraction over `LIGHT_SATURATION`, at most 1: a standardless O is off by up to 2x, its presence is not).
     ``heavy_share``: measured share of net counts in cations; library rows pass None (their weight share)."""
+    fractions, sigma = _grouped(fractions, elements), None if sigma is None else _grouped(sigma, elements)
     light = torch.tensor([el in LIGHT for el in elements])
     cations = (fractions * ~light).sum(1, keepdim=True)
     share = cations if heavy_share is None else heavy_share.to(fractions.dtype)[:, None]
@@ -61,6 +62,20 @@ def features(
     stat = torch.zeros_like(fractions) if sigma is None else torch.where(light, sigma / LIGHT_SATURATION, sigma * scale)
     var = stat**2 + (torch.where(light, 0.0, rel) * feats) ** 2 + floor**2
     return feats, var
+
+
+REE_GROUP = ("La", "Ce", "Nd")  # compared as one: their L lines overlap, their ratios vary from deposit to deposit
+
+
+def _grouped(values: Tensor, elements: tuple[str, ...]) -> Tensor:
+    """``values`` (N, E) with the `REE_GROUP` summed into its first member (a monazite is a monazite at any La/Ce)."""
+    cols = [elements.index(el) for el in REE_GROUP if el in elements]
+    if len(cols) < 2:
+        return values
+    out = values.clone()
+    out[:, cols[0]] = values[:, cols].sum(1)
+    out[:, cols[1:]] = 0
+    return out
 
 
 @cache
