@@ -166,10 +166,10 @@ def fit_lines(spectra: Tensor, model: LineModel, weights: np.ndarray, max_rounds
     gram = a.T @ wa  # (P, P)
     channels = torch.from_numpy(model.channels)
     n, p, f = len(spectra), a.shape[1], model.n_peaks
-    if n <= FEW_SPECTRA:  # sums: the variance as G^-1 (A^T W diag(y) W A) G^-1, no (P, C) projection
+    if n <= FEW_SPECTRA:  # sums: float64 throughout
         y = spectra.index_select(1, channels).double()
         rhs, inv = y @ wa, torch.linalg.inv(gram)
-        var = torch.stack([torch.diagonal(inv @ (wa.T * row) @ wa @ inv) for row in y]) if n else rhs
+        var = ((inv @ wa.T) ** 2 @ y.T).T  # sum_c P_jc^2 y_c with P = G^-1 A^T W
     else:
         proj = torch.linalg.solve(gram, wa.T)  # (P, C): unconstrained solution x = proj @ y
         stacked = torch.cat([wa, (proj**2).T], dim=1).float()  # (C, 2P): A^T W y and the variance, one product

@@ -35,16 +35,19 @@ def point_matches(field: Identified) -> dict[str, list]:
 def _named_clusters(points: PointLabels, spectra: Tensor, field: Identified, matches: dict) -> PointLabels:
     """Each cluster named by the identification of its summed spectrum; clusters named alike merged into one class
     (their sum then measured again for its composition). The low-count cluster keeps its name."""
-    names = []
-    for k, old in enumerate(points.names):
-        rows = points.labels == k
-        names.append(old if old == LOW_COUNT_NAME or not rows.any() else name_summed(
-            summed_spectrum(spectra[rows]), field.survey, field.library).name)  # fmt: skip
+    named = {k: name_summed(summed_spectrum(spectra[points.labels == k]), field.survey, field.library)
+             for k, old in enumerate(points.names) if old != LOW_COUNT_NAME and (points.labels == k).any()}  # fmt: skip
+    names = [named[k].name if k in named else old for k, old in enumerate(points.names)]
     unique = tuple(dict.fromkeys(names))
     remap = torch.tensor([unique.index(n) for n in names], dtype=torch.long)
     labels = torch.where(points.labels == UNKNOWN, points.labels, remap[points.labels.clamp(min=0)])
-    phases = {name: name_summed(summed_spectrum(spectra[labels == k]), field.survey, field.library).report()
-              for k, name in enumerate(unique) if name != LOW_COUNT_NAME and (labels == k).any()}  # fmt: skip
+    phases = {}
+    for k, name in enumerate(unique):
+        members = [c for c, n in enumerate(names) if n == name and c in named]
+        if len(members) == 1:  # one cluster: its own identification
+            phases[name] = named[members[0]].report()
+        elif members:
+            phases[name] = name_summed(summed_spectrum(spectra[labels == k]), field.survey, field.library).report()
     clustering = {**(points.clustering or {}), "named_by": "identification of each cluster's summed spectrum",
                   "clusters_per_phase": {n: names.count(n) for n in unique}}  # fmt: skip
     return replace(points, labels=labels, names=unique, clustering=clustering, phases=phases, matches=matches)
