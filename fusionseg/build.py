@@ -95,6 +95,7 @@ class FusionSegCLI(LightningCLI):
         before = _model_config(self.config, sub)
         section = self.config.get(sub) if sub else self.config
         ckpt = section.get("ckpt_path") if section is not None else None
+        self.given_ckpt_path = ckpt  # as the user named it (a migrated copy below lives in a temporary folder)
         if ckpt not in (None, "last", "best", "hpc", "registry"):
             check_checkpoint(ckpt)
             migrated = migrated_checkpoint(ckpt)
@@ -131,6 +132,11 @@ class FusionSegCLI(LightningCLI):
                 help="memory budget of one field, e.g. 4GB (default: the memory available now); fields "
                 "larger than fits are predicted in overlapping tiles",
             )  # fmt: skip
+            parser.add_argument(
+                "--overwrite", type=bool, default=False,
+                help="map again the fields already written with another checkpoint or other data settings "
+                "(default: refuse, naming what differs)",
+            )  # fmt: skip
         return parser
 
     def before_predict(self) -> None:
@@ -150,21 +156,40 @@ class FusionSegCLI(LightningCLI):
                 check_memory(budget, predict[index], min_tile_px(OVERLAP_PX), flag="--max_memory")
         self.model.predict_max_memory = budget
 
-        if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
-            return
+        writers = [c for c in self.trainer.callbacks if isinstance(c, BasePredictionWriter)]
         domain = predict[0].meta.domain if len(predict) else None
-        if domain is not None and domain.domain in PREDICTION_WRITERS:
+        if not writers and domain is not None and domain.domain in PREDICTION_WRITERS:
             root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir
-            self.trainer.callbacks.append(
-                PREDICTION_WRITERS.create(domain.domain, output_dir=Path(root) / "predictions")
-            )
+            writers = [PREDICTION_WRITERS.create(domain.domain, output_dir=Path(root) / "predictions")]
+            self.trainer.callbacks.append(writers[0])
+        record = self.predict_record()
+        for writer in writers:  # a writer that keeps written fields checks they were made by this run's settings
+            if hasattr(writer, "check_rerun"):
+                writer.check_rerun(record, bool(self.config.predict.get("overwrite")))
+
+    def predict_record(self) -> dict[str, Any]:
+        """What ``predict``'s field folders record (`fusionseg.export.run_record`): the checkpoint and the data
+        settings that make the fields and their points (the model's come with the checkpoint)."""
+        from fusionseg.export.run_record import make_record
+
+        section = self.config.predict
+        data = section.get("data")
+        data = data.as_dict() if hasattr(data, "as_dict") else dict(data or {})
+        settings = {f"data.{k}": v for k, v in sorted(data.items())}
+        settings["seed_everything"] = section.get("seed_everything")
+        ckpt = getattr(self, "given_ckpt_path", section.get("ckpt_path"))
+        if ckpt is None:  # no checkpoint: the config's model, its architecture is then a setting too
+            model = section.get("model")
+            settings["model"] = model.as_dict() if hasattr(model, "as_dict") else model
+        return make_record(ckpt, settings)
 
     def after_predict(self) -> None:
         for writer in self.trainer.callbacks:
             if hasattr(writer, "written") and hasattr(writer, "skipped"):
-                print(
-                    f"wrote {len(writer.written)} fields to {writer.output_dir} ({len(writer.skipped)} already there)"
-                )
+                remapped = len(getattr(writer, "remapped", []))
+                again = f", {remapped} of them again (--overwrite)" if remapped else ""
+                print(f"wrote {len(writer.written)} fields to {writer.output_dir}{again} ({len(writer.skipped)} "
+                      "already there)")  # fmt: skip
 
 
 class CheckpointConfigWarning(UserWarning):
