@@ -84,10 +84,44 @@ class FusionSegCLI(LightningCLI):
         """The trainer; ``trainer.enable_checkpointing=false`` also drops the default ``last.ckpt`` writer."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        if self._get(self.config_init, "trainer", default={}).get("enable_checkpointing") is False:
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("enable_checkpointing") is False:
             keep = [c for c in self.trainer_defaults.get("callbacks", []) if not isinstance(c, ModelCheckpoint)]
             self.trainer_defaults["callbacks"] = keep
+        if self.subcommand == "predict":  # logs nothing: no logger, so no new version_N folder per run
+            self.predict_root = getattr(trainer.get("logger"), "save_dir", None)  # the predictions go under it
+            self.save_config_callback = None  # each field folder records its checkpoint and settings instead
+            kwargs["logger"] = False
         return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """Say where the checkpoints went: the best (by its monitored metric) and ``last.ckpt``."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        if not self.trainer.is_global_zero:
+            return
+        lines = []
+        for cb in self.trainer.callbacks:
+            if not isinstance(cb, ModelCheckpoint) or not cb.best_model_path:
+                continue
+            if cb.monitor is None:
+                lines.append(f"  last: {cb.best_model_path}")
+            else:
+                score = f" ({cb.monitor} {float(cb.best_model_score):.4g})" if cb.best_model_score is not None else ""
+                lines.append(f"  best{score}: {cb.best_model_path}")
+        if lines:
+            print("checkpoints written (give one to test/predict with --ckpt_path):\n" + "\n".join(lines))
+
+    def after_test(self) -> None:
+        self._say_where_logged("test")
+
+    def after_validate(self) -> None:
+        self._say_where_logged("validate")
+
+    def _say_where_logged(self, what: str) -> None:
+        logger = self.trainer.logger
+        if self.trainer.is_global_zero and logger is not None and getattr(logger, "log_dir", None):
+            print(f"{what} metrics logged to {logger.log_dir}")
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
@@ -159,7 +193,7 @@ class FusionSegCLI(LightningCLI):
         writers = [c for c in self.trainer.callbacks if isinstance(c, BasePredictionWriter)]
         domain = predict[0].meta.domain if len(predict) else None
         if not writers and domain is not None and domain.domain in PREDICTION_WRITERS:
-            root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir
+            root = getattr(self, "predict_root", None) or self.trainer.default_root_dir
             writers = [PREDICTION_WRITERS.create(domain.domain, output_dir=Path(root) / "predictions")]
             self.trainer.callbacks.append(writers[0])
         record = self.predict_record()

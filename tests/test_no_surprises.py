@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
+
+import pytest
 
 from fusionseg.cli import main
 from fusionseg.export.run_record import RUN_RECORD
@@ -60,3 +63,43 @@ def test_segment_resume_over_another_checkpoint_refuses_or_remaps(tmp_path, caps
     assert text.count("mapping it again (--overwrite)") == 2 and "kept" not in text
     for p in out.iterdir():
         assert json.loads((p / RUN_RECORD).read_text())["checkpoint"]["path"] == str(other.resolve())
+
+
+def test_split_that_cannot_follow_the_config_counts_says_so(tmp_path):
+    """Before: a folder of 8 files was split 4/1/2/1 while the config asked 48/6/12/2, without a word."""
+    from fusionseg.data.datamodule import FusionSegDataModule, SplitCountWarning
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--rock", "basalt", "--n", "8", "--size", "24", "--out", str(sim)]) == 0
+    dm = FusionSegDataModule(source="sample-folder", source_kwargs={"root": str(sim)}, train_fields=48, val_fields=6,
+                             test_fields=12, predict_fields=2)  # fmt: skip
+    with pytest.warns(SplitCountWarning) as caught:
+        assert len(dm.dataset("train")) == 4
+        assert len(dm.dataset("val")) == 1  # one line for every split, not one per split
+    (only,) = [w for w in caught if issubclass(w.category, SplitCountWarning)]
+    assert "serves 4/1/2/1 fields (train/val/test/predict)" in str(only.message)
+    assert "ask 48/6/12/2" in str(only.message)
+    quiet = FusionSegDataModule(source="sample-folder", source_kwargs={"root": str(sim)}, train_fields=4,
+                                val_fields=1, test_fields=2, predict_fields=1)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SplitCountWarning)
+        quiet.dataset("train")  # counts that fit: no warning
+
+
+def test_fit_says_where_its_checkpoints_are_and_predict_makes_no_log_folder(tmp_path, monkeypatch, capsys):
+    """Before: `fit` ended without naming its checkpoints; every `predict` made a new, empty version_N."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--config", str(DEFAULT_CONFIG), "--data.source_kwargs.size=32", "--trainer.enable_progress_bar=false"]
+    assert main(["fit", *small, "--trainer.max_epochs=1", "--data.train_fields=2", "--data.val_fields=1"]) == 0
+    out = capsys.readouterr().out
+    last = "runs/lightning_logs/version_0/checkpoints/last.ckpt"
+    assert "checkpoints written" in out and f"last: {last}" in out and "best (val/miou " in out
+    best = out.split("best (val/miou ")[1].split(": ", 1)[1].split()[0]
+    assert (tmp_path / best).is_file() and (tmp_path / last).is_file()
+    assert main(["predict", *small, "--ckpt_path", last, "--data.predict_fields=1"]) == 0
+    assert main(["predict", *small, "--ckpt_path", last, "--data.predict_fields=1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "lightning_logs").iterdir()) == ["version_0"]
+    assert (tmp_path / "runs" / "predictions").is_dir() and not (tmp_path / "config.yaml").exists()
+    capsys.readouterr()
+    assert main(["test", *small, "--ckpt_path", last, "--data.test_fields=1"]) == 0  # logs metrics: says where
+    assert "test metrics logged to runs/lightning_logs/version_1" in capsys.readouterr().out
