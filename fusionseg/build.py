@@ -65,7 +65,14 @@ class FusionSegCLI(LightningCLI):
         if isinstance(args, dict):
             self.config = parser.parse_object(args)
             return None
-        self.config = parser.parse_args(args)
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as err:  # an unknown option: name the nearest known one
+            from fusionseg.argtypes import nearest_options
+
+            sub = next((a for a in args if a in getattr(self, "_subcommand_parsers", {})), None)
+            options = list(self._subcommand_parsers[sub]._option_string_actions) if sub else []
+            raise ArgumentError(None, nearest_options(str(err), options)) from err
         at = _source_override(args)
         if at is None:
             return None
@@ -303,7 +310,12 @@ def make_cli(args: list[str] | None = None, run: bool = True, **parser_kwargs: A
         run=run,
         save_config_kwargs={"overwrite": True},
         trainer_defaults=trainer_defaults(),
-        parser_kwargs={"default_env": False, "exit_on_error": False, **parser_kwargs},  # errors reach run_command
+        parser_kwargs={
+            "default_env": False,
+            "exit_on_error": False,
+            "allow_abbrev": False,
+            **parser_kwargs,
+        },  # errors reach run_command
     )
 
 

@@ -103,3 +103,28 @@ def test_fit_says_where_its_checkpoints_are_and_predict_makes_no_log_folder(tmp_
     capsys.readouterr()
     assert main(["test", *small, "--ckpt_path", last, "--data.test_fields=1"]) == 0  # logs metrics: says where
     assert "test metrics logged to runs/lightning_logs/version_1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["fit", "--config", str(DEFAULT_CONFIG), "--trainer.max_epoch=1"], "--trainer.max_epochs"),
+        (["predict", "--config", str(DEFAULT_CONFIG), "--ckpt_pat", str(DEFAULT_WEIGHTS)], "--ckpt_path"),
+        (["segment", "in", "--eds-frac", "0.1", "--out", "o"], "--eds-fraction"),
+        (["mosaic", "in", "--posit", "p.csv", "--out", "o"], "--positions"),
+        (["simulate", "--rock", "granite", "--siz", "32", "--out", "o"], "--size"),
+        (["compare", "--config", str(DEFAULT_CONFIG), "--seed", "0", "--out", "o"], "--seeds"),
+        (["demo", "--ou", "o"], "--out"),
+    ],
+)
+def test_abbreviated_options_are_refused_naming_the_option(argv, meant, tmp_path, monkeypatch, capsys):
+    """Before: argparse and jsonargparse took any unique prefix (`--trainer.max_epoch=1` ran as max_epochs)."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own error exit
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and f"(did you mean {meant})" in err
+    assert not list(tmp_path.iterdir())  # nothing ran

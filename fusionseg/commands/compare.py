@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from fusionseg.argtypes import ArgumentParser
 from fusionseg.baselines import CLASSIC_METHODS
 from fusionseg.build import BuildError
 from fusionseg.evaluation.sweep import Sweep, SweepError, expand, parse_grid, run_sweep
@@ -25,7 +26,7 @@ seeds, paired comparison against the first variant), out/miou_vs_fraction.png.
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="fusionseg compare",
         description="Benchmark variants of configs over seeds and EDS fractions on a fixed held-out split.",
         epilog=EPILOG,
