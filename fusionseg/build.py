@@ -71,7 +71,7 @@ class FusionSegCLI(LightningCLI):
             from fusionseg.argtypes import nearest_options
 
             sub = next((a for a in args if a in getattr(self, "_subcommand_parsers", {})), None)
-            options = list(self._subcommand_parsers[sub]._option_string_actions) if sub else []
+            options = list((self._subcommand_parsers[sub] if sub else parser)._option_string_actions)
             raise ArgumentError(None, nearest_options(str(err), options)) from err
         at = _source_override(args)
         if at is None:
@@ -350,6 +350,39 @@ def config_args(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[st
     return args + [override_arg(k, v) for k, v in (overrides or {}).items()]
 
 
+class _ParseOnlyCLI(FusionSegCLI):
+    """Parses a configuration as `build` would and builds nothing (`check_config`)."""
+
+    def _set_seed(self) -> None:  # leave the global RNG as it is
+        return None
+
+    def instantiate_classes(self) -> None:
+        return None
+
+    def after_instantiate_classes(self) -> None:
+        return None
+
+
+def _rejected(err: Exception, args: Sequence[str]) -> BuildError:
+    shown = [a if len(a) < 200 else "<config text>" for a in args]
+    return BuildError(
+        f"The configuration was rejected: {err}\n  arguments: {' '.join(shown)}\n"
+        "Check the key against `fusionseg fit --print_config` and the value's type."
+    )
+
+
+def check_config(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[str, Any] | None = None) -> None:
+    """Raise `BuildError` when `build` would reject the config(s) and overrides as written (an unknown key, a
+    value of the wrong type); parses only, in well under a second (`fusionseg compare` checks its grid so before
+    it writes anything)."""
+    args = config_args(config, overrides)
+    try:
+        _ParseOnlyCLI(FusionSegModule, FusionSegDataModule, args=args, run=False, trainer_defaults=trainer_defaults(),
+                      parser_kwargs={"default_env": False, "exit_on_error": False, "allow_abbrev": False})  # fmt: skip
+    except ArgumentError as err:
+        raise _rejected(err, args) from err
+
+
 def build(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[str, Any] | None = None) -> Built:
     """Instantiate model, datamodule and trainer from config file(s) or dict(s) plus dotted-key ``overrides``.
 
@@ -361,9 +394,5 @@ def build(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[str, Any
     try:
         cli = make_cli(args=args, run=False, exit_on_error=False)
     except ArgumentError as err:
-        shown = [a if len(a) < 200 else "<config text>" for a in args]
-        raise BuildError(
-            f"The configuration was rejected: {err}\n  arguments: {' '.join(shown)}\n"
-            "Check the key against `fusionseg fit --print_config` and the value's type."
-        ) from err
+        raise _rejected(err, args) from err
     return Built(cli.model, cli.datamodule, cli.trainer, cli.config.as_dict())

@@ -128,3 +128,13 @@ def test_abbreviated_options_are_refused_naming_the_option(argv, meant, tmp_path
     err = capsys.readouterr().err
     assert "unrecognized arguments" in err and f"(did you mean {meant})" in err
     assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_compare_checks_its_grid_before_writing_anything(tmp_path, capsys):
+    """Before: a misspelled grid key failed every job, then left an empty results.csv and summary.md."""
+    out = tmp_path / "cmp"
+    argv = ["compare", "--config", str(DEFAULT_CONFIG), "--grid", "model.backbon=sage,gat", "--seeds", "0", "--out"]
+    assert main([*argv, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--model.backbon" in err and "did you mean --model.backbone" in err
+    assert not out.exists()

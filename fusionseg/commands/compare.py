@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fusionseg.argtypes import ArgumentParser
 from fusionseg.baselines import CLASSIC_METHODS
-from fusionseg.build import BuildError
+from fusionseg.build import BuildError, check_config
 from fusionseg.evaluation.sweep import Sweep, SweepError, expand, parse_grid, run_sweep
 
 EPILOG = """\
@@ -66,6 +66,12 @@ def compare_main(argv: list[str]) -> int:
         baselines = list(CLASSIC_METHODS) if a.baselines == [] else list(a.baselines or [])
         sweep = Sweep(expand(a.config, grid), a.seeds, a.fractions, a.budget, baselines)
     except SweepError as err:
+        print(f"fusionseg compare: {err}", file=sys.stderr)
+        return 2
+    try:  # every variant's configuration parses before anything is written or trained
+        for v in sweep.variants:
+            check_config(list(v.configs), {**v.overrides, "trainer.max_time": None})
+    except BuildError as err:
         print(f"fusionseg compare: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
