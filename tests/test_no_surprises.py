@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,23 @@ def test_compare_checks_its_grid_before_writing_anything(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--model.backbon" in err and "did you mean --model.backbone" in err
     assert not out.exists()
+
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+BCF30 = REAL / "bruker" / "30x30_instructively_packed_16bit_compressed.bcf"
+
+
+@pytest.mark.skipif(not BCF30.is_file(), reason=f"real Bruker test file absent ({BCF30})")
+def test_segment_acquire_on_a_real_file_says_one_thing_per_path_decision(tmp_path, capsys):
+    """Before: "trained a model on this field instead", then "too few to train ... nearest measured point"."""
+    out = tmp_path / "acq"
+    argv = ["segment", str(BCF30), "--acquire", "adaptive", "--eds-budget", "0.003", "--batch", "0.00025"]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = capsys.readouterr()
+    said = text.out + text.err
+    assert "trained a model on this field instead" not in said
+    decision = [line for line in said.splitlines() if "too few to name the phases" in line and "WARNING" not in line]
+    assert len(decision) == 1 and "the weights are not used" in decision[0] and "nearest measured point" in decision[0]
+    summary = json.loads((out / "summary.json").read_text())
+    notes = [n for n in summary["notes"] if "too few to train" in n]
+    assert len(notes) == 1 and notes[0] == decision[0].strip()
