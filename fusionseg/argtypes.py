@@ -85,4 +85,43 @@ class MemorySize(int):
             raise ValueError(str(err)) from None
 
 
-__all__ = ["MemorySize", "fraction", "int_at_least", "memory_size", "positive_float", "probability"]
+def nearest_options(message: str, options: list[str]) -> str:
+    """``message`` (argparse's "unrecognized arguments: ...") with the option each unknown one was likely meant
+    to be: abbreviations and typos are refused, never guessed (``--trainer.max_epoch=1`` is not
+    ``--trainer.max_epochs``), but the error names the option."""
+    import difflib
+
+    if "unrecognized arguments:" not in message:
+        return message
+    unknown = [a.split("=")[0] for a in message.split("unrecognized arguments:", 1)[1].split() if a.startswith("--")]
+    hints = []
+    for arg in unknown:
+        near = [o for o in options if o.startswith(arg) and o != arg] or difflib.get_close_matches(arg, options, 1, 0.8)
+        if near:
+            hints.append(f"{arg} is not an option (did you mean {near[0]})")
+    return message + ("; " + "; ".join(hints) if hints else "")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser without abbreviations (``--eds-frac`` is not taken for ``--eds-fraction``: an option
+    name is written in full, so a later option cannot silently change what an old command line means); an
+    unknown option's error names the nearest known one."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 (argparse's signature)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: ANN201 (argparse: never returns)
+        super().error(nearest_options(message, list(self._option_string_actions)))
+
+
+__all__ = [
+    "ArgumentParser",
+    "MemorySize",
+    "nearest_options",
+    "fraction",
+    "int_at_least",
+    "memory_size",
+    "positive_float",
+    "probability",
+]

@@ -65,7 +65,14 @@ class FusionSegCLI(LightningCLI):
         if isinstance(args, dict):
             self.config = parser.parse_object(args)
             return None
-        self.config = parser.parse_args(args)
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as err:  # an unknown option: name the nearest known one
+            from fusionseg.argtypes import nearest_options
+
+            sub = next((a for a in args if a in getattr(self, "_subcommand_parsers", {})), None)
+            options = list((self._subcommand_parsers[sub] if sub else parser)._option_string_actions)
+            raise ArgumentError(None, nearest_options(str(err), options)) from err
         at = _source_override(args)
         if at is None:
             return None
@@ -84,10 +91,44 @@ class FusionSegCLI(LightningCLI):
         """The trainer; ``trainer.enable_checkpointing=false`` also drops the default ``last.ckpt`` writer."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        if self._get(self.config_init, "trainer", default={}).get("enable_checkpointing") is False:
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("enable_checkpointing") is False:
             keep = [c for c in self.trainer_defaults.get("callbacks", []) if not isinstance(c, ModelCheckpoint)]
             self.trainer_defaults["callbacks"] = keep
+        if self.subcommand == "predict":  # logs nothing: no logger, so no new version_N folder per run
+            self.predict_root = getattr(trainer.get("logger"), "save_dir", None)  # the predictions go under it
+            self.save_config_callback = None  # each field folder records its checkpoint and settings instead
+            kwargs["logger"] = False
         return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """Say where the checkpoints went: the best (by its monitored metric) and ``last.ckpt``."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        if not self.trainer.is_global_zero:
+            return
+        lines = []
+        for cb in self.trainer.callbacks:
+            if not isinstance(cb, ModelCheckpoint) or not cb.best_model_path:
+                continue
+            if cb.monitor is None:
+                lines.append(f"  last: {cb.best_model_path}")
+            else:
+                score = f" ({cb.monitor} {float(cb.best_model_score):.4g})" if cb.best_model_score is not None else ""
+                lines.append(f"  best{score}: {cb.best_model_path}")
+        if lines:
+            print("checkpoints written (give one to test/predict with --ckpt_path):\n" + "\n".join(lines))
+
+    def after_test(self) -> None:
+        self._say_where_logged("test")
+
+    def after_validate(self) -> None:
+        self._say_where_logged("validate")
+
+    def _say_where_logged(self, what: str) -> None:
+        logger = self.trainer.logger
+        if self.trainer.is_global_zero and logger is not None and getattr(logger, "log_dir", None):
+            print(f"{what} metrics logged to {logger.log_dir}")
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI rebuilds the model from ``--ckpt_path``'s hyper-parameters; say what that overrode."""
@@ -95,6 +136,7 @@ class FusionSegCLI(LightningCLI):
         before = _model_config(self.config, sub)
         section = self.config.get(sub) if sub else self.config
         ckpt = section.get("ckpt_path") if section is not None else None
+        self.given_ckpt_path = ckpt  # as the user named it (a migrated copy below lives in a temporary folder)
         if ckpt not in (None, "last", "best", "hpc", "registry"):
             check_checkpoint(ckpt)
             migrated = migrated_checkpoint(ckpt)
@@ -131,6 +173,11 @@ class FusionSegCLI(LightningCLI):
                 help="memory budget of one field, e.g. 4GB (default: the memory available now); fields "
                 "larger than fits are predicted in overlapping tiles",
             )  # fmt: skip
+            parser.add_argument(
+                "--overwrite", type=bool, default=False,
+                help="map again the fields already written with another checkpoint or other data settings "
+                "(default: refuse, naming what differs)",
+            )  # fmt: skip
         return parser
 
     def before_predict(self) -> None:
@@ -150,21 +197,40 @@ class FusionSegCLI(LightningCLI):
                 check_memory(budget, predict[index], min_tile_px(OVERLAP_PX), flag="--max_memory")
         self.model.predict_max_memory = budget
 
-        if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
-            return
+        writers = [c for c in self.trainer.callbacks if isinstance(c, BasePredictionWriter)]
         domain = predict[0].meta.domain if len(predict) else None
-        if domain is not None and domain.domain in PREDICTION_WRITERS:
-            root = getattr(self.trainer.logger, "save_dir", None) or self.trainer.default_root_dir
-            self.trainer.callbacks.append(
-                PREDICTION_WRITERS.create(domain.domain, output_dir=Path(root) / "predictions")
-            )
+        if not writers and domain is not None and domain.domain in PREDICTION_WRITERS:
+            root = getattr(self, "predict_root", None) or self.trainer.default_root_dir
+            writers = [PREDICTION_WRITERS.create(domain.domain, output_dir=Path(root) / "predictions")]
+            self.trainer.callbacks.append(writers[0])
+        record = self.predict_record()
+        for writer in writers:  # a writer that keeps written fields checks they were made by this run's settings
+            if hasattr(writer, "check_rerun"):
+                writer.check_rerun(record, bool(self.config.predict.get("overwrite")))
+
+    def predict_record(self) -> dict[str, Any]:
+        """What ``predict``'s field folders record (`fusionseg.export.run_record`): the checkpoint and the data
+        settings that make the fields and their points (the model's come with the checkpoint)."""
+        from fusionseg.export.run_record import make_record
+
+        section = self.config.predict
+        data = section.get("data")
+        data = data.as_dict() if hasattr(data, "as_dict") else dict(data or {})
+        settings = {f"data.{k}": v for k, v in sorted(data.items())}
+        settings["seed_everything"] = section.get("seed_everything")
+        ckpt = getattr(self, "given_ckpt_path", section.get("ckpt_path"))
+        if ckpt is None:  # no checkpoint: the config's model, its architecture is then a setting too
+            model = section.get("model")
+            settings["model"] = model.as_dict() if hasattr(model, "as_dict") else model
+        return make_record(ckpt, settings)
 
     def after_predict(self) -> None:
         for writer in self.trainer.callbacks:
             if hasattr(writer, "written") and hasattr(writer, "skipped"):
-                print(
-                    f"wrote {len(writer.written)} fields to {writer.output_dir} ({len(writer.skipped)} already there)"
-                )
+                remapped = len(getattr(writer, "remapped", []))
+                again = f", {remapped} of them again (--overwrite)" if remapped else ""
+                print(f"wrote {len(writer.written)} fields to {writer.output_dir}{again} ({len(writer.skipped)} "
+                      "already there)")  # fmt: skip
 
 
 class CheckpointConfigWarning(UserWarning):
@@ -244,7 +310,12 @@ def make_cli(args: list[str] | None = None, run: bool = True, **parser_kwargs: A
         run=run,
         save_config_kwargs={"overwrite": True},
         trainer_defaults=trainer_defaults(),
-        parser_kwargs={"default_env": False, "exit_on_error": False, **parser_kwargs},  # errors reach run_command
+        parser_kwargs={
+            "default_env": False,
+            "exit_on_error": False,
+            "allow_abbrev": False,
+            **parser_kwargs,
+        },  # errors reach run_command
     )
 
 
@@ -279,6 +350,39 @@ def config_args(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[st
     return args + [override_arg(k, v) for k, v in (overrides or {}).items()]
 
 
+class _ParseOnlyCLI(FusionSegCLI):
+    """Parses a configuration as `build` would and builds nothing (`check_config`)."""
+
+    def _set_seed(self) -> None:  # leave the global RNG as it is
+        return None
+
+    def instantiate_classes(self) -> None:
+        return None
+
+    def after_instantiate_classes(self) -> None:
+        return None
+
+
+def _rejected(err: Exception, args: Sequence[str]) -> BuildError:
+    shown = [a if len(a) < 200 else "<config text>" for a in args]
+    return BuildError(
+        f"The configuration was rejected: {err}\n  arguments: {' '.join(shown)}\n"
+        "Check the key against `fusionseg fit --print_config` and the value's type."
+    )
+
+
+def check_config(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[str, Any] | None = None) -> None:
+    """Raise `BuildError` when `build` would reject the config(s) and overrides as written (an unknown key, a
+    value of the wrong type); parses only, in well under a second (`fusionseg compare` checks its grid so before
+    it writes anything)."""
+    args = config_args(config, overrides)
+    try:
+        _ParseOnlyCLI(FusionSegModule, FusionSegDataModule, args=args, run=False, trainer_defaults=trainer_defaults(),
+                      parser_kwargs={"default_env": False, "exit_on_error": False, "allow_abbrev": False})  # fmt: skip
+    except ArgumentError as err:
+        raise _rejected(err, args) from err
+
+
 def build(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[str, Any] | None = None) -> Built:
     """Instantiate model, datamodule and trainer from config file(s) or dict(s) plus dotted-key ``overrides``.
 
@@ -290,9 +394,5 @@ def build(config: ConfigLike | Sequence[ConfigLike], overrides: Mapping[str, Any
     try:
         cli = make_cli(args=args, run=False, exit_on_error=False)
     except ArgumentError as err:
-        shown = [a if len(a) < 200 else "<config text>" for a in args]
-        raise BuildError(
-            f"The configuration was rejected: {err}\n  arguments: {' '.join(shown)}\n"
-            "Check the key against `fusionseg fit --print_config` and the value's type."
-        ) from err
+        raise _rejected(err, args) from err
     return Built(cli.model, cli.datamodule, cli.trainer, cli.config.as_dict())

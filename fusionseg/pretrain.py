@@ -13,7 +13,6 @@ ships with the weights (``tests/test_pretrained.py``) compares against that reco
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -25,6 +24,7 @@ from unittest import mock
 
 import torch
 
+from fusionseg.argtypes import ArgumentParser
 from fusionseg.paths import DEFAULT_CONFIG, DEFAULT_WEIGHTS, PACKAGE_DIR, WEIGHTS_DIR  # noqa: E402, F401 (re-exported)
 
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -160,7 +160,7 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fusionseg.pretrain", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m fusionseg.pretrain", description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LightningCLI config to train")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights file (a JSON record goes beside it)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -145,7 +145,7 @@ CSV_ERRORS = {
     "header only": (["x,y,c0,c1,c2"], "header but no data rows"),
     "non-numeric cell": (["x,y,c0,c1,c2", "1,2,3,4,5", "1,3,4,five,6"], "points.csv row 3"),
     "empty cell": (["x,y,c0,c1,c2", "1,2,3,,5"], "column 'c1'"),
-    "no x column": (["col,row,c0", "1,2,3"], "columns x, y"),
+    "no x column": (["col,z,c0", "1,2,3"], "columns x, y"),  # (row, col together are positions too)
     "empty file": ([""], "columns x, y"),
     "NaN position": (["x,y,c0,c1,c2", "nan,2,3,4,5"], "NaN or inf"),
     "negative counts": (["x,y,c0,c1,c2", "1,2,3,-4,5"], "negative counts"),

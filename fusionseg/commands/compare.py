@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from fusionseg.argtypes import ArgumentParser
 from fusionseg.baselines import CLASSIC_METHODS
-from fusionseg.build import BuildError
+from fusionseg.build import BuildError, check_config
 from fusionseg.evaluation.sweep import Sweep, SweepError, expand, parse_grid, run_sweep
 
 EPILOG = """\
@@ -25,7 +26,7 @@ seeds, paired comparison against the first variant), out/miou_vs_fraction.png.
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="fusionseg compare",
         description="Benchmark variants of configs over seeds and EDS fractions on a fixed held-out split.",
         epilog=EPILOG,
@@ -65,6 +66,12 @@ def compare_main(argv: list[str]) -> int:
         baselines = list(CLASSIC_METHODS) if a.baselines == [] else list(a.baselines or [])
         sweep = Sweep(expand(a.config, grid), a.seeds, a.fractions, a.budget, baselines)
     except SweepError as err:
+        print(f"fusionseg compare: {err}", file=sys.stderr)
+        return 2
+    try:  # every variant's configuration parses before anything is written or trained
+        for v in sweep.variants:
+            check_config(list(v.configs), {**v.overrides, "trainer.max_time": None})
+    except BuildError as err:
         print(f"fusionseg compare: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,10 @@ from fusionseg.sample import Sample
 from fusionseg.training import epoch_seed
 
 SPLITS = ("train", "val", "test", "predict")
+
+
+class SplitCountWarning(UserWarning):
+    """The data source serves fewer fields for a split than the config's ``data.*_fields`` ask."""
 
 
 def create_source(name: str, kwargs: dict[str, Any]) -> Any:
@@ -184,7 +189,30 @@ class FusionSegDataModule(L.LightningDataModule):
                 cache=hp.cache,
                 transform=POINT_LABELLERS.get(hp.point_labels) if relabel else None,
             )
+            if "num_fields" not in (hp.source_kwargs or {}) and len(self._datasets[split]) < self.counts[split]:
+                self._warn_short_split()
         return self._datasets[split]
+
+    def _warn_short_split(self) -> None:
+        """Once: the source serves fewer fields than ``data.*_fields`` ask (a small folder split by shares), with
+        every split's asked and actual count, so a run on 4 training fields does not pass for one on 48."""
+        if getattr(self, "_short_warned", False):
+            return
+        self._short_warned = True
+        actual = []
+        for split in SPLITS:
+            try:
+                actual.append(str(len(self.dataset(split))))
+            except FusionSegError:  # a split the source cannot serve fails when it is used, with its own message
+                actual.append("-")
+        asked = "/".join(str(self.counts[s]) for s in SPLITS)
+        warnings.warn(
+            f"data: the {self.hparams.source} source serves {'/'.join(actual)} fields ({'/'.join(SPLITS)}) where "
+            f"data.train_fields/val_fields/test_fields/predict_fields ask {asked}; it has no more, so these are "
+            "used (give it more fields, or set the counts to match).",
+            SplitCountWarning,
+            stacklevel=2,
+        )
 
     def _first(self) -> Sample:
         return self.dataset("train")[0]

@@ -5,10 +5,9 @@ Each parses its arguments and calls library functions; the first docstring line 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from fusionseg.argtypes import fraction, int_at_least
+from fusionseg.argtypes import ArgumentParser, fraction, int_at_least
 from fusionseg.paths import DEFAULT_CONFIG
 from fusionseg.registry import COMMANDS
 
@@ -34,7 +33,7 @@ def demo_command(argv: list[str]) -> int:
     """map a held-out synthetic field with the shipped weights (seconds; --train trains first)"""
     from fusionseg.sem.demo import run_demo
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="fusionseg demo", description="Map a held-out synthetic SEM field with the shipped weights (seconds)."
     )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LightningCLI config (data; model with --train)")
@@ -52,7 +51,7 @@ def simulate_command(argv: list[str]) -> int:
     """write synthetic SEM fields (BSE + EDS + true phases) to a folder"""
     from fusionseg.sem.data.synthetic import simulate_to_folder
 
-    p = argparse.ArgumentParser(prog="fusionseg simulate", description="Write synthetic SEM fields to a folder.")
+    p = ArgumentParser(prog="fusionseg simulate", description="Write synthetic SEM fields to a folder.")
     p.add_argument("--rock", default="granite", help="rock type (granite, basalt, sulfide-ore, ...)")
     p.add_argument("--n", type=int_at_least(1), default=4, help="number of fields")
     p.add_argument("--size", type=int_at_least(8), default=256, help="field size in pixels (square)")

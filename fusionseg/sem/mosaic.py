@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionseg.argtypes import fraction, int_at_least, memory_size
+from fusionseg.argtypes import ArgumentParser, fraction, int_at_least, memory_size
 from fusionseg.baselines import CLASSIC_METHODS
 from fusionseg.errors import FusionSegError, SegmentError
 from fusionseg.export.mosaic import (
@@ -82,7 +82,7 @@ class FieldInfo:
 
 # ----------------------------------------------------------------------------- command line
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fusionseg mosaic", description="Map SEM fields and stitch them into one map.")
+    p = ArgumentParser(prog="fusionseg mosaic", description="Map SEM fields and stitch them into one map.")
     p.add_argument("input", type=Path, help="the fields: a glob (quoted), a `fusionseg simulate` folder, a folder "
                    "of vendor files")  # fmt: skip
     p.add_argument("--positions", type=Path, help="CSV field,x_px,y_px (or x_um,y_um): each field's top-left corner "

@@ -48,6 +48,22 @@ class FieldWriter(BasePredictionWriter):
         self.honour_points, self.held_out_share = honour_points, held_out_share
         self.written: list[Path] = []
         self.skipped: list[Path] = []
+        self.remapped: list[Path] = []
+        self.record: dict[str, Any] | None = None  # this run's checkpoint and settings (`check_rerun`)
+        self.overwrite = False
+
+    def check_rerun(self, record: dict[str, Any], overwrite: bool = False) -> None:
+        """Before any field is predicted: every field folder already in ``output_dir`` was made with ``record``'s
+        checkpoint and settings, else `fusionseg.export.run_record.RerunError` names what differs and the fix
+        (``overwrite``: those folders are mapped again instead)."""
+        from fusionseg.export.run_record import rerun_decision
+
+        self.record, self.overwrite = record, overwrite
+        if not self.output_dir.is_dir():
+            return
+        for folder in sorted(p for p in self.output_dir.iterdir() if p.is_dir() and is_written(p)):
+            rerun_decision(folder, record, overwrite, flag="--overwrite=true",
+                           elsewhere="another folder (--trainer.logger.init_args.save_dir=DIR)")  # fmt: skip
 
     def write_on_batch_end(
         self,
@@ -66,6 +82,7 @@ class FieldWriter(BasePredictionWriter):
 
     def write_field(self, model: Any, sample: Any, pred: dict[str, Any], index: int) -> Path | None:
         """Outputs of one predicted field (skipped when already written); returns its folder."""
+        from fusionseg.export.run_record import rerun_decision, write_record
         from fusionseg.export.writers import staged_folder
         from fusionseg.sem.export.qc import qc_lines
         from fusionseg.sem.export.report import write_segment_outputs
@@ -73,7 +90,8 @@ class FieldWriter(BasePredictionWriter):
         from fusionseg.sem.segment import SegmentConfig, SegmentResult, finish_result, withheld_points
 
         folder = field_folder(self.output_dir, sample.meta.name, index)
-        if is_written(folder):
+        again = is_written(folder) and self.record is not None and rerun_decision(folder, self.record, self.overwrite)
+        if is_written(folder) and not again:
             self.skipped.append(folder)
             return None
         sample = sample.to(torch.device("cpu"))
@@ -86,6 +104,10 @@ class FieldWriter(BasePredictionWriter):
         result = finish_result(result, model, config, withheld, how)
         with staged_folder(folder) as staging:
             write_segment_outputs(staging, result, input_path=f"predict split, field {index}")
+            if self.record is not None:
+                write_record(staging, self.record)
         print(f"{folder.name}: " + "; ".join(qc_lines(result.qc)[:3]))
         self.written.append(folder)
+        if again:
+            self.remapped.append(folder)
         return folder

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionseg.argtypes import fraction, int_at_least, memory_size, positive_float
+from fusionseg.argtypes import ArgumentParser, fraction, int_at_least, memory_size, positive_float
 from fusionseg.baselines import CLASSIC_METHODS
 from fusionseg.inference import min_tile_px
 from fusionseg.logs import add_verbosity_flags, console_logs
@@ -55,7 +55,7 @@ def acquisition_amount(text: str) -> float:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """``fusionseg segment``'s arguments (argparse exits 2 with a usage line on a bad one)."""
-    p = argparse.ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
+    p = ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
     p.add_argument("input", type=Path, help="EDS file (.bcf, .spd, .hspy, ...) or folder (image + eds.npz/points.csv)")
     p.add_argument("--image", type=Path, help="separate BSE image (TIFF/PNG) on the EDS map's pixel grid")
     p.add_argument("--bse-title", help="pick the file's image whose title contains this text")

@@ -80,6 +80,12 @@ def check_request(sample: Sample, checkpoint: Path | None, config: SegmentConfig
     """Before any work: the field has points, the method is known, and a checkpoint comes with the model only."""
     if sample.num_points < 1:
         raise SegmentError("the field has no measured spectra; measure at least one point (ideally ~1 % of pixels).")
+    if sample.point_features.shape[1] == 0 and sample.point_target is not None and config.method == "model":
+        raise SegmentError(
+            f"the field's {sample.num_points} points come with labels but no spectra (points.csv with row,col,label, "
+            "as `segment` writes it): the model reads spectra. Map these labels with a classic fill, e.g. --method "
+            "geodesic (or nearest-point, random-walker, ...), or give the spectra (eds.npz, or c0..cN columns)."
+        )
     if config.method != "model" and config.method not in CLASSIC_METHODS:
         raise SegmentError(f"unknown --method {config.method!r}; choose model or one of {', '.join(CLASSIC_METHODS)}.")
     if checkpoint is not None and config.method != "model":

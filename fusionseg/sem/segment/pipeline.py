@@ -14,6 +14,8 @@ The seconds of each stage go to ``result.timings`` through `timing.record` (its 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ from fusionseg.sem.segment.classic import classic_segment
 from fusionseg.sem.segment.config import SegmentConfig, SegmentResult
 from fusionseg.sem.segment.identify import identify_points, with_point_labels
 from fusionseg.sem.segment.inputs import check_request
+from fusionseg.sem.segment.per_field import log as per_field_log
 from fusionseg.sem.segment.per_field import map_nearest_point, map_per_field, too_few_to_train
 from fusionseg.sem.segment.timing import timed
 from fusionseg.sem.segment.weights import PerFieldInstead, map_with_weights
@@ -59,13 +62,43 @@ def segment_field(sample: Sample, checkpoint: Path | None = None, config: Segmen
 
 
 def _per_field_instead(sample: Sample, instead: PerFieldInstead) -> SegmentResult:
-    """The shipped weights gave way: the field as read, mapped again without them, saying why (log and notes)."""
-    if instead.note is not None:
-        log.warning(instead.note)
-    result = segment_field(sample, None, instead.config)
-    if instead.note is not None:
-        result.info.setdefault("notes", []).insert(0, instead.note)
+    """The shipped weights gave way: the field as read, mapped again without them, with one message (logged and
+    first among the notes) saying why and what was done: a model trained on this field, or, with too few points to
+    train one, the nearest measured point (whose own note it replaces, so a run never says both)."""
+    if instead.why is None:
+        return segment_field(sample, None, instead.config)
+    held: list[str] = []
+    with _held_notes(held):  # the too-few-to-train note, said below together with why the weights gave way
+        result = segment_field(sample, None, instead.config)
+    notes = result.info.setdefault("notes", [])
+    if result.mode == "per-field training":
+        note = f"{instead.why}: trained a model on this field instead (as --per-field does)"
+        for text in held:  # training's own warnings, not about this decision: said as they were
+            per_field_log.warning(text)
+    else:
+        done = "; ".join(held) or f"mapped by {result.mode}"
+        note = f"{instead.why}: the weights are not used, and {done}"
+        notes[:] = [n for n in notes if n not in held]
+    log.warning(note)
+    notes.insert(0, note)
     return result
+
+
+@contextmanager
+def _held_notes(held: list[str]) -> Iterator[None]:
+    """Warnings of the per-field stage (`per_field`'s logger) kept in ``held`` instead of logged meanwhile."""
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        held.append(record.getMessage())
+        return False
+
+    per_field_log.addFilter(hold)
+    try:
+        yield
+    finally:
+        per_field_log.removeFilter(hold)
 
 
 __all__ = ["segment_field"]

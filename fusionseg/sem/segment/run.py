@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from fusionseg.errors import SegmentError
+from fusionseg.export.run_record import make_record, rerun_decision, write_record
 from fusionseg.inference import available_memory
 from fusionseg.logs import collected_warnings, merged
 from fusionseg.sample import OddInputWarning
@@ -49,17 +50,39 @@ def run_segment(a: argparse.Namespace) -> Path:
     check_acquisition_args(a)
     paths = listed or input_paths(a.input)
     mine = share_of(paths, rank, world_size)
-    kept = 0
-    for path in mine:
+    record = run_record(a)
+    kept, todo = 0, []
+    for path in mine:  # every kept field checked against this run's checkpoint and settings before any is mapped
         field_out = out if len(paths) == 1 else out / path.stem
         remove_stale_staging(field_out)  # a killed run's; no other process maps this field
-        if a.resume and is_complete(field_out):
+        if a.resume and is_complete(field_out) and not rerun_decision(field_out, record, a.overwrite):
             kept += 1
             continue
+        if a.resume and is_complete(field_out):
+            print(f"{path.name}: mapped before with another checkpoint or other settings; mapping it again "
+                  "(--overwrite)")  # fmt: skip
+        todo.append((path, field_out))
+    for path, field_out in todo:
         segment_one(path, a, field_out)
     if kept:
-        print(f"kept {kept} field(s) already written in {out} (--resume)")
+        print(f"kept {kept} field(s) already written in {out} with the same checkpoint and settings (--resume)")
     return out
+
+
+# `segment`'s options that shape the maps (not where outputs go, how verbose, threads or memory and tiles)
+SEGMENT_SETTINGS = ("image", "bse_title", "eds_fraction", "eds_points", "acquire", "eds_budget", "batch", "sampler",
+                "per_field", "no_honour_points", "no_adapt", "extrapolate", "no_classic_floor", "method", "mode",
+                "n_clusters", "min_confidence", "time_budget", "seed")  # fmt: skip
+
+
+def run_record(a: argparse.Namespace) -> dict:
+    """What a field folder records of this run (`fusionseg.export.run_record`): checkpoint and map settings."""
+    checkpoint = shipped_or_given_checkpoint(a)[0] if a.method == "model" else a.checkpoint
+    if a.acquire and checkpoint is None:  # --acquire --per-field: the shipped weights plan the acquisition
+        from fusionseg.paths import DEFAULT_WEIGHTS
+
+        checkpoint = DEFAULT_WEIGHTS
+    return make_record(checkpoint, {k: getattr(a, k, None) for k in SEGMENT_SETTINGS})
 
 
 def shipped_or_given_checkpoint(a: argparse.Namespace) -> tuple[Path | None, bool]:
@@ -92,6 +115,7 @@ def segment_one(path: Path, a: argparse.Namespace, out: Path) -> SegmentResult:
     with output_folder(out, (path, a.image, a.checkpoint), a.overwrite or a.resume) as staging:
         record(result.timings, "total_s", start)  # before writing: summary.json holds it
         write_segment_outputs(staging, result, input_path=path)
+        write_record(staging, run_record(a))
     record(result.timings, "write_s", written)
     if not getattr(a, "quiet", False):
         print(f"{path.name}:")
@@ -132,4 +156,4 @@ def _map_one(path: Path, a: argparse.Namespace, start: float) -> SegmentResult:
     return result
 
 
-__all__ = ["run_segment", "segment_one", "shipped_or_given_checkpoint"]
+__all__ = ["SEGMENT_SETTINGS", "run_record", "run_segment", "segment_one", "shipped_or_given_checkpoint"]

@@ -26,17 +26,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PerFieldInstead:
-    """The weights give way: map the field as read by per-field training with ``config``, ``note`` saying why
-    (logged and put first among the result's notes; None: nothing to say)."""
+    """The weights give way: map the field as read without them (per-field training, or the nearest measured point
+    when there are too few points to train) with ``config``; ``why``: the reason, said once with what was done
+    (`fusionseg.sem.segment.pipeline`: logged and put first among the result's notes; None: nothing to say)."""
 
     config: SegmentConfig
-    note: str | None = None
+    why: str | None = None
 
 
 def per_field_instead(config: SegmentConfig, why: str) -> PerFieldInstead:
-    """Fall back from the shipped weights to per-field training, saying why."""
-    return PerFieldInstead(replace(config, fallback_per_field=False),
-                           f"{why}: trained a model on this field instead (as --per-field does)")  # fmt: skip
+    """Fall back from the shipped weights to mapping the field without them, saying why."""
+    return PerFieldInstead(replace(config, fallback_per_field=False), why)
 
 
 def map_with_weights(

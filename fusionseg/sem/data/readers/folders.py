@@ -133,14 +133,16 @@ def _read_points_csv(path: Path, energy_axis: EnergyAxis | None) -> tuple[np.nda
     except (UnicodeDecodeError, csv.Error) as err:
         raise ReaderError(f"cannot read {path} as CSV ({err}); save it as UTF-8 comma-separated text.") from err
     header = [h.strip() for h in header or []]
-    if not {"x", "y"} <= set(header):
+    position = ["y", "x"] if {"x", "y"} <= set(header) else ["row", "col"] if {"row", "col"} <= set(header) else None
+    if position is None:
         raise ReaderError(
-            f"{path.name} needs a header row with columns x, y (pixels) and spectrum or c0..cN; its header is {header}."
+            f"{path.name} needs a header row with columns x, y (pixels; or row, col as `segment` writes them) and "
+            f"spectrum or c0..cN (or label); its header is {header}."
         )
     if not rows:
         raise ReaderError(f"{path.name} has a header but no data rows; add one row per measured point.")
     rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in rows]
-    coords = _csv_numbers(path, rows, ["y", "x"])
+    coords = _csv_numbers(path, rows, position)
     if "spectrum" in header:
         for i, r in enumerate(rows):
             if not (r.get("spectrum") or "").strip():
@@ -158,8 +160,10 @@ def _read_points_csv(path: Path, energy_axis: EnergyAxis | None) -> tuple[np.nda
             values["beam_energy_kev"] = beams[0]
         return coords, spectra, values
     channels = sorted((k for k in rows[0] if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:]))
+    if not channels and "label" in header:  # segment's own points.csv: labelled points, no spectra
+        return coords, None, {"labels": [(r.get("label") or "").strip() for r in rows]}
     if not channels:
-        raise ReaderError(f"{path.name} has neither a 'spectrum' column nor channel columns c0..cN.")
+        raise ReaderError(f"{path.name} has neither a 'spectrum' column, channel columns c0..cN nor a 'label' column.")
     spectra = _csv_numbers(path, rows, channels)
     return coords, spectra, _read_meta_json(path.parent)
 
@@ -224,6 +228,8 @@ def read_folder(
         coords, spectra = _npz_points(values)
     elif pts_csv.is_file():
         coords, spectra, values = _read_points_csv(pts_csv, energy_axis)
+        if spectra is None:
+            return labelled_points_sample(img, coords, values["labels"], meta, target, pts_csv)
     else:
         empty = np.zeros((0, 2), np.float32)
         return Sample(image=img[None], point_coords=empty, point_features=empty[:, :0], meta=meta, target=target)
@@ -234,6 +240,31 @@ def read_folder(
     if coords is None:
         return dense_sample(img, spectra, meta, target)
     return points_sample(img, coords, spectra, meta, target)
+
+
+UNLABELLED = ("", "unknown")  # `segment`'s points.csv writes "unknown" for a point no phase was given
+
+
+def labelled_points_sample(
+    image: np.ndarray, coords: np.ndarray, labels: Sequence[str], meta: SampleMeta, target: np.ndarray | None,
+    path: Path,
+) -> Sample:  # fmt: skip
+    """Points given by their phase name and no spectrum (``points.csv`` with ``row,col,label``, as `segment` writes
+    it; names such as "unknown (O-Si)" are phases too, "unknown" and empty cells unlabelled): the labels are used as
+    given, no identification; classes are the names in order of appearance."""
+    h, w = image.shape
+    inside = (coords[:, 0] >= -0.5) & (coords[:, 0] <= h - 0.5) & (coords[:, 1] >= -0.5) & (coords[:, 1] <= w - 0.5)
+    if not inside.all():
+        raise ReaderError(f"{int((~inside).sum())} points of {path.name} fall outside the {h}x{w} image; positions "
+                          "must be pixels of this image.")  # fmt: skip
+    names = list(dict.fromkeys(lab for lab in labels if lab not in UNLABELLED))
+    if not names:
+        raise ReaderError(f"{path.name} gives no label but 'unknown'; label some points or add their spectra.")
+    ids = np.array([names.index(lab) if lab not in UNLABELLED else IGNORE_INDEX for lab in labels], np.int64)
+    del target  # a phases.tif's ids are not these names' classes: it cannot score this map
+    meta.class_names = tuple(names)
+    return Sample(image=image[None], point_coords=coords.astype(np.float32), point_features=np.zeros((len(ids), 0),
+                  np.float32), point_target=ids, meta=meta)  # fmt: skip
 
 
 def peek_folder_size(folder: Path, image: Path | None = None) -> FieldSize | None:

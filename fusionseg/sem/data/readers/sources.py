@@ -10,7 +10,7 @@ from typing import Any
 from fusionseg.data.io import split_paths
 from fusionseg.registry import DATA_SOURCES
 from fusionseg.sample import Sample, SampleError
-from fusionseg.sem.data.readers.common import ReaderError, read_image_file
+from fusionseg.sem.data.readers.common import IMAGE_SUFFIXES, ReaderError, read_image_file
 from fusionseg.sem.data.readers.folders import read_folder
 from fusionseg.sem.data.readers.vendor import read_signals, sample_from_signals
 from fusionseg.sem.meta import EnergyAxis, sem_meta
@@ -35,6 +35,12 @@ def read_input(
     try:
         if path.is_dir():
             return read_folder(path, image, energy_axis, beam_energy_kev)
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():  # RosettaSciIO reads it, lazily, as no EDS
+            raise ReaderError(
+                f"{path.name} is an image: pass it with --image, with the points in points.csv or eds.npz (a folder "
+                f"holding {path.name} and points.csv or eds.npz is one field: give the folder), or beside the EDS "
+                "file that holds the spectra."
+            )
         img = read_image_file(Path(image)) if image is not None else None
         signals = read_signals(path)
         try:
