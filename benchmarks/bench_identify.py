@@ -15,6 +15,7 @@ python benchmarks/bench_identify.py [--quick] [--per-mineral 30]
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -131,7 +132,7 @@ def validate_threshold(n: int = 20, seed: int = 77) -> dict:
     """How `match.MAX_SCORE` was chosen: right / wrong-named / unknown shares against the threshold on validation
     spectra (seed 77, never the benchmark's seeds 1 and 2): project physics at 135 eV, other physics windowless
     at 20 kV, 300 and 3000 counts. The smallest threshold that reaches the most right names is kept."""
-    from fusionseg.sem.identification import match as match_module
+    match_module = importlib.import_module("fusionseg.sem.identification.match")  # the package's `match` is a function
 
     names, rows, kept = minerals(), [], match_module.MAX_SCORE
     match_module.MAX_SCORE = float("inf")
