@@ -28,7 +28,7 @@ UNMEASURED_VARIANCE = 1e6  # an element whose lines the detector barely records 
 FLOOR = 0.015  # absolute tolerance of a cation fraction
 PRESENT = 0.02  # an element counts as present in a comparison above this fraction
 CHUNK = 8192  # spectra compared at once
-MAX_SCORE = 4.0  # mean chi-square per element present above which nothing fits (tuned on validation fields)
+MAX_SCORE = 10.0  # mean chi-square per element present above which nothing fits (bench_identify.validate_threshold)
 HEAVY_SHARE = 0.1  # net line counts of the elements from Na up under this share: cations count for less (carbon)
 
 
