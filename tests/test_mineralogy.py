@@ -15,6 +15,7 @@ from fusionseg.sem.export.mineralogy import (
     grain_statistics,
     is_grain_mount,
     modal_mineralogy,
+    not_sample,
     particle_statistics,
     pixel_size_um,
 )
@@ -37,6 +38,20 @@ def test_modal_area_and_mass_percent_with_unclassified_and_not_measured_rows():
     assert rows["quartz"]["area_um2"] == pytest.approx(44 * 4.0)
     assert rows["not measured"]["pixels"] == 10 and rows["not measured"]["area_percent"] is None
     assert "unknown" not in rows
+
+
+def test_pores_and_epoxy_are_one_not_sample_row_outside_the_percentages():
+    names = ("quartz", "galena", "epoxy", "pore")
+    labels = np.zeros((10, 10), np.int64)
+    labels[:, 5:] = 1
+    labels[0, :] = 2  # 10 px epoxy
+    labels[1, :2] = 3  # 2 px pores
+    rows = {r["phase"]: r for r in modal_mineralogy(labels, names, None)}
+    assert "pore" not in rows and "epoxy" not in rows
+    assert rows["not sample"]["pixels"] == 12 and rows["not sample"]["area_percent"] is None
+    assert rows["quartz"]["area_percent"] + rows["galena"]["area_percent"] == pytest.approx(100.0, abs=1e-3)
+    assert rows["galena"]["mass_percent"] + rows["quartz"]["mass_percent"] == pytest.approx(100.0, abs=1e-3)
+    assert not_sample(labels, names) == {"pixels": {"epoxy": 10, "pore": 2}, "field_percent": 12.0}
 
 
 def test_grains_and_association_in_pixels_when_uncalibrated():
@@ -87,7 +102,8 @@ def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
     modal = list(csv.DictReader((tmp_path / files["modal_csv"]).open()))
     assert [r["phase"] for r in modal][-1] == "unclassified"
     assert sum(float(r["area_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
-    assert [r["area_percent"] for r in modal if r["phase"] == "epoxy"] == [""]  # the mount is not sample
+    assert [r["area_percent"] for r in modal if r["phase"] == "not sample"] == [""]  # the mount is not sample
+    assert "epoxy" not in [r["phase"] for r in modal] and m["not_sample"]["field_percent"] > 20
     assert sum(float(r["mass_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
     assert (tmp_path / files["particles_csv"]).is_file() and m["liberation"]
     page = (tmp_path / "report.html").read_text()

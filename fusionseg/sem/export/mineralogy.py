@@ -24,6 +24,8 @@ from fusionseg.sem.meta import sem_meta
 
 LENGTH_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 MOUNT = ("epoxy",)  # mounting medium: not part of the sample's modal mineralogy
+NOT_SAMPLE = ("epoxy", "pore")  # mount and holes (`fusionseg.sem.segment.voids`): one "not sample" row
+NOT_SAMPLE_ROW = "not sample"
 BACKGROUND = ("epoxy", "pore")  # mounting medium and holes: not part of a particle
 LIBERATED, BINARY = 0.9, 0.9  # main phase >= 90 % of a particle: liberated; two phases >= 90 %: binary
 
@@ -64,27 +66,32 @@ def _is_unclassified(name: str) -> bool:
 
 
 def modal_mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: float | None) -> list[dict[str, Any]]:
-    """Rows: phase, pixels, area % (of the measured area), mass % (library densities), area in µm² or px².
+    """Rows: phase, pixels, area % (of the sample), mass % (library densities), area in µm² or px².
 
     "unclassified" is always a row (0 when every pixel has a phase); "not measured" (pixels outside the
-    EDS-acquired area) is a row with no area or mass %. The mounting medium (``MOUNT``: epoxy) is not
-    sample: listed with its pixels, left out of the percentages. Mass % covers the phases with a density:
-    a map with unclassified pixels or clusters gives mass % of the classified, library-named part only.
+    EDS-acquired area) is a row with no area or mass %. Pores and the mounting medium (``NOT_SAMPLE``) are not
+    sample: one "not sample" row with their pixels, left out of the percentages. Mass % covers the phases with a
+    density: a map with unclassified pixels or clusters gives mass % of the classified, library-named part only.
     """
     _, area_unit = unit_names(px_um)
     scale = (px_um or 1.0) ** 2
     counts = label_counts(labels, len(class_names))
-    total = max(int(counts.sum()) - sum(int(c) for k, c in enumerate(counts) if class_names[k] in MOUNT), 1)
-    phases = [(class_names[k], int(c)) for k, c in enumerate(counts) if c > 0 and not _is_unclassified(class_names[k])]
+    void = int(sum(int(c) for k, c in enumerate(counts) if class_names[k] in NOT_SAMPLE))
+    total = max(int(counts.sum()) - void, 1)
+    phases = [(class_names[k], int(c)) for k, c in enumerate(counts)
+              if c > 0 and not _is_unclassified(class_names[k]) and class_names[k] not in NOT_SAMPLE]  # fmt: skip
     unclassified = int(sum(c for k, c in enumerate(counts) if _is_unclassified(class_names[k])))
     rho = {name: density(name) for name, _ in phases}
-    mass_total = sum(c * rho[n] for n, c in phases if rho[n] is not None and n not in MOUNT) or 1.0
+    mass_total = sum(c * rho[n] for n, c in phases if rho[n] is not None) or 1.0
     rows = [
-        {"phase": n, "pixels": c, "area_percent": None if n in MOUNT else round(100.0 * c / total, 3),
-         "mass_percent": None if rho[n] is None or n in MOUNT else round(100.0 * c * rho[n] / mass_total, 3),
+        {"phase": n, "pixels": c, "area_percent": round(100.0 * c / total, 3),
+         "mass_percent": None if rho[n] is None else round(100.0 * c * rho[n] / mass_total, 3),
          "density_g_cm3": rho[n], f"area_{area_unit}": round(c * scale, 3)}
         for n, c in sorted(phases, key=lambda nc: -nc[1])
     ]  # fmt: skip
+    if void:
+        rows.append({"phase": NOT_SAMPLE_ROW, "pixels": void, "area_percent": None, "mass_percent": None,
+                     "density_g_cm3": None, f"area_{area_unit}": round(void * scale, 3)})  # fmt: skip
     rows.append({"phase": UNCLASSIFIED, "pixels": unclassified, "area_percent": round(100 * unclassified / total, 3),
                  "mass_percent": None, "density_g_cm3": None,
                  f"area_{area_unit}": round(unclassified * scale, 3)})  # fmt: skip
@@ -93,6 +100,14 @@ def modal_mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: fl
         rows.append({"phase": NOT_MEASURED, "pixels": outside, "area_percent": None, "mass_percent": None,
                      "density_g_cm3": None, f"area_{area_unit}": round(outside * scale, 3)})  # fmt: skip
     return rows
+
+
+def not_sample(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Pores and mount (``NOT_SAMPLE``): pixels per class and their share of the mapped field (%)."""
+    counts = label_counts(labels, len(class_names))
+    mapped = max(int(counts.sum()), 1)
+    by = {n: int(counts[k]) for k, n in enumerate(class_names) if n in NOT_SAMPLE and counts[k]}
+    return {"pixels": by, "field_percent": round(100.0 * sum(by.values()) / mapped, 3)}
 
 
 def _diameters(mask: np.ndarray) -> np.ndarray:
@@ -194,6 +209,7 @@ def mineralogy(labels: np.ndarray, class_names: tuple[str, ...], px_um: float | 
             "boundary_length": [[round(float(assoc[i, j]), 3) for j in present] for i in present],
         },
         "grain_mount": is_grain_mount(labels, class_names),
+        "not_sample": not_sample(labels, class_names),
     }
     if result["grain_mount"]:
         result["particles"] = particle_statistics(labels, class_names, px_um)
