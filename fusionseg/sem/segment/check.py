@@ -74,9 +74,9 @@ def finish_result(
             f"{int(outside.sum())} pixels ({100 * outside.mean():.1f} %) lie outside the EDS-acquired area: "
             "'not measured' (--extrapolate maps them)"
         )
+    if config.voids:  # before honouring: a confidently identified measured pixel keeps its mineral
+        names = mark_not_sample(result, labels, conf)
     final = honour_points(labels, names, calls) if config.honour_points else labels
-    if config.voids:
-        names = mark_not_sample(result, labels, final, conf)
     result.qc = quality_checks(final, names, calls, model_labels=labels, held_out=held)
     result.model_labels = torch.from_numpy(labels)
     result.labels, result.confidence = torch.from_numpy(final), torch.from_numpy(conf)
@@ -86,9 +86,9 @@ def finish_result(
     return result
 
 
-def mark_not_sample(result: SegmentResult, labels: np.ndarray, final: np.ndarray, conf: np.ndarray) -> tuple[str, ...]:
-    """The voids stage (`fusionseg.sem.segment.voids`): pores/epoxy from the BSE written into the model's map
-    ``labels`` and the final map ``final`` (in place, whatever the points say); the class names, any added."""
+def mark_not_sample(result: SegmentResult, labels: np.ndarray, conf: np.ndarray) -> tuple[str, ...]:
+    """The voids stage (`fusionseg.sem.segment.voids`): pores/epoxy from the BSE written into the map ``labels``
+    and its confidence ``conf`` (in place, whatever the model says); the class names, any added."""
     from fusionseg.sem.segment.voids import apply_voids, find_voids
 
     s, names = result.sample, tuple(result.class_names)
@@ -96,8 +96,7 @@ def mark_not_sample(result: SegmentResult, labels: np.ndarray, final: np.ndarray
         finding, overruled = find_voids(s.image[0].numpy(), s.point_coords.numpy(), s.point_features,
                                         sem_meta(s.meta).energy_axis)  # fmt: skip
         if finding is not None:
-            apply_voids(labels, conf.copy(), names, finding)
-            names = apply_voids(final, conf, names, finding)
+            names = apply_voids(labels, conf, names, finding)
     note = finding.note if finding is not None else overruled
     if note is not None:
         result.info.setdefault("notes", []).append(note)
