@@ -184,3 +184,50 @@ def test_large_panels_are_drawn_subsampled_in_field_pixel_coordinates() -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_grains_above_the_minimum_size_specks_counted_apart():
+    from fusionseg.sem.export.mineralogy import MIN_GRAIN_PX, mineralogy, min_grain_px, speck_mask
+
+    labels = np.ones((20, 20), np.int64)  # galena matrix
+    labels[2:6, 2:6] = 0  # a 16 px quartz grain
+    labels[10:13, 10:13] = 0  # a 9 px quartz grain
+    labels[16, 16] = 0  # two quartz specks (1 px, 2 px)
+    labels[2, 15:17] = 0
+    labels[18, 2] = 2  # an epoxy speck: not sample, no grain row
+    assert min_grain_px(None) == MIN_GRAIN_PX == 3 and min_grain_px(1.5) == 5 and min_grain_px(0.1) == 1000
+    assert min_grain_px(1.5, "5") == 5 and min_grain_px(2.0, "12um2") == 3
+    with pytest.raises(ValueError, match="calibrated"):
+        min_grain_px(None, "12um2")
+    grains = {g["phase"]: g for g in grain_statistics(labels, NAMES, None, 3)}
+    assert grains["quartz"]["grains"] == 2 and grains["quartz"]["specks"] == 2 and "epoxy" not in grains
+    assert grains["quartz"]["d50_px"] == pytest.approx(np.mean(np.sqrt(4 * np.array([9, 16]) / np.pi)), abs=1e-3)
+    specks = speck_mask(labels, 3)
+    assert specks.sum() == 4 and specks[16, 16] and specks[18, 2]
+    assoc = association_matrix(labels, NAMES, None, specks)
+    assert assoc[0, 1] == 16 + 12  # the two grains' perimeters; the specks' 10 edges left out
+    stats = mineralogy(labels, NAMES, None)
+    assert stats["min_grain_px"] == 3 and stats["grains"][0]["specks"] == 2
+    assert mineralogy(labels, NAMES, None, "10")["grains"][0]["grains"] == 1  # only the 16 px grain
+
+
+def test_particle_liberation_ignores_specks():
+    labels = np.full((12, 12), 2, np.int64)  # epoxy
+    labels[1:6, 1:6] = 1  # a galena particle with a 1 px quartz speck
+    labels[3, 3] = 0
+    specks = np.zeros_like(labels, bool)
+    specks[3, 3] = True
+    assert particle_statistics(labels, NAMES, 1.0)[0]["main_phase_percent"] == 96.0
+    part = particle_statistics(labels, NAMES, 1.0, specks=specks)[0]
+    assert part["main_phase_percent"] == 100.0 and part["composition"] == "galena 100.0 %" and part["pixels"] == 25
+
+
+def test_min_grain_flag_takes_pixels_or_square_microns():
+    from fusionseg.sem.segment.command import parse_args
+
+    assert parse_args(["x", "--out", "o", "--min-grain", "5"]).min_grain == "5"
+    assert parse_args(["x", "--out", "o", "--min-grain", "12µm2"]).min_grain == "12um2"
+    assert parse_args(["x", "--out", "o"]).min_grain is None
+    for bad in ("0", "-2", "abc", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(["x", "--out", "o", "--min-grain", bad])

@@ -126,10 +126,14 @@ def mineralogy_tables(summary: dict[str, Any]) -> list[Table]:
                 for r in m["modal"]]  # fmt: skip
         out.append(("Modal mineralogy", ["phase", "pixels", "area %", "mass %", "density g/cm³", area_label], rows))
     if m.get("grains"):
-        rows = [[g["phase"], g["grains"], g[f"d10_{unit}"], g[f"d50_{unit}"], g[f"d90_{unit}"], g[f"mean_{unit}"]]
-                for g in m["grains"]]  # fmt: skip
-        head = ["phase", "grains", f"D10 {length}", f"D50 {length}", f"D90 {length}", f"mean {length}"]
-        out.append(("Grains (8-connected; equivalent circle diameter, by number)", head, rows))
+        rows = [[g["phase"], g["grains"], g.get("specks", 0), g[f"d10_{unit}"], g[f"d50_{unit}"], g[f"d90_{unit}"],
+                 g[f"mean_{unit}"]] for g in m["grains"]]  # fmt: skip
+        head = ["phase", "grains", "specks", f"D10 {length}", f"D50 {length}", f"D90 {length}", f"mean {length}"]
+        smallest = f"{m.get('min_grain_px', 1)} px" + (
+            f" = {m['min_grain_um2']:g} µm²" if m.get("min_grain_um2") else ""
+        )
+        out.append((f"Grains (8-connected, at least {smallest}; smaller specks counted apart; equivalent circle "
+                    "diameter, by number)", head, rows))  # fmt: skip
     assoc = m.get("association") or {}
     if assoc.get("phases"):
         rows = [[p, *vals] for p, vals in zip(assoc["phases"], assoc["boundary_length"], strict=True)]
