@@ -187,7 +187,7 @@ def test_large_panels_are_drawn_subsampled_in_field_pixel_coordinates() -> None:
 
 
 def test_grains_above_the_minimum_size_specks_counted_apart():
-    from fusionseg.sem.export.mineralogy import MIN_GRAIN_PX, mineralogy, min_grain_px, speck_mask
+    from fusionseg.sem.export.mineralogy import MIN_GRAIN_PX, min_grain_px, mineralogy, speck_mask
 
     labels = np.ones((20, 20), np.int64)  # galena matrix
     labels[2:6, 2:6] = 0  # a 16 px quartz grain
