@@ -81,9 +81,20 @@ def finish_result(
     result.model_labels = torch.from_numpy(labels)
     result.labels, result.confidence = torch.from_numpy(final), torch.from_numpy(conf)
     result.class_names = names
+    promote_weak_clusters(result)
     for warning in result.qc["warnings"]:
         log.warning(warning)
     return result
+
+
+def promote_weak_clusters(result: SegmentResult) -> None:
+    """Weak clusters (`clustering_notes`: best silhouette under `WEAK_SILHOUETTE`) are a QC warning, not a note."""
+    from fusionseg.sem.segment.identify import clustering_notes
+
+    weak = clustering_notes(result.point_labels)
+    if weak:
+        result.info["notes"] = [n for n in result.info.get("notes", []) if n not in weak]
+        result.qc.setdefault("warnings", []).extend(w for w in weak if w not in result.qc["warnings"])
 
 
 def mark_not_sample(result: SegmentResult, labels: np.ndarray, conf: np.ndarray) -> tuple[str, ...]:
@@ -139,4 +150,4 @@ def blind_window_map(
     return blind, withheld, f"{how}; scored on the {int(withheld.sum())} in the central {ch}x{cw} px window"
 
 
-__all__ = ["blind_window_map", "finish_result", "mark_not_sample", "withheld_points"]
+__all__ = ["blind_window_map", "finish_result", "mark_not_sample", "promote_weak_clusters", "withheld_points"]
