@@ -135,7 +135,9 @@ def report_facts(summary: dict[str, Any]) -> list[str]:
     versions, timings, uncertainty, notes."""
     px = (summary.get("mineralogy") or {}).get("pixel_size_um")
     labelling = summary.get("labelling")
-    if labelling is None:
+    if labelling is None and ("weights" in summary["mode"] or "checkpoint" in summary["mode"]):
+        labelling = "by the mineral library, in the model's classes"  # `checkpoint.adapt_to_checkpoint`
+    elif labelling is None:
         labelling = "labels given with the input"
     else:
         how, _, counts = labelling.partition(": ")
