@@ -15,6 +15,7 @@ from fusionseg.sem.export.mineralogy import (
     grain_statistics,
     is_grain_mount,
     modal_mineralogy,
+    not_sample,
     particle_statistics,
     pixel_size_um,
 )
@@ -37,6 +38,20 @@ def test_modal_area_and_mass_percent_with_unclassified_and_not_measured_rows():
     assert rows["quartz"]["area_um2"] == pytest.approx(44 * 4.0)
     assert rows["not measured"]["pixels"] == 10 and rows["not measured"]["area_percent"] is None
     assert "unknown" not in rows
+
+
+def test_pores_and_epoxy_are_one_not_sample_row_outside_the_percentages():
+    names = ("quartz", "galena", "epoxy", "pore")
+    labels = np.zeros((10, 10), np.int64)
+    labels[:, 5:] = 1
+    labels[0, :] = 2  # 10 px epoxy
+    labels[1, :2] = 3  # 2 px pores
+    rows = {r["phase"]: r for r in modal_mineralogy(labels, names, None)}
+    assert "pore" not in rows and "epoxy" not in rows
+    assert rows["not sample"]["pixels"] == 12 and rows["not sample"]["area_percent"] is None
+    assert rows["quartz"]["area_percent"] + rows["galena"]["area_percent"] == pytest.approx(100.0, abs=1e-3)
+    assert rows["galena"]["mass_percent"] + rows["quartz"]["mass_percent"] == pytest.approx(100.0, abs=1e-3)
+    assert not_sample(labels, names) == {"pixels": {"epoxy": 10, "pore": 2}, "field_percent": 12.0}
 
 
 def test_grains_and_association_in_pixels_when_uncalibrated():
@@ -87,7 +102,8 @@ def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
     modal = list(csv.DictReader((tmp_path / files["modal_csv"]).open()))
     assert [r["phase"] for r in modal][-1] == "unclassified"
     assert sum(float(r["area_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
-    assert [r["area_percent"] for r in modal if r["phase"] == "epoxy"] == [""]  # the mount is not sample
+    assert [r["area_percent"] for r in modal if r["phase"] == "not sample"] == [""]  # the mount is not sample
+    assert "epoxy" not in [r["phase"] for r in modal] and m["not_sample"]["field_percent"] > 20
     assert sum(float(r["mass_percent"] or 0) for r in modal) == pytest.approx(100.0, abs=0.01)
     assert (tmp_path / files["particles_csv"]).is_file() and m["liberation"]
     page = (tmp_path / "report.html").read_text()
@@ -168,3 +184,50 @@ def test_large_panels_are_drawn_subsampled_in_field_pixel_coordinates() -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_grains_above_the_minimum_size_specks_counted_apart():
+    from fusionseg.sem.export.mineralogy import MIN_GRAIN_PX, min_grain_px, mineralogy, speck_mask
+
+    labels = np.ones((20, 20), np.int64)  # galena matrix
+    labels[2:6, 2:6] = 0  # a 16 px quartz grain
+    labels[10:13, 10:13] = 0  # a 9 px quartz grain
+    labels[16, 16] = 0  # two quartz specks (1 px, 2 px)
+    labels[2, 15:17] = 0
+    labels[18, 2] = 2  # an epoxy speck: not sample, no grain row
+    assert min_grain_px(None) == MIN_GRAIN_PX == 3 and min_grain_px(1.5) == 5 and min_grain_px(0.1) == 1000
+    assert min_grain_px(1.5, "5") == 5 and min_grain_px(2.0, "12um2") == 3
+    with pytest.raises(ValueError, match="calibrated"):
+        min_grain_px(None, "12um2")
+    grains = {g["phase"]: g for g in grain_statistics(labels, NAMES, None, 3)}
+    assert grains["quartz"]["grains"] == 2 and grains["quartz"]["specks"] == 2 and "epoxy" not in grains
+    assert grains["quartz"]["d50_px"] == pytest.approx(np.mean(np.sqrt(4 * np.array([9, 16]) / np.pi)), abs=1e-3)
+    specks = speck_mask(labels, 3)
+    assert specks.sum() == 4 and specks[16, 16] and specks[18, 2]
+    assoc = association_matrix(labels, NAMES, None, specks)
+    assert assoc[0, 1] == 16 + 12  # the two grains' perimeters; the specks' 10 edges left out
+    stats = mineralogy(labels, NAMES, None)
+    assert stats["min_grain_px"] == 3 and stats["grains"][0]["specks"] == 2
+    assert mineralogy(labels, NAMES, None, "10")["grains"][0]["grains"] == 1  # only the 16 px grain
+
+
+def test_particle_liberation_ignores_specks():
+    labels = np.full((12, 12), 2, np.int64)  # epoxy
+    labels[1:6, 1:6] = 1  # a galena particle with a 1 px quartz speck
+    labels[3, 3] = 0
+    specks = np.zeros_like(labels, bool)
+    specks[3, 3] = True
+    assert particle_statistics(labels, NAMES, 1.0)[0]["main_phase_percent"] == 96.0
+    part = particle_statistics(labels, NAMES, 1.0, specks=specks)[0]
+    assert part["main_phase_percent"] == 100.0 and part["composition"] == "galena 100.0 %" and part["pixels"] == 25
+
+
+def test_min_grain_flag_takes_pixels_or_square_microns():
+    from fusionseg.sem.segment.command import parse_args
+
+    assert parse_args(["x", "--out", "o", "--min-grain", "5"]).min_grain == "5"
+    assert parse_args(["x", "--out", "o", "--min-grain", "12µm2"]).min_grain == "12um2"
+    assert parse_args(["x", "--out", "o"]).min_grain is None
+    for bad in ("0", "-2", "abc", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(["x", "--out", "o", "--min-grain", bad])

@@ -113,3 +113,33 @@ def test_phase_hspy_carries_the_input_original_metadata(tmp_path):
     (signal,) = file_reader(str(path))
     assert set(original) <= set(signal["original_metadata"])
     assert signal["axes"][0]["units"] == "µm"
+
+
+def test_thin_evidence_is_a_warning_with_its_number() -> None:
+    names = ("quartz", "albite")
+    labels = np.zeros((30, 30), np.int64)
+    coords = np.array([[3.0 * i, 3.0 * i] for i in range(9)])
+    calls = point_calls(coords, np.zeros(9, np.int64), names, labels.shape, np.zeros(9, bool))
+    failing = {"share": 0.0, "agreeing": 0, "points": 8, "how": "8 withheld"}
+    warnings = quality_checks(labels, names, calls, held_out=failing)["warnings"]
+    assert any("only 9 spectra for 900 pixels" in w for w in warnings)
+    assert any("held-out check failed: 0 of 8 withheld points" in w for w in warnings)
+    many = np.argwhere(np.ones((30, 30), bool))[::20].astype(float)  # 45 points, 5 % of the pixels
+    calls = point_calls(many, np.zeros(len(many), np.int64), names, labels.shape, np.zeros(len(many), bool))
+    passing = {"share": 0.75, "agreeing": 6, "points": 8, "how": "8 withheld"}
+    assert quality_checks(labels, names, calls, held_out=passing)["warnings"] == []
+    big = np.zeros((300, 300), np.int64)  # 45 points are 0.05 % of 90,000 pixels: too few for the field
+    assert any("only 45 spectra" in w for w in quality_checks(big, names, calls)["warnings"])
+
+
+def test_weak_clusters_are_a_warning_not_a_note() -> None:
+    from types import SimpleNamespace
+
+    from fusionseg.sem.segment.check import promote_weak_clusters
+    from fusionseg.sem.segment.identify import clustering_notes
+
+    points = SimpleNamespace(clustering={"silhouette_by_k": {2: 0.12, 3: 0.1}, "clusters": 2})
+    weak = clustering_notes(points)
+    result = SimpleNamespace(point_labels=points, info={"notes": ["other", *weak]}, qc={"warnings": []})
+    promote_weak_clusters(result)
+    assert result.info["notes"] == ["other"] and result.qc["warnings"] == weak and "0.12" in weak[0]

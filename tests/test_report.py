@@ -68,3 +68,29 @@ def test_segment_outputs_build_the_summary_once_and_render_it(tmp_path, monkeypa
     assert sorted(summary) == sorted(report.summary) and summary["files"] == files == report.files
     assert summary["qc"] == QC and "ari_vs_target" in summary and summary["modal"] == summary["mineralogy"]["modal"]
     assert "WARNING: all 3 measured points lie at one pixel" in report.qc
+
+
+def test_the_report_puts_warnings_and_findings_first_and_run_details_last() -> None:
+    from fusionseg.sem.export.summary import findings, report_facts
+
+    summary = {"input": "x.bcf", "mode": "shipped weights", "points": 9, "point_percent": 1.0, "timings": {"a_s": 1},
+               "mean_uncertainty": 0.1, "energy_axis": {"size": 2048, "scale_ev": 9.999, "offset_ev": -470.0},
+               "beam_energy_kev": 20.0, "versions": {"fusionseg": "0.1.0"}, "labelling": 'library: {"quartz": 9}',
+               "mineralogy": {"pixel_size_um": 1.5, "modal": [
+                   {"phase": "quartz", "area_percent": 100.0, "mass_percent": 100.0},
+                   {"phase": "unclassified", "area_percent": 0.0, "mass_percent": None},
+                   {"phase": "not sample", "area_percent": None, "mass_percent": None}],
+                   "not_sample": {"pixels": {"pore": 12}, "field_percent": 1.2}}}  # fmt: skip
+    facts = report_facts(summary)
+    assert "EDS calibration: 2048 channels of 9.999 eV, -0.47 to 20 keV; beam 20.0 kV" in facts
+    assert "point labelling: library: quartz 9" in facts and not any("EnergyAxis(" in f for f in facts)
+    found = findings(summary)
+    assert found[0] == "1 phase(s) by area of the sample: quartz 100.0 % (100.0 % by mass)" and "1.20 %" in found[1]
+    report = FieldReport({**_report().summary}, facts, ["agrees: 100 %", "WARNING: only 9 spectra"],
+                         _report().tables, found)  # fmt: skip
+    md, page = render_markdown(report), render_html(report)
+    order = [md.index(s) for s in ("WARNING: only 9 spectra", "## What was found", "## Modal mineralogy",
+                                   "## Quality control", "## Run details", "EDS calibration")]  # fmt: skip
+    assert order == sorted(order) and md.count("WARNING: only 9 spectra") == 1
+    order = [page.index(s) for s in ("class='box'", "What was found", "Modal mineralogy", "Run details")]
+    assert order == sorted(order)

@@ -50,6 +50,11 @@ class EnergyAxis:
         """Channel centre energies in eV, shape (size,)."""
         return self.offset_ev + self.scale_ev * torch.arange(self.size, dtype=torch.float64)
 
+    def describe(self) -> str:
+        """The calibration in words: channels, their width and the energies they cover (eV, keV)."""
+        top = (self.offset_ev + self.scale_ev * self.size) / 1000
+        return f"{self.size} channels of {self.scale_ev:.4g} eV, {self.offset_ev / 1000:.3g} to {top:.3g} keV"
+
     def channel(self, energy_ev: float) -> float:
         """Fractional channel index of an energy in eV."""
         return (energy_ev - self.offset_ev) / self.scale_ev

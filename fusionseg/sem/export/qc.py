@@ -25,6 +25,12 @@ NOT_MEASURED = "not measured"
 UNCLASSIFIED = "unclassified"
 # names of map classes that are not a phase: the per-field model's class for unidentified points
 UNKNOWN_NAMES = ("unknown",)
+# Evidence too thin for a map (a WARNING with the number that triggered it): fewer spectra than MIN_SPECTRA or
+# than MIN_POINT_SHARE of the pixels (at 0.1 % a phase of 1 % area gets ~10 points in a 100k-px field: fewer and
+# minor phases go unseen); a held-out check under MIN_HELD_OUT agreement (worse than a coin between two phases).
+MIN_SPECTRA = 30
+MIN_POINT_SHARE = 0.001
+MIN_HELD_OUT = 0.5
 
 
 @dataclass
@@ -115,7 +121,8 @@ def quality_checks(
     """QC figures of a final map ``labels`` (H, W) (``IGNORE_INDEX`` = not measured) and its warnings.
 
     ``model_labels``: the model's map before `honour_points`; ``held_out``: the result of a held-out
-    check (`held_out_agreement`). Warnings: phases among the points absent from the (model's) map;
+    check (`held_out_agreement`). Warnings: too thin evidence (`thin_evidence`); phases among the points absent
+    from the (model's) map;
     one phase covering ``single_phase_share`` of the mapped pixels while the points show at least two
     phases with ``min_points_per_phase`` points each; the model's agreement under ``min_model_agreement``.
     """
@@ -166,12 +173,29 @@ def quality_checks(
             f"the map is {100 * counts.max() / mapped_size:.1f} % {top} although the points show "
             f"{len(several)} phases ({', '.join(several)}): the map does not resolve this field"
         )
+    warnings += thin_evidence(n, labels.size, held_out)
     if n and qc["unclassified_share"] > 0.2:
         warnings.append(
             f"{100 * qc['unclassified_share']:.0f} % of the spectra match no library mineral: they are "
             "'unclassified' (consider --mode clusters, or a library entry for the missing phase)"
         )
     return qc
+
+
+def thin_evidence(points: int, pixels: int, held_out: dict[str, Any] | None) -> list[str]:
+    """Warnings for evidence too thin to trust the map: too few spectra for the field (``MIN_SPECTRA``,
+    ``MIN_POINT_SHARE`` of ``pixels``) and a held-out check under ``MIN_HELD_OUT``, each with its number."""
+    out = []
+    share = points / max(pixels, 1)
+    if points < MIN_SPECTRA or share < MIN_POINT_SHARE:
+        out.append(f"only {points} spectra for {pixels} pixels ({100 * share:.2g} % of the field; fewer than "
+                   f"{MIN_SPECTRA} or under {100 * MIN_POINT_SHARE:.1f} % is too few): minor phases may be missed "
+                   "and the map between points is a guess; measure more points")  # fmt: skip
+    if held_out and held_out.get("share") is not None and held_out["share"] < MIN_HELD_OUT:
+        out.append(f"the held-out check failed: {held_out['agreeing']} of {held_out['points']} withheld points "
+                   f"({100 * held_out['share']:.0f} %, under {100 * MIN_HELD_OUT:.0f} %) got their phase from a map "
+                   "made without them: the map between measured points is not supported by the data")  # fmt: skip
+    return out
 
 
 def held_out_agreement(labels: np.ndarray, class_names: tuple[str, ...], calls: PointCalls, how: str) -> dict:

@@ -154,7 +154,7 @@ def write_segment_outputs(out: Path, result: Any, input_path: Path | str = "") -
     stem = sample.meta.name or "field"
     labels = result.labels.numpy().astype(np.int64, copy=False)  # read only: a view, not a copy
     px_um = pixel_size_um(sample.meta)
-    stats = mineralogy(labels, names, px_um)
+    stats = mineralogy(labels, names, px_um, result.info.get("min_grain"))
     point_labels = None if sample.point_target is None else sample.point_target.numpy().copy()
     if point_labels is not None:  # the per-field model's "unknown" class is shown as unclassified (white)
         point_labels[np.isin(point_labels, [k for k, n in enumerate(names) if n in UNKNOWN_NAMES])] = IGNORE_INDEX

@@ -8,7 +8,7 @@ lengths and areas in µm (µm²) when the field is calibrated, else in pixels.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,20 @@ Table = tuple[str, list[str], list[list[Any]]]
 @dataclass(frozen=True)
 class FieldReport:
     """Everything written about one field: ``summary`` is the JSON object of ``summary.json`` (with ``files``:
-    output name -> file, and ``modal``); ``facts`` and ``qc`` the report's lines (input, mode, timings, ...; QC
-    figures and WARNING lines); ``tables`` the mineralogy tables."""
+    output name -> file, and ``modal``); ``facts`` the run details (input, method, calibration, versions,
+    timings, notes), ``qc`` the QC figures and WARNING lines; ``tables`` the mineralogy tables; ``findings`` the
+    headline lines of what was found (shown first, after the warnings)."""
 
     summary: dict[str, Any]
     facts: list[str]
     qc: list[str]
     tables: list[Table]
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The QC lines that are warnings (shown in a box at the top)."""
+        return [q for q in self.qc if q.startswith("WARNING")]
 
     @property
     def field(self) -> str:
@@ -56,7 +63,7 @@ def build_report(
     summary["mineralogy"] = stats
     qc = qc_lines(summary["qc"]) if summary.get("qc") else []
     data = {**summary, "files": dict(files), "modal": stats["modal"]}
-    return FieldReport(data, report_facts(summary), qc, mineralogy_tables(summary))
+    return FieldReport(data, report_facts(summary), qc, mineralogy_tables(summary), findings(summary))
 
 
 def field_summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty: np.ndarray, notes: list[str]) -> dict:
@@ -76,6 +83,7 @@ def field_summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty:
         "beam_energy_kev": sem_meta(s.meta).beam_energy_kev,
         "training": {k: v for k, v in result.info.items() if k not in ("notes", "acquisition")},
         "notes": notes,
+        "versions": versions(),
     }
     if "acquisition" in result.info:
         summary["acquisition"] = result.info["acquisition"]
@@ -91,18 +99,72 @@ def field_summary(result: Any, input_path: Any, labels: np.ndarray, uncertainty:
     return summary
 
 
+def versions() -> dict[str, str]:
+    """Versions of fusionseg, PyTorch, NumPy and Python that made the map."""
+    import platform
+
+    import torch
+
+    from fusionseg import __version__
+
+    return {"fusionseg": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def findings(summary: dict[str, Any]) -> list[str]:
+    """What was found, in a line or two: the phases by area (mass) %, and what is not sample."""
+    m = summary.get("mineralogy") or {}
+    phases = [r for r in m.get("modal", []) if r.get("area_percent") is not None and r["phase"] != "unclassified"]
+    out = []
+    if phases:
+        main = ", ".join(f"{r['phase']} {r['area_percent']:.1f} %" + (f" ({r['mass_percent']:.1f} % by mass)"
+                         if r.get("mass_percent") is not None else "") for r in phases[:6])  # fmt: skip
+        more = f" and {len(phases) - 6} more" if len(phases) > 6 else ""
+        out.append(f"{len(phases)} phase(s) by area of the sample: {main}{more}")
+    void = m.get("not_sample") or {}
+    if void.get("pixels"):
+        kinds = ", ".join(f"{k} {v} px" for k, v in void["pixels"].items())
+        out.append(f"not sample (pores, mount): {void['field_percent']:.2f} % of the field ({kinds}), outside the %")
+    if m.get("particles"):
+        out.append(f"grain mount: {len(m['particles'])} particles")
+    return out
+
+
 def report_facts(summary: dict[str, Any]) -> list[str]:
-    """One line each: input, mode, spectra, labelling, pixel size, timings, uncertainty, notes."""
+    """Run details in words, one line each: input, method, spectra, labelling, pixel size, calibration,
+    versions, timings, uncertainty, notes."""
     px = (summary.get("mineralogy") or {}).get("pixel_size_um")
-    facts = [f"input: {summary['input']}", f"mode: {summary['mode']}",
+    labelling = summary.get("labelling")
+    if labelling is None and ("weights" in summary["mode"] or "checkpoint" in summary["mode"]):
+        labelling = "by the mineral library, in the model's classes"  # `checkpoint.adapt_to_checkpoint`
+    elif labelling is None:
+        labelling = "labels given with the input"
+    else:
+        how, _, counts = labelling.partition(": ")
+        try:
+            labelling = f"{how}: " + ", ".join(f"{k} {v}" for k, v in json.loads(counts).items())
+        except ValueError:
+            pass
+    axis = summary.get("energy_axis")
+    if axis:
+        from fusionseg.sem.meta import EnergyAxis
+
+        calibration = f"EDS calibration: {EnergyAxis(**axis).describe()}; beam {summary.get('beam_energy_kev')} kV"
+    else:
+        calibration = "EDS calibration: none (no raw spectra)"
+    v = summary.get("versions") or {}
+    facts = [f"input: {summary['input']}", f"method: {summary['mode']}",
              f"measured spectra: {summary['points']} ({summary['point_percent']:.2g} % of pixels)",
-             f"point labelling: {summary.get('labelling', 'given')}",
+             f"point labelling: {labelling}",
              f"pixel size: {px:.4g} µm" if px else "pixel size: uncalibrated (lengths and areas in pixels)",
-             "timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
-             f"mean uncertainty: {summary['mean_uncertainty']:.3f}"]  # fmt: skip
+             calibration]  # fmt: skip
+    if v:
+        facts.append("software: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    facts += ["timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings"].items()),
+              f"mean uncertainty (1 - confidence): {summary['mean_uncertainty']:.3f}"]  # fmt: skip
     facts += [f"note: {note}" for note in summary.get("notes", [])]
     if "ari_vs_target" in summary:
-        facts.append(f"adjusted Rand index against the file's phase map: {summary['ari_vs_target']:.3f}")
+        facts.append(f"agreement with the file's own phase map (adjusted Rand index): {summary['ari_vs_target']:.3f}")
     return facts
 
 
@@ -126,10 +188,14 @@ def mineralogy_tables(summary: dict[str, Any]) -> list[Table]:
                 for r in m["modal"]]  # fmt: skip
         out.append(("Modal mineralogy", ["phase", "pixels", "area %", "mass %", "density g/cm³", area_label], rows))
     if m.get("grains"):
-        rows = [[g["phase"], g["grains"], g[f"d10_{unit}"], g[f"d50_{unit}"], g[f"d90_{unit}"], g[f"mean_{unit}"]]
-                for g in m["grains"]]  # fmt: skip
-        head = ["phase", "grains", f"D10 {length}", f"D50 {length}", f"D90 {length}", f"mean {length}"]
-        out.append(("Grains (8-connected; equivalent circle diameter, by number)", head, rows))
+        rows = [[g["phase"], g["grains"], g.get("specks", 0), g[f"d10_{unit}"], g[f"d50_{unit}"], g[f"d90_{unit}"],
+                 g[f"mean_{unit}"]] for g in m["grains"]]  # fmt: skip
+        head = ["phase", "grains", "specks", f"D10 {length}", f"D50 {length}", f"D90 {length}", f"mean {length}"]
+        smallest = f"{m.get('min_grain_px', 1)} px" + (
+            f" = {m['min_grain_um2']:g} µm²" if m.get("min_grain_um2") else ""
+        )
+        out.append((f"Grains (8-connected, at least {smallest}; smaller specks counted apart; equivalent circle "
+                    "diameter, by number)", head, rows))  # fmt: skip
     assoc = m.get("association") or {}
     if assoc.get("phases"):
         rows = [[p, *vals] for p, vals in zip(assoc["phases"], assoc["boundary_length"], strict=True)]

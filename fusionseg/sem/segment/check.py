@@ -74,13 +74,50 @@ def finish_result(
             f"{int(outside.sum())} pixels ({100 * outside.mean():.1f} %) lie outside the EDS-acquired area: "
             "'not measured' (--extrapolate maps them)"
         )
+    if config.voids:  # before honouring: a confidently identified measured pixel keeps its mineral
+        names = mark_not_sample(result, labels, conf)
     final = honour_points(labels, names, calls) if config.honour_points else labels
     result.qc = quality_checks(final, names, calls, model_labels=labels, held_out=held)
     result.model_labels = torch.from_numpy(labels)
     result.labels, result.confidence = torch.from_numpy(final), torch.from_numpy(conf)
+    result.class_names = names
+    promote_weak_clusters(result)
     for warning in result.qc["warnings"]:
         log.warning(warning)
     return result
+
+
+def promote_weak_clusters(result: SegmentResult) -> None:
+    """Weak clusters (`clustering_notes`: best silhouette under `WEAK_SILHOUETTE`) are a QC warning, not a note."""
+    from fusionseg.sem.segment.identify import clustering_notes
+
+    weak = clustering_notes(result.point_labels)
+    if weak:
+        result.info["notes"] = [n for n in result.info.get("notes", []) if n not in weak]
+        result.qc.setdefault("warnings", []).extend(w for w in weak if w not in result.qc["warnings"])
+
+
+def mark_not_sample(result: SegmentResult, labels: np.ndarray, conf: np.ndarray) -> tuple[str, ...]:
+    """The voids stage (`fusionseg.sem.segment.voids`): pores/epoxy from the BSE written into the map ``labels``
+    and its confidence ``conf`` (in place, whatever the model says); the class names, any added."""
+    from fusionseg.sem.segment.voids import apply_voids, find_voids
+
+    s, names = result.sample, tuple(result.class_names)
+    with timed(result.timings, "voids_s"):
+        finding, overruled = find_voids(s.image[0].numpy(), s.point_coords.numpy(), s.point_features,
+                                        sem_meta(s.meta).energy_axis)  # fmt: skip
+        if finding is not None:
+            names = apply_voids(labels, conf, names, finding)
+    note = finding.note if finding is not None else overruled
+    if note is not None:
+        result.info.setdefault("notes", []).append(note)
+        log.info(note)
+    if finding is not None:
+        result.info["not_sample"] = {"pixels": int(finding.mask.sum()), "share": round(float(finding.mask.mean()), 5),
+                                     "mount": finding.mode.mount, "bse_threshold": round(finding.mode.threshold, 4),
+                                     "points_inside": finding.points_inside,
+                                     "points_confirming": finding.points_confirming}  # fmt: skip
+    return names
 
 
 def blind_window_map(
@@ -113,4 +150,4 @@ def blind_window_map(
     return blind, withheld, f"{how}; scored on the {int(withheld.sum())} in the central {ch}x{cw} px window"
 
 
-__all__ = ["blind_window_map", "finish_result", "withheld_points"]
+__all__ = ["blind_window_map", "finish_result", "mark_not_sample", "promote_weak_clusters", "withheld_points"]

@@ -59,7 +59,10 @@ def adapt_to_checkpoint(sample: Sample, model: Any) -> tuple[Sample, list[str]]:
     feats = sample.point_features
     if sem.energy_axis is not None and sem.energy_axis != axis:
         feats = rebin_spectra(feats, sem.energy_axis, axis)
-        notes.append(f"spectra rebinned from the file's energy axis {sem.energy_axis} to the checkpoint's {axis}")
+        notes.append(
+            f"spectra rebinned from the file's calibration ({sem.energy_axis.describe()}) to the "
+            f"checkpoint's ({axis.describe()})"
+        )
     if abs(sem.beam_energy_kev - model_meta(model).beam_energy_kev) > 0.5:
         notes.append(
             f"beam energy {sem.beam_energy_kev} keV differs from the checkpoint's "

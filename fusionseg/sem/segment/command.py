@@ -53,6 +53,19 @@ def acquisition_amount(text: str) -> float:
     return value if value < 1 else int(value)
 
 
+def grain_area(text: str) -> str:
+    """argparse type of ``--min-grain``: pixels (> 0), or an area in µm² with a ``um2`` suffix ("12um2")."""
+    value = text.strip().lower().replace("µ", "u")
+    number = value[:-3] if value.endswith("um2") else value
+    try:
+        ok = float(number) > 0 and np.isfinite(float(number))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{text} must be pixels > 0 (e.g. 5) or an area in µm² (e.g. 12um2)")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """``fusionseg segment``'s arguments (argparse exits 2 with a usage line on a bad one)."""
     p = ArgumentParser(prog="fusionseg segment", description="Segment a real SEM field (image + EDS).")
@@ -89,6 +102,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--method", default="model", choices=("model", *CLASSIC_METHODS),
                    help="model: fusionseg's learned fusion (default); or a classic propagation of the identified "
                    "points (no model, for comparison)")  # fmt: skip
+    p.add_argument("--min-grain", type=grain_area,
+                   help="smallest grain: pixels, or µm² with a um2 suffix (default 10 µm², at least 3 px; 3 px "
+                   "uncalibrated); smaller components are specks, counted apart and left out of grain sizes, "
+                   "association and liberation")  # fmt: skip
     p.add_argument("--mode", default="auto", choices=("auto", "library", "clusters"), help="point labelling")
     p.add_argument("--n-clusters", type=int_at_least(2), help="phases for clustering (default: by silhouette)")
     p.add_argument("--min-confidence", type=confidence, default=0.9,
@@ -131,4 +148,4 @@ def segment_main(argv: list[str]) -> int:
     return run_command("segment", run, list(argv))
 
 
-__all__ = ["acquisition_amount", "confidence", "parse_args", "segment_main"]
+__all__ = ["acquisition_amount", "confidence", "grain_area", "parse_args", "segment_main"]

@@ -49,6 +49,7 @@ class SegmentConfig:
     fallback_per_field: bool = False  # shipped weights: train on the field when the library names < half the points
     adapt_refiner: bool = True  # fine-tune the checkpoint's refiner on the field's points first (models.adaptation)
     classic_floor: bool = True  # a classic fill replaces the model when the withheld points prove it better
+    voids: bool = True  # pores/epoxy from the BSE image's dark mode written into every map (`segment.voids`)
     qc_window_px: int = 1024  # the held-out check maps (blind) a central window at most this large: ~1e3 withheld
     # points at 1 % EDS (standard error of the agreement ~1 %) for a bounded cost on large fields
 

@@ -14,7 +14,7 @@ from fusionseg.errors import SegmentError
 from fusionseg.export.run_record import make_record, rerun_decision, write_record
 from fusionseg.inference import available_memory
 from fusionseg.logs import collected_warnings, merged
-from fusionseg.sample import OddInputWarning
+from fusionseg.sample import OddInputWarning, Sample
 from fusionseg.sem.segment.acquire import acquire_field, check_acquisition_args
 from fusionseg.sem.segment.checkpoint import mapped_size
 from fusionseg.sem.segment.config import SegmentConfig, SegmentResult
@@ -72,7 +72,7 @@ def run_segment(a: argparse.Namespace) -> Path:
 # `segment`'s options that shape the maps (not where outputs go, how verbose, threads or memory and tiles)
 SEGMENT_SETTINGS = ("image", "bse_title", "eds_fraction", "eds_points", "acquire", "eds_budget", "batch", "sampler",
                 "per_field", "no_honour_points", "no_adapt", "extrapolate", "no_classic_floor", "method", "mode",
-                "n_clusters", "min_confidence", "time_budget", "seed")  # fmt: skip
+                "n_clusters", "min_confidence", "time_budget", "seed", "min_grain")  # fmt: skip
 
 
 def run_record(a: argparse.Namespace) -> dict:
@@ -132,6 +132,7 @@ def _map_one(path: Path, a: argparse.Namespace, start: float) -> SegmentResult:
     if size is not None:  # a budget too small is refused before the read, which alone may exceed it
         budget_tile(budget, size, a.tile)
     sample = read_field(path, a)
+    _check_min_grain(getattr(a, "min_grain", None), sample)
     read_s = time.perf_counter() - start
     tile = budget_tile(budget, sample, a.tile)
     checkpoint, shipped = shipped_or_given_checkpoint(a) if a.method == "model" else (a.checkpoint, False)
@@ -151,9 +152,20 @@ def _map_one(path: Path, a: argparse.Namespace, start: float) -> SegmentResult:
     result = segment_field(sample, checkpoint, config)
     record(result.timings, "read_s", seconds=read_s)
     result.info.update(memory_budget_gb=round(budget / 1e9, 2), tile_px=tile)
+    if getattr(a, "min_grain", None) is not None:
+        result.info["min_grain"] = a.min_grain
     if acquisition is not None:
         result.info["acquisition"], result.acquisition_order = acquisition
     return result
+
+
+def _check_min_grain(min_grain: str | None, sample: Sample) -> None:
+    """``--min-grain`` in µm² needs a calibrated field: refused before the mapping, with the fix."""
+    from fusionseg.sem.export.mineralogy import pixel_size_um
+
+    if min_grain is not None and min_grain.endswith("um2") and not pixel_size_um(sample.meta):
+        raise SegmentError(f"--min-grain {min_grain}: this field has no pixel size, so an area in µm² cannot be "
+                           "converted; give the minimum grain in pixels (e.g. --min-grain 5)")  # fmt: skip
 
 
 __all__ = ["SEGMENT_SETTINGS", "run_record", "run_segment", "segment_one", "shipped_or_given_checkpoint"]

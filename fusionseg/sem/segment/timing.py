@@ -17,6 +17,7 @@ STAGE_SECONDS = {
     "train_s": "per-field training",
     "adapt_s": "encoding the points and fine-tuning the checkpoint's refiner on them",
     "predict_s": "the map (with the weights: encoding and adaptation included)",
+    "voids_s": "pores, epoxy and background from the BSE image (the voids stage)",
     "qc_predict_s": "the held-out check's blind map",
     "classic_floor_s": "the classic floor's fills and test",
     "classic_features_s": "the refiner's classic features, every pass together",
