@@ -182,7 +182,10 @@ def mineralogy_tables(summary: dict[str, Any]) -> list[Table]:
                 for name, p in summary["phases_identified"].items()]  # fmt: skip
         head = ["phase", "formula", "measured wt % (summed spectrum, standardless; O by stoichiometry)", "lines",
                 "match score", "runner-up"]  # fmt: skip
-        out.append(("Phases identified by composition (score: mean chi-square per element, ≤ 4 fits)", head, rows))
+        from fusionseg.sem.identification.match import MAX_SCORE
+
+        title = f"Phases identified by composition (score: mean chi-square per element, ≤ {MAX_SCORE:g} fits)"
+        out.append((title, head, rows))
     if m.get("modal"):
         rows = [[r["phase"], r["pixels"], r["area_percent"], r["mass_percent"], r["density_g_cm3"], r[area_key]]
                 for r in m["modal"]]  # fmt: skip
