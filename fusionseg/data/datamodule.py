@@ -189,30 +189,16 @@ class FusionSegDataModule(L.LightningDataModule):
                 cache=hp.cache,
                 transform=POINT_LABELLERS.get(hp.point_labels) if relabel else None,
             )
-            if "num_fields" not in (hp.source_kwargs or {}) and len(self._datasets[split]) < self.counts[split]:
-                self._warn_short_split()
+            served = len(self._datasets[split])
+            if "num_fields" not in (hp.source_kwargs or {}) and served < self.counts[split]:
+                warnings.warn(
+                    f"data: the {hp.source} source serves {served} {split} fields where data.{split}_fields asks "
+                    f"{self.counts[split]}; it has no more, so these are used (give it more fields, or set the "
+                    "count to match).",
+                    SplitCountWarning,
+                    stacklevel=2,
+                )
         return self._datasets[split]
-
-    def _warn_short_split(self) -> None:
-        """Once: the source serves fewer fields than ``data.*_fields`` ask (a small folder split by shares), with
-        every split's asked and actual count, so a run on 4 training fields does not pass for one on 48."""
-        if getattr(self, "_short_warned", False):
-            return
-        self._short_warned = True
-        actual = []
-        for split in SPLITS:
-            try:
-                actual.append(str(len(self.dataset(split))))
-            except FusionSegError:  # a split the source cannot serve fails when it is used, with its own message
-                actual.append("-")
-        asked = "/".join(str(self.counts[s]) for s in SPLITS)
-        warnings.warn(
-            f"data: the {self.hparams.source} source serves {'/'.join(actual)} fields ({'/'.join(SPLITS)}) where "
-            f"data.train_fields/val_fields/test_fields/predict_fields ask {asked}; it has no more, so these are "
-            "used (give it more fields, or set the counts to match).",
-            SplitCountWarning,
-            stacklevel=2,
-        )
 
     def _first(self) -> Sample:
         return self.dataset("train")[0]
