@@ -128,19 +128,6 @@ def test_segment_outputs_carry_qc_and_mineralogy(tmp_path):
     assert spectra["data"].shape == (len(spectra["metadata"]["Sample"]["phases"]), s.meta.domain.energy_axis.size)
 
 
-def test_dominant_elements_name_a_phase_by_its_composition():
-    from fusionseg.sem.export.spectra import dominant_elements
-    from fusionseg.sem.meta import EnergyAxis
-    from fusionseg.sem.minerals import get_mineral
-    from fusionseg.sem.physics import reference_spectra
-
-    axis = EnergyAxis()
-    quartz, galena, ortho = reference_spectra([get_mineral(n) for n in ("quartz", "galena", "orthoclase")], axis, 20.0)
-    assert dominant_elements(quartz * 1e4, axis)[:2] == ["Si", "O"]
-    assert "Pb" in dominant_elements(galena * 1e4, axis) and "S" in dominant_elements(galena * 1e4, axis)
-    assert set(dominant_elements(ortho * 1e4, axis)) >= {"Si", "K"}
-
-
 def test_grain_diameters_equal_regionprops() -> None:
     """Grain sizes come from the component areas at once; they equal scikit-image's per-grain
     ``equivalent_diameter_area`` bit for bit (8-connected, as the D10/D50/D90 table uses)."""
