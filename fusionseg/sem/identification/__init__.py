@@ -34,6 +34,8 @@ __all__ = [
     "Identified",
     "IdentificationInputError",
     "identify",
+    "name_summed",
+    "PhaseName",
     "check_inputs",
     "summed_spectrum",
     "load_library",
