@@ -120,6 +120,9 @@ def identify(
     field = field or survey(summed, Instrument(axis, float(beam_kev), float(fwhm_mn_ev)), refine=refine)
     composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed, FIRST_PASS_ROUNDS)
     matches = match(composition, library)
+    if not field.elements:  # no line stands out of the noise: nothing can be named
+        matches.best[:] = -1
+        return Identified(field, composition, matches, library)
     for _ in range(rounds):
         composition = refine_by_phase(spectra, field, matches, composition)
         matches = match(composition, library)
@@ -180,11 +183,12 @@ def _fit_and_quantify(
     model = LineModel(families(elements, inst.beam_kev, lo, hi), inst, efficiency)
     fit = fit_lines(spectra, model, poisson_weights(summed / max(len(spectra), 1), model), max_rounds)
     comp = quantify(fit, efficiency)
-    order = [comp.elements.index(el) if el in comp.elements else -1 for el in CANDIDATE_ELEMENTS]
-    pick = torch.tensor([max(i, 0) for i in order])
-    keep = torch.tensor([i >= 0 for i in order], dtype=comp.fractions.dtype)
-    return Composition(CANDIDATE_ELEMENTS, comp.fractions[:, pick] * keep, comp.sigma[:, pick] * keep,
-                       comp.net_counts, comp.unmeasured, comp.heavy_share)  # fmt: skip
+    fractions = torch.zeros(len(spectra), len(CANDIDATE_ELEMENTS), dtype=comp.fractions.dtype)
+    sigma = torch.zeros_like(fractions)
+    columns = [CANDIDATE_ELEMENTS.index(el) for el in comp.elements]
+    if columns:
+        fractions[:, columns], sigma[:, columns] = comp.fractions, comp.sigma
+    return Composition(CANDIDATE_ELEMENTS, fractions, sigma, comp.net_counts, comp.unmeasured, comp.heavy_share)
 
 
 @dataclass

@@ -61,6 +61,8 @@ def detect_elements(
         fit, chi2 = fit_one(spectrum, instrument, elements, efficiency)
         net, sigma = fit.net[0].double().numpy(), fit.sigma[0].double().numpy()
         found = [f.element for f in fit.model.families]
+        if not found:  # too few counts for any line to stand out
+            return []
         big = net > MIN_SHARE * net.sum()
         if not big.all():  # too small to matter: out at once
             elements = [el for el, ok in zip(found, big, strict=True) if ok]
