@@ -54,10 +54,13 @@ def _named_clusters(points: PointLabels, spectra: Tensor, field: Identified, mat
 
 
 def _named_unknowns(points: PointLabels, spectra: Tensor, field: Identified, matches: dict) -> PointLabels:
-    """Library labels kept; each point the library left unknown takes its own composition name (new classes)."""
+    """Library labels kept; each point the library left unknown takes its own composition's library name (a new
+    class when new); points no entry fits stay unknown."""
     names, labels = list(points.names), points.labels.clone()
     for i in torch.nonzero(labels == UNKNOWN).squeeze(1).tolist():
         name = matches["best_match"][i]
+        if name.startswith("unknown ("):  # no entry fits: stays unknown (one class), its elements in points.csv
+            continue
         if name not in names:
             names.append(name)
         labels[i] = names.index(name)
