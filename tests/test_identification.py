@@ -101,3 +101,22 @@ def test_spectra_too_faint_for_any_line_are_unknown_not_an_error() -> None:
     x = torch.from_numpy(other_physics.simulate(["SiO2"] * 3, 2, inst, np.random.default_rng(0)))
     ident = identify(x, other_physics.energy_axis(inst), 20.0)
     assert all(name.startswith("unknown (") for name in ident.names())
+
+
+def test_library_mode_names_the_points_the_references_leave_unknown() -> None:
+    """`segment --mode library` on a real detector: points the simulator's references could not fit are named by
+    composition (a new class), the named ones keep their class."""
+    from fusionseg.sem.identify import UNKNOWN, PointLabels
+    from fusionseg.sem.meta import SemMeta
+    from fusionseg.sem.segment.naming import named_by_composition
+
+    inst = other_physics.Instrument(beam_kev=20.0, channel_ev=10.0, channels=2048)
+    x = torch.from_numpy(
+        other_physics.simulate(["SiO2"] * 10 + ["KAlSi3O8"] * 10, 3000, inst, np.random.default_rng(5))
+    )
+    labels = torch.tensor([0] * 10 + [UNKNOWN] * 10)
+    library = PointLabels(labels, ("quartz",), torch.ones(20), "library")
+    sem = SemMeta(energy_axis=other_physics.energy_axis(inst), beam_energy_kev=20.0)
+    named = named_by_composition(library, x, sem)
+    assert named.names == ("quartz", "orthoclase") and named.labels.tolist() == [0] * 10 + [1] * 10
+    assert named.matches["best_match"][15] == "orthoclase" and set(named.phases) == {"quartz", "orthoclase"}
