@@ -16,7 +16,7 @@ from torch import Tensor
 
 from fusionseg.errors import FusionSegError
 from fusionseg.sem.identification.calibrate import Survey, continuum_efficiency, detect_elements, survey
-from fusionseg.sem.identification.fit import Instrument, LineModel, chunk_spectra, fit_lines, poisson_weights
+from fusionseg.sem.identification.fit import Instrument, LineModel, fit_lines, poisson_weights
 from fusionseg.sem.identification.library import Library, load_library
 from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
 from fusionseg.sem.identification.match import Matches, match, unknown_name
@@ -94,12 +94,13 @@ def check_inputs(spectra: Tensor, axis: EnergyAxis | None, beam_kev: float | Non
 
 
 def summed_spectrum(spectra: Tensor) -> np.ndarray:
-    """(C,) float64 sum of spectra (N, C) of any dtype, a block at a time (no float copy of them all)."""
-    out = torch.zeros(spectra.shape[1], dtype=torch.float64)
-    step = chunk_spectra()
-    for start in range(0, len(spectra), step):
-        out += spectra[start : start + step].double().sum(0)
-    return out.numpy()
+    """(C,) float64 sum of spectra (N, C) of any dtype: `identify.cluster_references` with one cluster (a block at
+    a time, no float copy of them all)."""
+    from fusionseg.sem.identify import cluster_references
+
+    if len(spectra) == 0:
+        return np.zeros(spectra.shape[1])
+    return cluster_references(spectra, torch.zeros(len(spectra), dtype=torch.long))[0].numpy()
 
 
 def identify(
