@@ -5,7 +5,8 @@ Textbook forms (Goldstein et al., *Scanning Electron Microscopy and X-ray Microa
 * lines: energies and relative intensities from ``xraydb.xray_lines`` per ionised level,
   fluorescence yield ``omega`` from ``xraydb.xray_edges``; a level is excited only when the
   overvoltage U = E0 / Ec > 1, with ionisation ~ (U - 1)^1.67 (Green & Cosslett form).
-  Line weight = C (weight fraction) * omega * p(line) * (U - 1)^1.67.
+  Line weight = (C / A) / S * omega * p(line) * (U - 1)^1.67: C / A atoms per unit mass (weight fraction over
+  atomic mass), S = sum_j C_j Z_j / A_j the matrix's stopping power per unit mass (Castaing's first approximation).
 * matrix absorption: simplified Philibert f(chi) = 1 / ((1 + chi/s)(1 + h/(1+h) chi/s)) with
   Heinrich's Lenard coefficient s = 4.5e5 / (E0^1.65 - Ec^1.65) (keV), h = 1.2 A / Z^2 and
   chi = (mu/rho)(E) / sin(take-off angle); mass attenuation from ``xraydb.mu_elam``.
@@ -32,6 +33,9 @@ from fusionseg.sem.minerals import Mineral, SimulationError, get_mineral
 MN_KA_EV = 5895.0
 LOW_ENERGY_CUT_EV = 100.0  # detector noise threshold: nothing recorded below
 TAKEOFF_DEG = 35.0
+# Line weights' scale: quartz's Si K weight is C_Si as before atoms and stopping entered (A_Si / (Z/A)_quartz), so the
+# CONTINUUM_SCALE calibrated on quartz keeps its balance.
+LINE_SCALE = 28.0855 * (0.46744 * 14 / 28.0855 + 0.53256 * 8 / 15.999)
 CONTINUUM_SCALE = 1.3e-6  # Kramers constant vs line weights: ~35 % continuum counts in quartz, as the Bruker test file
 VOID_YIELD = 0.03  # a pore returns this fraction of the counts of solid matter (stray scatter)
 # Detector layers (material, density g/cm^3, thickness cm): AP3.3-type polymer window, Al coating, Si dead layer.
@@ -110,8 +114,11 @@ def characteristic_lines(mineral: Mineral, beam_energy_kev: float) -> tuple[np.n
     """Excitable lines of a mineral: energies (eV), generated weights (before absorption), labels 'Fe Ka1'."""
     e0 = beam_energy_kev * 1000.0
     energies, weights, labels = [], [], []
-    for el, c in mineral.weight_fractions.items():
+    fractions = mineral.weight_fractions.items()
+    stopping = sum(c * xraydb.atomic_number(el) / xraydb.atomic_mass(el) for el, c in fractions)
+    for el, c in fractions:
         edges = xraydb.xray_edges(el)
+        atoms = c * LINE_SCALE / (xraydb.atomic_mass(el) * stopping)  # ionised atoms: per gram, over the path
         for level in _LEVELS:
             edge = edges.get(level)
             if edge is None or edge.energy <= 0 or edge.energy >= e0 or edge.fyield <= 0:
@@ -121,7 +128,7 @@ def characteristic_lines(mineral: Mineral, beam_energy_kev: float) -> tuple[np.n
                 if line.energy < LOW_ENERGY_CUT_EV or line.intensity <= 0:
                     continue
                 energies.append(line.energy)
-                weights.append(c * edge.fyield * line.intensity * ionisation)
+                weights.append(atoms * edge.fyield * line.intensity * ionisation)
                 labels.append(f"{el} {name}")
     return np.array(energies, dtype=np.float64), np.array(weights, dtype=np.float64), labels
 

@@ -41,7 +41,7 @@ class Family:
     energies_ev: tuple[float, ...]
     weights: tuple[float, ...]
     edge_ev: float
-    generation: float  # lines emitted per unit weight fraction: fluorescence yield x subshell share x (U-1)^1.67
+    generation: float  # lines per unit weight fraction: fluorescence yield x subshell share x (U-1)^1.67 / atomic mass
 
     @property
     def label(self) -> str:
@@ -75,7 +75,8 @@ def _family(element: str, shell: str, beam_ev: float) -> Family | None:
     w = np.array(weights)
     keep = w >= MIN_LINE_SHARE * w.max()
     e, w = np.array(energies)[keep], w[keep]
-    return Family(element, shell, tuple(e.tolist()), tuple((w / w.sum()).tolist()), float(main_edge), generation)
+    per_mass = generation / xraydb.atomic_mass(element)  # ionised atoms per unit weight fraction scale as 1 / A
+    return Family(element, shell, tuple(e.tolist()), tuple((w / w.sum()).tolist()), float(main_edge), per_mass)
 
 
 def families(elements: Iterable[str], beam_kev: float, lo_ev: float, hi_ev: float) -> list[Family]:

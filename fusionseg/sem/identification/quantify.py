@@ -4,9 +4,10 @@ Assumptions (state them with any result): the continuum follows Kramers' law, N(
 unit energy, and leaves the sample and crosses the detector window like the lines at the same energy; so
 the measured continuum divided by Kramers' shape is the field's efficiency T(E) (window x detector x mean
 matrix absorption; Statham's peak-to-background idea). An element's net counts per unit weight fraction are
-then its family's generation (fluorescence yield x subshell share x (U - 1)^1.67, Green & Cosslett) x T(E)
-at its main line. No atomic-number or fluorescence correction; fractions are normalised to 100 % of the
-elements found (H, Li, Be, B are invisible). Expect ~10 % relative error above 1.5 keV, ~30 % for O, F, Na.
+then its family's generation (fluorescence yield x subshell share x (U - 1)^1.67, Green & Cosslett, over the
+atomic mass: lines come from atoms, C / A per gram) x T(E) at its main line. No atomic-number or fluorescence
+correction; fractions are normalised to 100 % of the elements found (H, Li, Be, B are invisible). Expect ~10 %
+relative error above 1.5 keV, ~30 % for O, F, Na.
 """
 
 from __future__ import annotations
