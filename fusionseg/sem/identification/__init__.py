@@ -19,7 +19,7 @@ from fusionseg.sem.identification.calibrate import Survey, continuum_efficiency,
 from fusionseg.sem.identification.fit import Instrument, LineModel, fit_lines, poisson_weights
 from fusionseg.sem.identification.library import Library, load_library
 from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
-from fusionseg.sem.identification.match import Matches, match, unknown_name
+from fusionseg.sem.identification.match import Matches, match, twins, unknown_name
 from fusionseg.sem.identification.quantify import Composition, FieldEfficiency, quantify
 from fusionseg.sem.meta import EnergyAxis
 
@@ -57,7 +57,7 @@ class Identified:
         """The entry name of spectrum ``row``, or 'unknown (elements)' when nothing fits."""
         best = int(self.matches.best[row])
         if best >= 0:
-            return self.library.entries[best].name
+            return twins(self.library).label[best]
         return unknown_name(self.fractions(row), self.composition.elements)
 
     def names(self) -> list[str]:
@@ -119,7 +119,8 @@ def identify(
     library = library or load_library()
     summed = summed_spectrum(spectra)
     field = field or survey(summed, Instrument(axis, float(beam_kev), float(fwhm_mn_ev)), refine=refine)
-    composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed, FIRST_PASS_ROUNDS)
+    first_rounds = FIRST_PASS_ROUNDS if rounds else 12  # without refinement the first fit is the answer: exact NNLS
+    composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed, first_rounds)
     matches = match(composition, library)
     if not field.elements:  # no line stands out of the noise: nothing can be named
         matches.best[:] = -1
@@ -131,7 +132,8 @@ def identify(
 
 
 FIRST_PASS_ROUNDS = 0  # active-set rounds of the field-wide first fit: it only groups the spectra into phases
-MIN_PHASE_COUNTS = 20_000.0  # a phase's summed spectrum needs this many counts to find its own elements
+MIN_PHASE_COUNTS = 20_000.0  # a phase's summed spectrum needs this many counts for its own efficiency T(E)
+MIN_DETECT_COUNTS = 1000.0  # ... and this many to find its own elements (bench_identify.validate_detect_counts)
 
 
 def refine_by_phase(spectra: Tensor, field: Survey, matches: Matches, composition: Composition) -> Composition:
@@ -147,19 +149,42 @@ def refine_by_phase(spectra: Tensor, field: Survey, matches: Matches, compositio
         rows = torch.nonzero(keys == key).squeeze(1)
         part = spectra.index_select(0, rows)
         summed = summed_spectrum(part)
-        if summed.sum() < MIN_PHASE_COUNTS:
+        if summed.sum() < MIN_DETECT_COUNTS:
             continue
-        elements = detect_elements(summed, field.instrument, field.efficiency, field.elements)
-        if not elements:
-            continue
-        efficiency = continuum_efficiency(summed, field.instrument, elements)
-        comp = _fit_and_quantify(part, field, elements, efficiency, summed)
+        phase = phase_survey(summed, field)
+        comp = _fit_and_quantify(part, field, phase.elements, phase.efficiency, summed)
         index = [composition.elements.index(el) for el in comp.elements]
         fractions[rows], sigma[rows] = 0.0, 0.0
         fractions[rows[:, None], torch.tensor(index)[None]] = comp.fractions
         sigma[rows[:, None], torch.tensor(index)[None]] = comp.sigma
         share[rows] = comp.heavy_share
     return Composition(composition.elements, fractions, sigma, composition.net_counts, composition.unmeasured, share)
+
+
+def phase_survey(spectrum: np.ndarray, field: Survey) -> Survey:
+    """What one phase's summed spectrum (C,) tells on the field's calibration and resolution: its own elements (the
+    field's, tested again on the sum) and, with at least `MIN_PHASE_COUNTS`, its own efficiency T(E) (its own
+    matrix absorption); a smaller sum's continuum is too noisy to stand for it: the field's."""
+    elements = detect_elements(spectrum, field.instrument, field.efficiency, overlap_partners(field))
+    if not elements:
+        return field
+    own = spectrum.sum() >= MIN_PHASE_COUNTS
+    efficiency = continuum_efficiency(spectrum, field.instrument, elements) if own else field.efficiency
+    return Survey(field.instrument, tuple(elements), efficiency)
+
+
+def overlap_partners(field: Survey) -> tuple[str, ...]:
+    """The field's elements and every candidate with a line family within `PARTNER_EV` of one of theirs: an element
+    the field sum explained away by an overlap (Ba L under Ti K and Ce L) is tested again on each phase's own sum."""
+    inst = field.instrument
+    lo, hi = inst.fit_range()
+    found = [f.main_ev for f in families(field.elements, inst.beam_kev, lo, hi)]
+    near = {f.element for f in families(CANDIDATE_ELEMENTS, inst.beam_kev, lo, hi)
+            if any(abs(f.main_ev - e) <= PARTNER_EV for e in found)}  # fmt: skip
+    return tuple(el for el in CANDIDATE_ELEMENTS if el in field.elements or el in near)
+
+
+PARTNER_EV = 60.0  # lines closer than this (eV) are not resolved at 120-170 eV FWHM
 
 
 def _phase_keys(matches: Matches, composition: Composition) -> Tensor:
@@ -217,12 +242,11 @@ class PhaseName:
 
 
 def name_summed(spectrum: np.ndarray, field: Survey, library: Library | None = None) -> PhaseName:
-    """Name one summed spectrum (C,) (a cluster's, a grain's): its own elements (the field's, tested again on the
-    sum), the field's calibration, resolution and efficiency (a small sum's continuum is too noisy for its own)."""
+    """Name one summed spectrum (C,) (a cluster's, a grain's) measured with its `phase_survey` on the field's
+    calibration and resolution."""
     x = torch.from_numpy(np.asarray(spectrum, dtype=np.float64))[None]
-    elements = detect_elements(np.asarray(spectrum, dtype=np.float64), field.instrument, field.efficiency,
-                               field.elements) or list(field.elements)  # fmt: skip
-    phase = Survey(field.instrument, tuple(elements), field.efficiency)
+    phase = phase_survey(x[0].numpy(), field)
+    elements = phase.elements
     ident = identify(x, field.instrument.axis, field.instrument.beam_kev, field.instrument.fwhm_mn_ev, library,
                      field=phase, rounds=0)  # fmt: skip
     lib, m = ident.library, ident.matches
@@ -232,7 +256,7 @@ def name_summed(spectrum: np.ndarray, field: Survey, library: Library | None = N
     lo, hi = field.instrument.fit_range()
     lines = [f.label for f in families(elements, field.instrument.beam_kev, lo, hi)]
     return PhaseName(ident.name(0), entry.formula if entry else "", entry.group if entry else "", float(m.score[0]),
-                     lib.entries[second].name, float(m.second_score[0]), comp, lines)  # fmt: skip
+                     twins(lib).label[second], float(m.second_score[0]), comp, lines)  # fmt: skip
 
 
 def _reported_composition(composition: Composition, formula: str | None) -> dict[str, tuple[float, float]]:

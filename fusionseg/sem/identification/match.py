@@ -6,7 +6,9 @@ standardless analysis quantifies poorly (0 absent, 1 at 10 wt % or more); La, Ce
 Each has a tolerance that does not shrink with counts: counting error + a relative error (12 % above
 1.6 keV, 20 % below) + an absolute floor; so a 50,000-count spectrum is judged like a 1,000-count one,
 and the score (mean chi-square per element present) grows with a real difference, not with the counts.
-Above `MAX_SCORE` no library entry fits: "unknown (Ca-Fe-Si-O)".
+Above `MAX_SCORE` no library entry fits: "unknown (Ca-Fe-Si-O)". Entries these features cannot tell apart
+(magnetite and hematite differ only in O; corundum and gibbsite only in H) are *twins*, named together
+("magnetite/hematite"), as automated mineralogy reports "Fe oxides": a choice between them would be a coin toss.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ FLOOR = 0.015  # absolute tolerance of a cation fraction
 PRESENT = 0.02  # an element counts as present in a comparison above this fraction
 CHUNK = 8192  # spectra compared at once
 MAX_SCORE = 10.0  # mean chi-square per element present above which nothing fits (bench_identify.validate_threshold)
+TWIN_SCORE = 0.01  # entries of different series closer than this (mean chi-square per element) look alike to EDS
 HEAVY_SHARE = 0.1  # net line counts of the elements from Na up under this share: cations count for less (carbon)
 
 
@@ -91,6 +94,50 @@ def _tolerances(elements: tuple[str, ...]) -> tuple[Tensor, Tensor]:
     return rel, torch.tensor([LIGHT.get(el, FLOOR) for el in elements])
 
 
+@dataclass(frozen=True)
+class Twins:
+    """Per library entry (K_entries,): ``representative`` the entry its twin group is ranked and reported as, and
+    ``label`` the group's name: its members of the lowest abundance penalty, joined by '/' in library order
+    (a rare twin of a common mineral is not named: the common one is the likelier)."""
+
+    representative: np.ndarray
+    label: tuple[str, ...]
+
+
+@cache
+def twins(library: Library) -> Twins:
+    """Twin groups of ``library``: entries of different series whose features (`features`) differ by under
+    `TWIN_SCORE` in mean chi-square per element present, grouped transitively."""
+    k = len(library.entries)
+    feats, var = features(torch.from_numpy(library.compositions[:k]), None, library.elements)
+    present = (feats > PRESENT).double()
+    chi2 = ((feats[:, None] - feats[None]) ** 2 / (var[:, None] + var[None])).sum(2)
+    union = present.sum(1)[:, None] + present.sum(1)[None] - present @ present.T
+    close = (chi2 / union.clamp(min=1) < TWIN_SCORE).numpy()
+    series = [e.series for e in library.entries]
+    parent = list(range(k))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
+        if not (series[i] and series[i] == series[j]):  # a join is matched along, not named as twins
+            parent[root(int(j))] = root(int(i))
+    groups: dict[int, list[int]] = {}
+    for i in range(k):
+        groups.setdefault(root(i), []).append(i)
+    penalty = library.prior()[:k]
+    representative, label = np.arange(k), [e.name for e in library.entries]
+    for members in groups.values():
+        lowest = min(penalty[i] for i in members)
+        named = [i for i in members if penalty[i] == lowest]
+        for i in members:
+            representative[i], label[i] = named[0], "/".join(library.entries[j].name for j in named)
+    return Twins(representative, tuple(label))
+
+
 @cache
 def _library_features(library: Library) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The library's comparison features (K, E) in float32, their squares, presence and ranking prior."""
@@ -113,7 +160,7 @@ def match(composition: Composition, library: Library) -> Matches:
     if composition.unmeasured:
         lib_present = lib_present.clone()
         lib_present[:, [library.elements.index(el) for el in composition.unmeasured]] = 0
-    entry = torch.from_numpy(library.entry)
+    entry = torch.from_numpy(twins(library).representative[library.entry])  # twins ranked as one
     parts = []
     for start in range(0, n, CHUNK):  # (chunk, K) float32 matrices: bounded memory at any N
         mc, inv = m[start : start + CHUNK].float(), 1.0 / v[start : start + CHUNK].float()

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from fusionseg.sem.identification import Identified, identify, name_summed, summed_spectrum
+from fusionseg.sem.identification.match import twins
 from fusionseg.sem.identify import LOW_COUNT_NAME, UNKNOWN, PointLabels
 from fusionseg.sem.meta import SemMeta
 
@@ -26,7 +27,7 @@ def named_by_composition(points: PointLabels, spectra: Tensor, sem: SemMeta) -> 
 
 def point_matches(field: Identified) -> dict[str, list]:
     """Per point: its best entry (or 'unknown (elements)'), the mean chi-square per element, the runner-up."""
-    m, names = field.matches, [e.name for e in field.library.entries]
+    m, names = field.matches, twins(field.library).label
     return {"best_match": field.names(), "best_score": [round(float(v), 2) for v in m.score],
             "second_match": [names[int(k)] for k in m.second],
             "second_score": [round(float(v), 2) for v in m.second_score]}  # fmt: skip
