@@ -8,6 +8,7 @@ tells: elements, calibration, FWHM), `fit` (net line counts of every spectrum at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,14 @@ import torch
 from torch import Tensor
 
 from fusionseg.errors import FusionSegError
-from fusionseg.sem.identification.calibrate import Survey, continuum_efficiency, detect_elements, survey
+from fusionseg.sem.identification.calibrate import (
+    MIN_DELTA_CHI2,
+    Survey,
+    continuum_efficiency,
+    detect_elements,
+    fit_one,
+    survey,
+)
 from fusionseg.sem.identification.fit import Instrument, LineModel, fit_lines, poisson_weights
 from fusionseg.sem.identification.library import Library, load_library
 from fusionseg.sem.identification.lines import CANDIDATE_ELEMENTS, families
@@ -165,23 +173,36 @@ def phase_survey(spectrum: np.ndarray, field: Survey) -> Survey:
     """What one phase's summed spectrum (C,) tells on the field's calibration and resolution: its own elements (the
     field's, tested again on the sum) and, with at least `MIN_PHASE_COUNTS`, its own efficiency T(E) (its own
     matrix absorption); a smaller sum's continuum is too noisy to stand for it: the field's."""
-    elements = detect_elements(spectrum, field.instrument, field.efficiency, overlap_partners(field))
+    elements = detect_elements(spectrum, field.instrument, field.efficiency, field.elements)
     if not elements:
         return field
+    elements = _with_partners(spectrum, field, elements)
     own = spectrum.sum() >= MIN_PHASE_COUNTS
     efficiency = continuum_efficiency(spectrum, field.instrument, elements) if own else field.efficiency
     return Survey(field.instrument, tuple(elements), efficiency)
 
 
-def overlap_partners(field: Survey) -> tuple[str, ...]:
-    """The field's elements and every candidate with a line family within `PARTNER_EV` of one of theirs: an element
-    the field sum explained away by an overlap (Ba L under Ti K and Ce L) is tested again on each phase's own sum."""
-    inst = field.instrument
+def overlap_partners(inst: Instrument, elements: Sequence[str]) -> tuple[str, ...]:
+    """Candidates not among ``elements`` with a line family within `PARTNER_EV` of one of theirs (Ba L for Ti K)."""
     lo, hi = inst.fit_range()
-    found = [f.main_ev for f in families(field.elements, inst.beam_kev, lo, hi)]
-    near = {f.element for f in families(CANDIDATE_ELEMENTS, inst.beam_kev, lo, hi)
-            if any(abs(f.main_ev - e) <= PARTNER_EV for e in found)}  # fmt: skip
-    return tuple(el for el in CANDIDATE_ELEMENTS if el in field.elements or el in near)
+    found = [f.main_ev for f in families(elements, inst.beam_kev, lo, hi)]
+    near = [f.element for f in families(CANDIDATE_ELEMENTS, inst.beam_kev, lo, hi)
+            if f.element not in elements and any(abs(f.main_ev - e) <= PARTNER_EV for e in found)]  # fmt: skip
+    return tuple(dict.fromkeys(near))
+
+
+def _with_partners(spectrum: np.ndarray, field: Survey, elements: list[str]) -> list[str]:
+    """``elements`` of a phase sum, with each `overlap_partners` whose lines the fit needs: adding it lowers the
+    chi-square by `calibrate.MIN_DELTA_CHI2` x the reduced chi-square (an element the field sum explained away by
+    an overlap, Ba L under Ti K, is found on a barite sum); then the set is tested again (Ti may go)."""
+    inst, eff = field.instrument, field.efficiency
+    _, base = fit_one(spectrum, inst, elements, eff)
+    n = len(LineModel([], inst).channels)
+    gain = {p: (base - fit_one(spectrum, inst, [*elements, p], eff)[1]) * n for p in overlap_partners(inst, elements)}
+    added = [p for p, g in gain.items() if g >= MIN_DELTA_CHI2 * max(base, 1.0)]
+    if not added:
+        return elements
+    return detect_elements(spectrum, inst, eff, [*elements, *added]) or elements
 
 
 PARTNER_EV = 60.0  # lines closer than this (eV) are not resolved at 120-170 eV FWHM
