@@ -3,7 +3,7 @@
 Compared are the cation fractions (elements from Na up, renormalised among themselves, shrunk to 0 when
 they carry under 10 % of the line counts: carbon, epoxy) and the presence of C, O and F, which a
 standardless analysis quantifies poorly (0 absent, 1 at 10 wt % or more); La, Ce and Nd count as one.
-Each has a tolerance that does not shrink with counts: counting error + a relative error (12 % above
+Each has a tolerance that does not shrink with counts: counting error + a relative error (18 % above
 1.6 keV, 20 % below) + an absolute floor; so a 50,000-count spectrum is judged like a 1,000-count one,
 and the score (mean chi-square per element present) grows with a real difference, not with the counts.
 Above `MAX_SCORE` no library entry fits: "unknown (Ca-Fe-Si-O)". Entries these features cannot tell apart
@@ -25,12 +25,12 @@ from fusionseg.sem.identification.quantify import Composition
 
 LIGHT = {"C": 0.6, "O": 0.35, "F": 0.35}  # light elements: tolerance of their presence (0 absent .. 1 present)
 LIGHT_SATURATION = 0.1  # a light element at or above this weight fraction counts as fully present
-RELATIVE_HIGH, RELATIVE_LOW, LOW_LINE_EV = 0.12, 0.2, 1600.0
+RELATIVE_HIGH, RELATIVE_LOW, LOW_LINE_EV = 0.18, 0.2, 1600.0
 UNMEASURED_VARIANCE = 1e6  # an element whose lines the detector barely records (O behind Be) is not compared
-FLOOR = 0.015  # absolute tolerance of a cation fraction
+FLOOR = 0.06  # absolute tolerance of a cation fraction (bench_identify.validate_tolerances)
 PRESENT = 0.02  # an element counts as present in a comparison above this fraction
 CHUNK = 8192  # spectra compared at once
-MAX_SCORE = 10.0  # mean chi-square per element present above which nothing fits (bench_identify.validate_threshold)
+MAX_SCORE = 4.0  # mean chi-square per element present above which nothing fits (bench_identify.validate_tolerances)
 TWIN_SCORE = 0.01  # entries of different series closer than this (mean chi-square per element) look alike to EDS
 HEAVY_SHARE = 0.1  # net line counts of the elements from Na up under this share: cations count for less (carbon)
 
