@@ -27,10 +27,10 @@ LIGHT = {"C": 0.6, "O": 0.35, "F": 0.35}  # light elements: tolerance of their p
 LIGHT_SATURATION = 0.1  # a light element at or above this weight fraction counts as fully present
 RELATIVE_HIGH, RELATIVE_LOW, LOW_LINE_EV = 0.18, 0.2, 1600.0
 UNMEASURED_VARIANCE = 1e6  # an element whose lines the detector barely records (O behind Be) is not compared
-FLOOR = 0.06  # absolute tolerance of a cation fraction (bench_identify.validate_tolerances)
+FLOOR = 0.04  # absolute tolerance of a cation fraction (bench_identify.validate_tolerances)
 PRESENT = 0.02  # an element counts as present in a comparison above this fraction
 CHUNK = 8192  # spectra compared at once
-MAX_SCORE = 4.0  # mean chi-square per element present above which nothing fits (bench_identify.validate_tolerances)
+MAX_SCORE = 3.0  # mean chi-square per element present above which nothing fits (bench_identify.validate_tolerances)
 TWIN_SCORE = 0.01  # entries of different series closer than this (mean chi-square per element) look alike to EDS
 HEAVY_SHARE = 0.1  # net line counts of the elements from Na up under this share: cations count for less (carbon)
 
