@@ -40,6 +40,17 @@ def test_modal_area_and_mass_percent_with_unclassified_and_not_measured_rows():
     assert "unknown" not in rows
 
 
+def test_phases_named_by_composition_get_the_identification_librarys_density():
+    """A phase only the composition identifier names (epidote, 3.45 g/cm3) still has a mass %; a twin group
+    ('magnetite/hematite/goethite': 5.2, 5.3 and 4.3 g/cm3) and a cluster do not."""
+    names = ("quartz", "epidote", "magnetite/hematite/goethite", "cluster-0")
+    labels = np.repeat(np.arange(4), 25).reshape(10, 10)
+    rows = {r["phase"]: r for r in modal_mineralogy(labels, names, None)}
+    assert rows["epidote"]["density_g_cm3"] == pytest.approx(3.45, abs=0.1)
+    assert rows["epidote"]["mass_percent"] is not None and rows["quartz"]["mass_percent"] is not None
+    assert rows["magnetite/hematite/goethite"]["density_g_cm3"] is None and rows["cluster-0"]["density_g_cm3"] is None
+
+
 def test_pores_and_epoxy_are_one_not_sample_row_outside_the_percentages():
     names = ("quartz", "galena", "epoxy", "pore")
     labels = np.zeros((10, 10), np.int64)

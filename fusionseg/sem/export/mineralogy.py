@@ -59,12 +59,19 @@ def unit_names(px_um: float | None) -> tuple[str, str]:
 
 
 def density(name: str) -> float | None:
-    """Library density of a phase in g/cm³ (None for clusters, unknown names)."""
+    """Library density of a phase in g/cm³: the simulator's minerals, else the identification library's entries
+    (a phase named by composition: epidote, andradite); None for clusters, twin groups and unknown names."""
+    from fusionseg.sem.identification import load_library
     from fusionseg.sem.minerals import SimulationError, get_mineral
 
     try:
         return float(get_mineral(name).density)
     except SimulationError:
+        pass
+    library = load_library()
+    try:
+        return float(library.entries[library.index(name)].density)
+    except KeyError:
         return None
 
 
