@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fusionseg.sem.data.synthetic import other_physics
-from fusionseg.sem.identification import IdentificationInputError, identify, load_library
+from fusionseg.sem.identification import IdentificationInputError, identify, load_library, name_summed
 from fusionseg.sem.identification.library import atoms, visible_fractions
 from fusionseg.sem.identification.match import twins
 from fusionseg.sem.meta import EnergyAxis
@@ -75,6 +75,10 @@ def test_entries_eds_cannot_tell_apart_are_named_together() -> None:
     names = _names({"magnetite": "Fe3O4", "hematite": "Fe2O3", "quartz": "SiO2"}, 3000, inst)
     for mineral in ("magnetite", "hematite"):
         assert all(g == label[lib.index(mineral)] for g in names[mineral]), names[mineral]
+    x = other_physics.simulate(["Fe3O4"] * 10 + ["SiO2"] * 10, 3000, inst, np.random.default_rng(1))
+    field = identify(torch.from_numpy(x), other_physics.energy_axis(inst), inst.beam_kev).survey
+    phase = name_summed(x[:10].sum(0).astype(np.float64), field)
+    assert phase.name == label[lib.index("magnetite")] and {"Fe3O4", "Fe2O3"} <= set(phase.formula.split(" / "))
 
 
 def test_a_composition_no_entry_fits_is_unknown_with_its_elements() -> None:

@@ -127,7 +127,7 @@ def identify(
     library = library or load_library()
     summed = summed_spectrum(spectra)
     field = field or survey(summed, Instrument(axis, float(beam_kev), float(fwhm_mn_ev)), refine=refine)
-    first_rounds = FIRST_PASS_ROUNDS if rounds else 12  # without refinement the first fit is the answer: exact NNLS
+    first_rounds = FIRST_PASS_ROUNDS if rounds else ACTIVE_SET_ROUNDS  # unrefined, the first fit is the answer
     composition = _fit_and_quantify(spectra, field, field.elements, field.efficiency, summed, first_rounds)
     matches = match(composition, library)
     if not field.elements:  # no line stands out of the noise: nothing can be named
@@ -140,6 +140,7 @@ def identify(
 
 
 FIRST_PASS_ROUNDS = 0  # active-set rounds of the field-wide first fit: it only groups the spectra into phases
+ACTIVE_SET_ROUNDS = 12  # active-set rounds of a fit whose amplitudes are the answer (`fit.fit_lines`)
 MIN_PHASE_COUNTS = 20_000.0  # a phase's summed spectrum needs this many counts for its own efficiency T(E)
 MIN_DETECT_COUNTS = 1000.0  # ... and this many to find its own elements (bench_identify.validate_detect_counts)
 
@@ -221,7 +222,7 @@ def _fit_and_quantify(
     elements: tuple[str, ...] | list[str],
     efficiency: FieldEfficiency,
     summed: np.ndarray,
-    max_rounds: int = 12,
+    max_rounds: int = ACTIVE_SET_ROUNDS,
 ) -> Composition:
     """Compositions of ``spectra`` fitted with ``elements`` on the field's instrument, quantified with ``efficiency``;
     columns: every candidate element (`lines.CANDIDATE_ELEMENTS`), 0 for those not fitted."""
@@ -274,9 +275,10 @@ def name_summed(spectrum: np.ndarray, field: Survey, library: Library | None = N
     best, second = int(m.best[0]), int(m.second[0])
     entry = lib.entries[best] if best >= 0 else None
     comp = _reported_composition(ident.composition, entry.formula if entry else None)
+    twin_formulas = " / ".join(lib.entries[lib.index(n)].formula for n in ident.name(0).split("/")) if entry else ""
     lo, hi = field.instrument.fit_range()
     lines = [f.label for f in families(elements, field.instrument.beam_kev, lo, hi)]
-    return PhaseName(ident.name(0), entry.formula if entry else "", entry.group if entry else "", float(m.score[0]),
+    return PhaseName(ident.name(0), twin_formulas, entry.group if entry else "", float(m.score[0]),
                      twins(lib).label[second], float(m.second_score[0]), comp, lines)  # fmt: skip
 
 
