@@ -65,7 +65,7 @@ class Identified:
         """The entry name of spectrum ``row``, or 'unknown (elements)' when nothing fits."""
         best = int(self.matches.best[row])
         if best >= 0:
-            return twins(self.library).label[best]
+            return twins(self.library, self.composition.unmeasured).label[best]
         return unknown_name(self.fractions(row), self.composition.elements)
 
     def names(self) -> list[str]:
@@ -278,8 +278,9 @@ def name_summed(spectrum: np.ndarray, field: Survey, library: Library | None = N
     twin_formulas = " / ".join(lib.entries[lib.index(n)].formula for n in ident.name(0).split("/")) if entry else ""
     lo, hi = field.instrument.fit_range()
     lines = [f.label for f in families(elements, field.instrument.beam_kev, lo, hi)]
+    runner_up = twins(lib, ident.composition.unmeasured).label[second]
     return PhaseName(ident.name(0), twin_formulas, entry.group if entry else "", float(m.score[0]),
-                     twins(lib).label[second], float(m.second_score[0]), comp, lines)  # fmt: skip
+                     runner_up, float(m.second_score[0]), comp, lines)  # fmt: skip
 
 
 def _reported_composition(composition: Composition, formula: str | None) -> dict[str, tuple[float, float]]:

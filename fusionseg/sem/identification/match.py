@@ -105,11 +105,16 @@ class Twins:
 
 
 @cache
-def twins(library: Library) -> Twins:
+def twins(library: Library, unseen: tuple[str, ...] = ()) -> Twins:
     """Twin groups of ``library``: entries of different series whose features (`features`) differ by under
-    `TWIN_SCORE` in mean chi-square per element present, grouped transitively."""
+    `TWIN_SCORE` in mean chi-square per element present, grouped transitively; ``unseen`` elements (the detector
+    barely records them: O behind a Be window) left out, so that quartz and silicon are twins there."""
     k = len(library.entries)
     feats, var = features(torch.from_numpy(library.compositions[:k]), None, library.elements)
+    if unseen:
+        cols = [library.elements.index(el) for el in unseen]
+        feats, var = feats.clone(), var.clone()
+        feats[:, cols] = 0.0
     present = (feats > PRESENT).double()
     chi2 = ((feats[:, None] - feats[None]) ** 2 / (var[:, None] + var[None])).sum(2)
     union = present.sum(1)[:, None] + present.sum(1)[None] - present @ present.T
@@ -160,7 +165,8 @@ def match(composition: Composition, library: Library) -> Matches:
     if composition.unmeasured:
         lib_present = lib_present.clone()
         lib_present[:, [library.elements.index(el) for el in composition.unmeasured]] = 0
-    entry = torch.from_numpy(twins(library).representative[library.entry])  # twins ranked as one
+    groups = twins(library, composition.unmeasured)
+    entry = torch.from_numpy(groups.representative[library.entry])  # twins ranked as one
     parts = []
     for start in range(0, n, CHUNK):  # (chunk, K) float32 matrices: bounded memory at any N
         mc, inv = m[start : start + CHUNK].float(), 1.0 / v[start : start + CHUNK].float()

@@ -27,7 +27,7 @@ def named_by_composition(points: PointLabels, spectra: Tensor, sem: SemMeta) -> 
 
 def point_matches(field: Identified) -> dict[str, list]:
     """Per point: its best entry (or 'unknown (elements)'), the mean chi-square per element, the runner-up."""
-    m, names = field.matches, twins(field.library).label
+    m, names = field.matches, twins(field.library, field.composition.unmeasured).label
     return {"best_match": field.names(), "best_score": [round(float(v), 2) for v in m.score],
             "second_match": [names[int(k)] for k in m.second],
             "second_score": [round(float(v), 2) for v in m.second_score]}  # fmt: skip
