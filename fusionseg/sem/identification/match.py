@@ -112,9 +112,8 @@ def twins(library: Library, unseen: tuple[str, ...] = ()) -> Twins:
     k = len(library.entries)
     feats, var = features(torch.from_numpy(library.compositions[:k]), None, library.elements)
     if unseen:
-        cols = [library.elements.index(el) for el in unseen]
-        feats, var = feats.clone(), var.clone()
-        feats[:, cols] = 0.0
+        feats = feats.clone()
+        feats[:, [library.elements.index(el) for el in unseen]] = 0.0
     present = (feats > PRESENT).double()
     chi2 = ((feats[:, None] - feats[None]) ** 2 / (var[:, None] + var[None])).sum(2)
     union = present.sum(1)[:, None] + present.sum(1)[None] - present @ present.T
