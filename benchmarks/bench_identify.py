@@ -116,10 +116,8 @@ OPEN = {"open library, other 15kV polymer": other_physics.Instrument()}  # every
 
 def open_case(inst: other_physics.Instrument, counts: float, n: int, seed: int) -> dict:
     """The library's other entries (accessory and rare ones too), ``n`` spectra each, on the other physics."""
-    names = [e.name for e in load_library().entries if e.formula and e.name not in set(minerals())]
-    formulas = [load_library().entries[load_library().index(m)].formula for m in names for _ in range(n)]
-    x = other_physics.simulate(formulas, counts, inst, np.random.default_rng(seed))
-    return score(x, [m for m in names for _ in range(n)], other_physics.energy_axis(inst), inst.beam_kev)
+    x, axis, beam_kev, truth = open_library_set(counts, np.random.default_rng(seed), n, inst)
+    return score(x, truth, axis, beam_kev)
 
 
 def real_files() -> dict:
@@ -185,12 +183,16 @@ def validation_sets(n: int = 20, seed: int = 77) -> list[tuple[np.ndarray, Energ
     return out
 
 
-def open_library_set(counts: float, rng: np.random.Generator, n: int) -> tuple:
-    """Validation beyond the simulator's 36 (all 'common'): every other library entry (accessory and rare ones
-    too), ``n`` spectra each, other physics at 20 kV with a polymer window and 135 eV, so that no choice is
-    bought by never naming an uncommon mineral."""
+VALIDATION_OPEN = other_physics.Instrument(beam_kev=20.0, fwhm_mn_ev=135.0, channel_ev=10.0, channels=2048)
+
+
+def open_library_set(
+    counts: float, rng: np.random.Generator, n: int, inst: other_physics.Instrument = VALIDATION_OPEN
+) -> tuple[np.ndarray, EnergyAxis, float, list[str]]:
+    """Every library entry beyond the simulator's 36 (all 'common'), accessory and rare ones too, ``n`` spectra
+    each, on the other physics (for validation at 20 kV with a polymer window and 135 eV, so that no choice is
+    bought by never naming an uncommon mineral): (spectra, axis, beam keV, true names)."""
     entries = [e for e in load_library().entries if e.formula and e.name not in set(minerals())]
-    inst = other_physics.Instrument(beam_kev=20.0, fwhm_mn_ev=135.0, channel_ev=10.0, channels=2048)
     x = other_physics.simulate([e.formula for e in entries for _ in range(n)], counts, inst, rng)
     return x, other_physics.energy_axis(inst), inst.beam_kev, [e.name for e in entries for _ in range(n)]
 

@@ -197,8 +197,8 @@ def _with_partners(spectrum: np.ndarray, field: Survey, elements: list[str]) -> 
     chi-square by `calibrate.MIN_DELTA_CHI2` x the reduced chi-square (an element the field sum explained away by
     an overlap, Ba L under Ti K, is found on a barite sum); then the set is tested again (Ti may go)."""
     inst, eff = field.instrument, field.efficiency
-    _, base = fit_one(spectrum, inst, elements, eff)
-    n = len(LineModel([], inst).channels)
+    fit, base = fit_one(spectrum, inst, elements, eff)
+    n = len(fit.model.channels)
     gain = {p: (base - fit_one(spectrum, inst, [*elements, p], eff)[1]) * n for p in overlap_partners(inst, elements)}
     added = [p for p, g in gain.items() if g >= MIN_DELTA_CHI2 * max(base, 1.0)]
     if not added:
