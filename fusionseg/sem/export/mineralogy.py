@@ -28,10 +28,8 @@ from fusionseg.sem.export.qc import NOT_MEASURED, UNCLASSIFIED, UNKNOWN_NAMES
 from fusionseg.sem.meta import sem_meta
 
 LENGTH_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
-MOUNT = ("epoxy",)  # mounting medium: not part of the sample's modal mineralogy
-NOT_SAMPLE = ("epoxy", "pore")  # mount and holes (`fusionseg.sem.segment.voids`): one "not sample" row
+NOT_SAMPLE = ("epoxy", "pore")  # mount and holes (`fusionseg.sem.segment.voids`): one "not sample" row, no particle
 NOT_SAMPLE_ROW = "not sample"
-BACKGROUND = ("epoxy", "pore")  # mounting medium and holes: not part of a particle
 MIN_GRAIN_PX = 3  # a component under this many pixels is a speck, whatever the calibration
 MIN_GRAIN_UM2 = 10.0  # calibrated fields: a grain covers at least this area (5 px at 1.5 µm/px)
 LIBERATED, BINARY = 0.9, 0.9  # main phase >= 90 % of a particle: liberated; two phases >= 90 %: binary
@@ -232,7 +230,7 @@ def particle_statistics(
 
     unit, _ = unit_names(px_um)
     scale = px_um or 1.0
-    background = [k for k, n in enumerate(class_names) if n in BACKGROUND]
+    background = [k for k, n in enumerate(class_names) if n in NOT_SAMPLE]
     solid = (labels != IGNORE_INDEX) & ~np.isin(labels, background)
     rows = []
     for region in regionprops(label(solid, connectivity=2)):

@@ -34,6 +34,8 @@ import torch
 from scipy import ndimage
 from scipy.signal import find_peaks, peak_widths
 
+from fusionseg.sem.export.mineralogy import NOT_SAMPLE  # the library classes this stage writes
+
 SMOOTH_PX = 0.7  # Gaussian sigma (px) before thresholding: the detector noise down, edges kept
 BINS = 256
 MAJOR_PROMINENCE = 0.05  # a major histogram mode: prominence >= this share of the highest bin (smoothed)
@@ -47,7 +49,6 @@ TAIL_FACTOR = 10.0  # the dark mode holds >= this x the pixels the darkest miner
 CARBON_SHARE = 0.15  # share of a spectrum's counts in the C Kα window (200-380 eV) that says epoxy/resin
 CARBON_WINDOW_EV = (200.0, 380.0)
 MIN_POINTS_TO_VETO = 3  # points inside the dark mode needed before their spectra may overrule the BSE
-NOT_SAMPLE = ("pore", "epoxy")  # library classes this stage writes; "not sample" in the modal tables
 
 
 @dataclass
