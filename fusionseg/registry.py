@@ -170,6 +170,7 @@ GRAPH_BUILDERS: Registry = Registry("graph builder")
 BACKBONES: Registry = Registry("backbone")
 FUSIONS: Registry = Registry("fusion module")
 HEADS: Registry = Registry("head")
+PROPAGATIONS: Registry = Registry("learned propagation")  # the refiner's optional last step (prior_refiner.propagation)
 LOSSES: Registry = Registry("loss")
 # Domain hooks (see fusionseg.contracts): metadata classes, evaluation-time point labels, extra commands.
 DOMAINS: Registry = Registry("domain")

@@ -163,3 +163,35 @@ def test_features_are_the_same_in_turns_and_side_by_side() -> None:
         torch.set_num_threads(threads)
     assert np.array_equal(alone.region, together.region)
     assert all(np.array_equal(a, b) for a, b in zip(alone.images, together.images, strict=True))
+
+
+def test_a_class_found_once_is_levelled_on_its_region_not_on_its_noisy_pixel() -> None:
+    """Three bands 0.50 / 0.56 / 0.62; class 1 found once, at a pixel that noise lifted to 0.63 (its neighbour
+    class's level). Its band's regions must still match class 1 best by ``zscore_level``, as the pixel feature
+    cannot."""
+    rng = np.random.default_rng(1)
+    image = np.repeat([0.50, 0.56, 0.62], 12)[None, :].repeat(36, 0) + 0.01 * rng.standard_normal((36, 36))
+    image[18, 18] = 0.63
+    coords = np.array([[18.0, 18.0], *[[r, 30.0] for r in range(2, 36, 4)], *[[r, 4.0] for r in range(2, 36, 4)]])
+    labels = np.array([1] + [2] * 9 + [0] * 9)
+    regions = (np.arange(36)[:, None] // 4) * 9 + np.arange(36)[None, :] // 4  # 4 x 4 px blocks
+    feats = classic_features(image[None].astype(np.float32), coords, labels, regions)
+    level = feats.region[..., FEATURES.index("zscore_level")]  # (3 classes, 81 regions)
+    band = [r for r in range(81) if 3 <= r % 9 <= 5]  # blocks of cols 12..23
+    assert (level[1, band] < level[2, band]).all() and (level[1, band] < level[0, band]).all()
+    raw = feats.region[..., FEATURES.index("zscore_raw")]
+    assert (raw[2, band] < raw[1, band]).mean() > 0.5  # the single pixel's level: its neighbour class wins
+
+
+def test_class_balance_weighs_every_class_of_a_field_the_same() -> None:
+    """``class_balance`` 1: each class's pixels of a field weigh 1 / its pixel count (as mIoU weighs classes);
+    0: every pixel 1; ignored pixels keep weight 1 but take no part in the loss."""
+    image, coords, labels = two_regions()
+    sample = Sample(image=torch.from_numpy(image), point_coords=torch.from_numpy(coords).float(),
+                    point_features=torch.ones(3, 4), point_target=torch.from_numpy(labels))  # fmt: skip
+    target = torch.full((32 * 32,), 2)
+    target[:24] = 7
+    target[24:30] = IGNORE_INDEX
+    weight = PriorRefiner(class_balance=1.0).pixel_weights(target, [sample])
+    assert torch.allclose(weight[:24].sum(), torch.tensor(1.0)) and torch.allclose(weight[30:].sum(), torch.tensor(1.0))
+    assert torch.equal(PriorRefiner().pixel_weights(target, [sample]), torch.ones(32 * 32))

@@ -203,6 +203,24 @@ def test_mineral_shuffle_keeps_the_texture_and_swaps_the_minerals():
         assert torch.equal(s.target, torch.from_numpy(b.labels).long())
 
 
+def test_a_list_of_samplers_places_each_fields_points_by_one_of_them():
+    """Training for every placement a user may choose: each field's points come from one sampler of the list,
+    the same one on every draw of that field, and the field itself (phase map, BSE) does not depend on it."""
+    mixed = DATA_SOURCES.create("sem-synthetic", num_fields=12, size=48, rocks=["granite"], seed=3,
+                                sampler=["random", "grid"], eds_fraction=0.02)  # fmt: skip
+    alone = {name: DATA_SOURCES.create("sem-synthetic", num_fields=12, size=48, rocks=["granite"], seed=3,
+                                       sampler=name, eds_fraction=0.02) for name in ("random", "grid")}  # fmt: skip
+    used = set()
+    for i in range(12):
+        name = "grid" if type(mixed.sampler_of(i)).__name__ == "GridSampler" else "random"
+        used.add(name)
+        assert torch.equal(mixed[i].point_coords, alone[name][i].point_coords)
+        assert torch.equal(mixed[i].image, alone[name][i].image)
+    assert used == {"random", "grid"}
+    with pytest.raises(SimulationError, match="sampler"):
+        DATA_SOURCES.create("sem-synthetic", num_fields=1, size=16, sampler=[])
+
+
 def test_datamodule_trains_on_a_fraction_range_and_tests_at_one_fraction():
     from fusionseg.data.datamodule import FusionSegDataModule
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from fusionseg.models.prior_features import (
     local_noise,
     side_by_side,
 )
+from fusionseg.registry import PROPAGATIONS
 from fusionseg.sample import IGNORE_INDEX, Sample
 
 PIXEL_GAIN = 10.0
@@ -83,8 +85,9 @@ class FeatureCache:
     are dropped once the cache holds more than ``max_bytes`` (the newest entry is always kept).
     """
 
-    def __init__(self, max_bytes: float = 512e6) -> None:
+    def __init__(self, max_bytes: float = 512e6, with_edges: bool = False) -> None:
         self.max_bytes = max_bytes
+        self.with_edges = with_edges  # the region graph's edges too (`classic_features`: a learned propagation's)
         self._cache: OrderedDict[bytes, ClassicFeatures] = OrderedDict()
         self.seconds = 0.0  # spent computing features, all calls together (segment's per-stage timings)
 
@@ -105,7 +108,7 @@ class FeatureCache:
             return self._cache[key]
         shaped = None if regions is None else np.asarray(regions).reshape(sample.height, sample.width)
         start = time.perf_counter()
-        feats = classic_features(image, coords, labels, shaped, device)
+        feats = classic_features(image, coords, labels, shaped, device, self.with_edges)
         self.seconds += time.perf_counter() - start
         if not keep:
             return feats
@@ -138,8 +141,14 @@ class PriorRefiner(nn.Module):
         train_pixel_fraction: float = 0.25,
         network_loss_weight: float = 1.0,
         split_noise: float | None = 0.5,
+        propagation: str | None = None,
+        propagation_kwargs: dict[str, Any] | None = None,
+        class_balance: float = 0.0,
+        network_input: bool = True,
     ) -> None:
         super().__init__()
+        self.network_input = network_input  # False: the MLP reads zeros for the network's log-probability
+        self.class_balance = float(class_balance)  # training pixel weight: (its class's pixels in its field)^-this
         self.split_noise = split_noise  # image nodes split at their mean when their spread exceeds this x noise
         self.network_loss_weight = float(network_loss_weight)  # weight of the loss on the network's own scores
         if not 0 < train_pixel_fraction <= 1:
@@ -155,7 +164,8 @@ class PriorRefiner(nn.Module):
         self.pixel = nn.Linear(len(PIXEL_FEATURES), 1, bias=False)
         nn.init.zeros_(self.pixel.weight)  # starts as the region score
         self.field_mlp: nn.Module | None = None  # set while predicting one field (`fusionseg.models.adaptation`)
-        self.features = FeatureCache()
+        self.propagation = PROPAGATIONS.get(propagation)(**(propagation_kwargs or {})) if propagation else None
+        self.features = FeatureCache(with_edges=self.propagation is not None)
         self.classic_maps: list[dict[str, Tensor]] = []
 
     def forward(self, node_logits: Tensor, graph: Any, samples: list[Sample], keep: Tensor | None = None) -> Tensor:
@@ -189,10 +199,26 @@ class PriorRefiner(nn.Module):
             start += n
         return target.masked_fill(~keep, IGNORE_INDEX)
 
+    def pixel_weights(self, target: Tensor, samples: list[Sample]) -> Tensor:
+        """(sum H*W,) training weight of each pixel of ``target``: 1, or with ``class_balance`` b, the number of its
+        class's pixels in its field to the power -b (b = 1: every class of a field weighs the same, as in mIoU)."""
+        weight, start = torch.ones(len(target), device=target.device), 0
+        if not self.class_balance:
+            return weight
+        for s in samples:
+            n = s.height * s.width
+            y = target[start : start + n]
+            ok = y != IGNORE_INDEX
+            counts = torch.bincount(y[ok]).float()
+            weight[start : start + n][ok] = counts[y[ok]].pow(-self.class_balance)
+            start += n
+        return weight
+
     def region_inputs(self, region_logits: Tensor, feats: ClassicFeatures) -> Tensor:
         """(F, R, len(FEATURES) + 1) MLP inputs: the features and the network's log-probability per region."""
         found = torch.from_numpy(feats.found).to(region_logits.device)
         net = region_logits.log_softmax(-1)[:, found].T.unsqueeze(-1)
+        net = net if self.network_input else torch.zeros_like(net)
         return torch.cat([torch.from_numpy(feats.region).to(net.device, net.dtype), net], -1)
 
     def pixel_term(self, feats: ClassicFeatures, pixels: np.ndarray | slice, like: Tensor) -> Tensor:
@@ -215,9 +241,19 @@ class PriorRefiner(nn.Module):
             return feats, None
         inputs = self.region_inputs(region_logits, feats)
         if torch.is_grad_enabled():
-            return feats, mlp(inputs).squeeze(-1)
-        step = max(1, INFERENCE_CHUNK_PX // len(feats.found))  # regions at once: small activations, reused memory
-        return feats, torch.cat([mlp(inputs[:, i : i + step]).squeeze(-1) for i in range(0, inputs.shape[1], step)], 1)
+            scores = mlp(inputs).squeeze(-1)
+        else:
+            step = max(1, INFERENCE_CHUNK_PX // len(feats.found))  # regions at once: small activations, reused memory
+            scores = torch.cat([mlp(inputs[:, i : i + step]).squeeze(-1) for i in range(0, inputs.shape[1], step)], 1)
+        return feats, self.propagated(scores, region_logits, feats)
+
+    def propagated(self, scores: Tensor, region_logits: Tensor, feats: ClassicFeatures) -> Tensor:
+        """(F, R) region ``scores`` after the learned ``propagation`` over the region graph (as they are without)."""
+        if self.propagation is None or feats.edges is None:
+            return scores
+        put = partial(torch.as_tensor, device=scores.device)
+        return self.propagation(scores, put(feats.edges), put(feats.edge_features, dtype=scores.dtype),
+                                region_logits.softmax(-1), put(feats.seed_share, dtype=scores.dtype))  # fmt: skip
 
     @torch.no_grad()
     def predict(

@@ -47,7 +47,7 @@ GEODESIC_EDGE_WEIGHTS = (50.0, 3200.0)  # soft and hard image edges (cost per un
 FEATURES = (
     *(f"geodesic{i}{rel}" for i in range(len(GEODESIC_EDGE_WEIGHTS)) for rel in ("", "_rel")),
     "euclid", "euclid_rel", "zscore", "zscore_rel", "zscore_raw", "zscore_raw_rel", "seeded", "walker", "walker_rel",
-    "smoother", "smoother_rel",
+    "smoother", "smoother_rel", "zscore_level", "zscore_level_rel", "class_points", "class_points_rel",
 )  # fmt: skip
 """Per-(region, class) features the MLP reads (with the network's log-probability)."""
 PIXEL_FEATURES = ("zscore_dev", "zscore_rel_dev", "zscore_px_dev", "zscore_px_rel_dev", "at_point")
@@ -66,7 +66,9 @@ class ClassicFeatures:
     image: its class medians and within-class spread at the points; ``z_region`` per image (2, F, R) the
     mismatch of each region's mean (and its _rel); ``at_class`` (P,) index into ``found`` of the point measured
     at a pixel (-1: none); ``best`` the classic fills' choice per region, index into ``found`` (``"geodesic"``:
-    the hard-edge front, ``"random-walker"``).
+    the hard-edge front, ``"random-walker"``); ``edges`` (2, E) the region graph's touching pairs and
+    ``edge_features`` (E, len(EDGE_FEATURES)) float32 their `region_edge_features`; ``seed_share`` (F, R) float32
+    each region's share of its points per class (what `fusionseg.models.learned_propagation` re-inserts).
     """
 
     found: np.ndarray
@@ -78,10 +80,14 @@ class ClassicFeatures:
     z_region: tuple[np.ndarray, ...]
     at_class: np.ndarray
     best: dict[str, np.ndarray]
+    edges: np.ndarray | None = None
+    edge_features: np.ndarray | None = None
+    seed_share: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.region, self.regions, self.at_class, *self.images, *self.z_region))
+        extra = [a for a in (self.edges, self.edge_features, self.seed_share) if a is not None]
+        return sum(a.nbytes for a in (self.region, self.regions, self.at_class, *self.images, *self.z_region, *extra))
 
     def pixel_feature_list(self, pixels: np.ndarray | slice) -> list[Tensor]:
         """Each of `PIXEL_FEATURES` as (F, n) float32 at flat pixel indices or a slice of them (torch: threaded)."""
@@ -113,12 +119,15 @@ def classic_features(
     labels: np.ndarray,
     regions: np.ndarray | None = None,
     device: torch.device | str | None = None,
+    with_edges: bool = False,
 ) -> ClassicFeatures:
     """Classic-propagation features of a field: ``image`` (C, H, W); ``coords`` (N, 2) pixel rows/cols;
     ``labels`` (N,) class ids (``IGNORE_INDEX`` skipped); ``regions`` (H, W) int labels the propagation runs
     on (the graph's image nodes; None: every pixel its own region, exact but slow on large fields). ``device``:
     None runs the reference (SciPy, qdldl) on the CPU; a torch device runs `fusionseg.propagation_torch` there
-    (for a GPU: the refiner passes the network's device), equal to the reference to ~1e-6 (a test says)."""
+    (for a GPU: the refiner passes the network's device), equal to the reference to ~1e-6 (a test says).
+    ``with_edges``: also the region graph's edges, their features and the seed shares (a learned propagation's
+    inputs; None otherwise, which saves ~0.3 s on a 1024² field)."""
     c, h, w = image.shape
     keep = labels != IGNORE_INDEX
     coords, labels = coords[keep], labels[keep]
@@ -159,9 +168,13 @@ def classic_features(
     size = propagation_torch.to_numpy(graph.size)
     geodesic = [done[f"geodesic{i}"] for i in range(len(GEODESIC_EDGE_WEIGHTS))]
     euclid, walker, smoother = done["euclid"], done["walker"], done["smoother"]
-    images, medians, spreads, z_region = [], [], [], []
+    images, medians, spreads, z_region, contrasts, region_means = [], [], [], [], [], []
+    edges = propagation_torch.to_numpy(graph.edges).astype(np.int64) if with_edges else None
     for pixels, med, spread in (done["mismatch0"], done["mismatch1"]):
         mean = np.stack([np.bincount(flat, ch, r) for ch in pixels]) / np.maximum(size, 1)
+        if with_edges:
+            contrasts.append(np.abs(mean[:, edges[0]] - mean[:, edges[1]]) / np.asarray(spread)[:, None])
+        region_means.append(mean)
         z = _mismatch(torch.from_numpy(mean), torch.from_numpy(med), torch.from_numpy(spread)).numpy()
         images.append(pixels.astype(np.float32))
         medians.append(med)
@@ -177,12 +190,50 @@ def classic_features(
     for share in (walker, smoother):
         vote = np.log(np.clip(share, VOTE_FLOOR, 1.0))
         maps += [vote, vote - vote.max(0, keepdims=True)]
+    maps += list(level_mismatch(region_means[0], point_region, cls, len(found), spreads[0] / np.sqrt(np.median(size))))
+    class_points = np.log(np.bincount(cls, minlength=len(found)).astype(np.float64))[:, None]  # how sure its levels are
+    maps += [
+        np.broadcast_to(class_points, (len(found), r)),
+        np.broadcast_to(class_points - class_points.max(), (len(found), r)),
+    ]
     best = {"geodesic": geodesic[-1].argmin(0), "random-walker": walker.argmax(0)}
     region = np.empty((len(found), r, len(maps)), dtype=np.float32)  # filled in place: no float64 stack
     for j, m in enumerate(maps):
         region[..., j] = m
+    extra = (edges, region_edge_features(graph, edges, contrasts), seed_share.astype(np.float32)) if with_edges else ()
     return ClassicFeatures(found, region, flat, tuple(images), tuple(medians), tuple(spreads), tuple(z_region),
-                           at_class, best)  # fmt: skip
+                           at_class, best, *extra)  # fmt: skip
+
+
+def level_mismatch(
+    mean: np.ndarray, point_region: np.ndarray, cls: np.ndarray, n_classes: int, floor: np.ndarray
+) -> np.ndarray:
+    """(2, F, R) each region's mean image value (``mean`` (C, R)) against each class's level, and its _rel.
+
+    A class's level is the median of the region means at its points, not of the point pixels: one pixel carries
+    the full pixel noise, so a class found once got a level that a well-sampled class of similar brightness
+    matched better than the class's own grain did (a zircon point lost its grain to hematite's 13 points). The
+    spread is the pooled median absolute deviation of those means (``floor`` (C,) at least).
+    """
+    values = mean[:, point_region].T  # (N, C)
+    levels = np.stack([np.median(values[cls == i], axis=0) for i in range(n_classes)])  # (F, C)
+    multi = np.bincount(cls, minlength=n_classes)[cls] > 1
+    dev = np.abs(values - levels[cls])
+    spread = 1.4826 * np.median(dev[multi], axis=0) if multi.any() else np.zeros(mean.shape[0])
+    spread = np.maximum(spread, np.maximum(floor, 1e-6))
+    z = _mismatch(torch.from_numpy(mean), torch.from_numpy(levels), torch.from_numpy(spread)).numpy()
+    return np.stack([z, z - z.min(0, keepdims=True)])
+
+
+def region_edge_features(graph: Any, edges: np.ndarray, contrasts: list[np.ndarray]) -> np.ndarray:
+    """(E, len(EDGE_FEATURES)) float32 per touching region pair: the image step across it (denoised and raw, in
+    within-class spreads summed over channels, log1p), the log of its random-walker and smoother weights (boundary
+    pixel pairs weighted by their step) and the log1p of the centroids' distance (px)."""
+    centroid = propagation_torch.to_numpy(graph.centroid)
+    distance = np.linalg.norm(centroid[edges[0]] - centroid[edges[1]], axis=1)
+    walker, smoother = (np.log(propagation_torch.to_numpy(w)) for w in (graph.walker_weight, graph.smoother_weight))
+    columns = [np.log1p(np.minimum(c.sum(0), 1e6)) for c in contrasts] + [walker, smoother, np.log1p(distance)]
+    return np.stack(columns, 1).astype(np.float32)
 
 
 def side_by_side(jobs: dict[str, Callable[[], Any]], threads: bool = True) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,8 @@ class SyntheticSEMSource:
     that covers quieter detectors than the simulator's default, e.g. real instruments' slow scans).
     ``mineral_shuffle``: the share of fields whose rock keeps its texture but has its minerals (not epoxy or
     pores) replaced by others drawn from the whole library (training for assemblages no rock recipe has,
-    as on a real section whose minerals the model never saw together).
+    as on a real section whose minerals the model never saw together). ``sampler`` a list: each field's points
+    are placed by one of them, drawn per field (training for every placement a user may choose).
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class SyntheticSEMSource:
         size: int = 128,
         rocks: str | Sequence[str] = ("granite",),
         eds_fraction: float | Sequence[float] = 0.01,
-        sampler: str = "random",
+        sampler: str | Sequence[str] = "random",
         counts_per_spectrum: float = 1000.0,
         beam_energy_kev: float = 20.0,
         energy_axis: EnergyAxis | None = None,
@@ -90,8 +91,11 @@ class SyntheticSEMSource:
         self.fraction_range = _fraction_range(eds_fraction)
         self.eds_fraction = float(np.sqrt(self.fraction_range[0] * self.fraction_range[1]))  # geometric centre
         self.n_points = n_points_for(self.height, self.width, self.eds_fraction)
-        self.sampler_name = sampler
-        self.sampler = SAMPLERS.create(sampler)
+        self.sampler_names = (sampler,) if isinstance(sampler, str) else tuple(sampler)
+        if not self.sampler_names:
+            raise SimulationError("sampler must name a point sampler or a list of them, e.g. 'random'.")
+        self.samplers = [SAMPLERS.create(name) for name in self.sampler_names]
+        self.sampler = self.samplers[0]
         self.seed = int(seed)
         self.pixel_size_um = float(pixel_size_um)
         self.spectra = SpectrumModel(
@@ -147,6 +151,12 @@ class SyntheticSEMSource:
         own = [m for m in self.rock_types[i % len(self.rock_types)].minerals() if m in self.shuffle_pool]
         return dict(zip(own, rng.choice(self.shuffle_pool, len(own), replace=False).tolist(), strict=True))
 
+    def sampler_of(self, index: int) -> Callable[..., np.ndarray]:
+        """The point sampler of field ``index`` (the only one, or drawn per field from ``sampler``'s list)."""
+        if len(self.samplers) == 1:
+            return self.sampler
+        return self.samplers[np.random.default_rng([self.seed, self._index(index), 11]).integers(len(self.samplers))]
+
     def noise_scale_of(self, index: int) -> float:
         """BSE noise factor of field ``index`` (fixed, or drawn log-uniformly for a range)."""
         lo, hi = self.noise_range
@@ -159,7 +169,7 @@ class SyntheticSEMSource:
         i = self._index(index)
         fld = self.field(i)
         rng = np.random.default_rng([self.seed, i, 7])
-        coords = draw_points(self.sampler, self.height, self.width, self.points_of(i), rng, image=fld.bse)
+        coords = draw_points(self.sampler_of(i), self.height, self.width, self.points_of(i), rng, image=fld.bse)
         return fld.to_sample(coords, fld.spectra_at(coords, rng), name=f"{fld.rock}-s{self.seed}-{i:05d}")
 
 
