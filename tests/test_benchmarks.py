@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import bench_accuracy, bench_inference
 from benchmarks.report import render
@@ -24,12 +25,13 @@ def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dic
                 *classic}  # fmt: skip
     assert set(report["classic"]) == classic
     assert set(report["methods"]) == expected
-    guided = bench_accuracy.GUIDED
-    cases = ["synthetic", guided, *(["repka2025"] if bench_accuracy.REPKA.exists() else [])]
+    guided, large = bench_accuracy.GUIDED, bench_accuracy.LARGE
+    cases = ["synthetic", guided, large, *(["repka2025"] if bench_accuracy.REPKA.exists() else [])]
     assert list(report["results"]) == cases
     rows = {
         "synthetic": expected,
         guided: {"default", "default-shipped", *bench_accuracy.BASELINES},
+        large: expected - {"oracle-dense-eds"},  # no dense oracle at microscope field sizes
         "repka2025": expected | {bench_accuracy.PER_FIELD},
     }
     for case in cases:
@@ -60,6 +62,9 @@ def test_accuracy_benchmark_reports_every_method_and_fraction(tiny_accuracy: dic
                 for name, iou in score["per_class_iou"].items():
                     assert iou <= ceiling["per_class_iou"][name] + 1e-6, (case, m, f, name)
     assert set(report["training"]) == expected - set(bench_accuracy.BASELINES)
+    # Every row's cost is recorded per case (the full run's budget is stated from these).
+    assert set(report["seconds_per_case"][large]) == rows[large] - {"ceiling-measured-phases"}
+    assert report["protocol"]["large_size"] == bench_accuracy.TINY.large_size
 
 
 def test_report_renders_tables_and_plots(tiny_accuracy: dict, tmp_path) -> None:
@@ -113,3 +118,19 @@ def test_validation_scores_the_shipped_model_at_both_noise_levels() -> None:
     by_fraction = [report["results"][f"noise 0.2 / {f}"]["miou"] for f in bench_accuracy.FRACTIONS]
     assert by_fraction[-1] > by_fraction[0] > 0.1  # more spectra, better maps
     assert report["mean_miou"] == pytest.approx(np.mean([v["miou"] for v in report["results"].values()]), abs=1e-3)
+
+
+def test_the_paper_protocol_scores_only_points_the_model_did_not_see() -> None:
+    """A transductive step hides a quarter of the points and is scored on exactly their pixels."""
+    from benchmarks.bench_paper_protocol import QUERY_SHARE, hide_and_score
+    from fusionseg.registry import DATA_SOURCES
+    from fusionseg.sample import IGNORE_INDEX
+
+    sample = DATA_SOURCES.create("sem-synthetic", num_fields=1, size=64, rocks=["granite"], eds_fraction=0.1)[0]
+    step = hide_and_score(sample, np.random.default_rng(0))
+    scored = step.target != IGNORE_INDEX
+    shown = np.rint(step.point_coords.numpy()).astype(int).clip(0, 63)
+    assert not scored[shown[:, 0], shown[:, 1]].any()  # no shown point's pixel is scored
+    hidden = len(sample.point_coords) - len(step.point_coords)
+    assert int(scored.sum()) == hidden and abs(hidden / len(sample.point_coords) - QUERY_SHARE) < 0.1
+    assert torch.equal(step.target[scored], sample.target[scored])  # given labels: the truth at the points
