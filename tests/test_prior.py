@@ -181,17 +181,3 @@ def test_a_class_found_once_is_levelled_on_its_region_not_on_its_noisy_pixel() -
     assert (level[1, band] < level[2, band]).all() and (level[1, band] < level[0, band]).all()
     raw = feats.region[..., FEATURES.index("zscore_raw")]
     assert (raw[2, band] < raw[1, band]).mean() > 0.5  # the single pixel's level: its neighbour class wins
-
-
-def test_class_balance_weighs_every_class_of_a_field_the_same() -> None:
-    """``class_balance`` 1: each class's pixels of a field weigh 1 / its pixel count (as mIoU weighs classes);
-    0: every pixel 1; ignored pixels keep weight 1 but take no part in the loss."""
-    image, coords, labels = two_regions()
-    sample = Sample(image=torch.from_numpy(image), point_coords=torch.from_numpy(coords).float(),
-                    point_features=torch.ones(3, 4), point_target=torch.from_numpy(labels))  # fmt: skip
-    target = torch.full((32 * 32,), 2)
-    target[:24] = 7
-    target[24:30] = IGNORE_INDEX
-    weight = PriorRefiner(class_balance=1.0).pixel_weights(target, [sample])
-    assert torch.allclose(weight[:24].sum(), torch.tensor(1.0)) and torch.allclose(weight[30:].sum(), torch.tensor(1.0))
-    assert torch.equal(PriorRefiner().pixel_weights(target, [sample]), torch.ones(32 * 32))

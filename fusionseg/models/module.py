@@ -15,7 +15,6 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
-from torch.nn import functional as F
 from torch_geometric.data import Batch
 from torchmetrics import MeanMetric
 
@@ -230,15 +229,8 @@ class FusionSegModule(ModuleSetup, FieldPrediction, L.LightningModule):
         base = decode_to_pixels(node_out, graph)
         keep = torch.rand(len(base), device=base.device) < self.refiner.train_pixel_fraction
         out = self.refiner(node_out, graph, samples, keep)
-        target = self.refiner.found_only(graph.pixel_y, samples)
-        if self.refiner.class_balance:
-            weight = self.refiner.pixel_weights(target, samples)[keep]
-            target = target[keep]
-            per_pixel = F.cross_entropy(out, target, ignore_index=IGNORE_INDEX, reduction="none")
-            loss = (per_pixel * weight).sum() / weight[target != IGNORE_INDEX].sum().clamp_min(1e-12)
-        else:
-            target = target[keep]
-            loss = self.loss_fn(out, target)
+        target = self.refiner.found_only(graph.pixel_y, samples)[keep]
+        loss = self.loss_fn(out, target)
         if self.refiner.network_loss_weight > 0:  # the network's own scores stay a classifier (deep supervision)
             loss = loss + self.refiner.network_loss_weight * self.loss_fn(base, graph.pixel_y)
         return loss, out, graph

@@ -143,12 +143,8 @@ class PriorRefiner(nn.Module):
         split_noise: float | None = 0.5,
         propagation: str | None = None,
         propagation_kwargs: dict[str, Any] | None = None,
-        class_balance: float = 0.0,
-        network_input: bool = True,
     ) -> None:
         super().__init__()
-        self.network_input = network_input  # False: the MLP reads zeros for the network's log-probability
-        self.class_balance = float(class_balance)  # training pixel weight: (its class's pixels in its field)^-this
         self.split_noise = split_noise  # image nodes split at their mean when their spread exceeds this x noise
         self.network_loss_weight = float(network_loss_weight)  # weight of the loss on the network's own scores
         if not 0 < train_pixel_fraction <= 1:
@@ -199,26 +195,10 @@ class PriorRefiner(nn.Module):
             start += n
         return target.masked_fill(~keep, IGNORE_INDEX)
 
-    def pixel_weights(self, target: Tensor, samples: list[Sample]) -> Tensor:
-        """(sum H*W,) training weight of each pixel of ``target``: 1, or with ``class_balance`` b, the number of its
-        class's pixels in its field to the power -b (b = 1: every class of a field weighs the same, as in mIoU)."""
-        weight, start = torch.ones(len(target), device=target.device), 0
-        if not self.class_balance:
-            return weight
-        for s in samples:
-            n = s.height * s.width
-            y = target[start : start + n]
-            ok = y != IGNORE_INDEX
-            counts = torch.bincount(y[ok]).float()
-            weight[start : start + n][ok] = counts[y[ok]].pow(-self.class_balance)
-            start += n
-        return weight
-
     def region_inputs(self, region_logits: Tensor, feats: ClassicFeatures) -> Tensor:
         """(F, R, len(FEATURES) + 1) MLP inputs: the features and the network's log-probability per region."""
         found = torch.from_numpy(feats.found).to(region_logits.device)
         net = region_logits.log_softmax(-1)[:, found].T.unsqueeze(-1)
-        net = net if self.network_input else torch.zeros_like(net)
         return torch.cat([torch.from_numpy(feats.region).to(net.device, net.dtype), net], -1)
 
     def pixel_term(self, feats: ClassicFeatures, pixels: np.ndarray | slice, like: Tensor) -> Tensor:
