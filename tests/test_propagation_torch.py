@@ -125,7 +125,7 @@ def test_the_refiner_computes_features_where_the_network_runs(monkeypatch) -> No
     assert feature_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
     seen = []
     real = prior.classic_features
-    monkeypatch.setattr(prior, "classic_features", lambda *a: seen.append(a[-1]) or real(*a))
+    monkeypatch.setattr(prior, "classic_features", lambda *a, **k: seen.append(a[-1]) or real(*a, **k))  # a[-1]: device
     (image, coords, labels), _ = granite_field(32)
     sample = Sample(image=torch.from_numpy(image), point_coords=torch.from_numpy(coords),
                     point_features=torch.zeros(len(coords), 1), point_target=torch.from_numpy(labels))  # fmt: skip

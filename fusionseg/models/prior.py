@@ -108,7 +108,7 @@ class FeatureCache:
             return self._cache[key]
         shaped = None if regions is None else np.asarray(regions).reshape(sample.height, sample.width)
         start = time.perf_counter()
-        feats = classic_features(image, coords, labels, shaped, device, self.with_edges)
+        feats = classic_features(image, coords, labels, shaped, device, with_edges=self.with_edges)
         self.seconds += time.perf_counter() - start
         if not keep:
             return feats
