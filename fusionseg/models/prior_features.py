@@ -3,8 +3,9 @@
 A seeded random walker or a geodesic nearest-point fill already knows what the learned model does
 not: whether an image edge separates a pixel from a measured point. `classic_features` computes, for
 every class found among a field's labelled points, how far (along the image and straight) the class's
-nearest point is, how well the image matches that class's points, and the class's share by a seeded
-random walker and by an edge-aware smoother of the point labels.
+nearest point is, how well the image matches that class's points (at their pixels, and at their regions'
+means: a class found once is not judged by one noisy pixel), how many points found it, and the class's share by
+a seeded random walker and by an edge-aware smoother of the point labels.
 
 The propagation runs on the graph's own image nodes (superpixels for the default builder: regions that
 follow the image's edges), not on every pixel (`fusionseg.propagation`): a 2048² field's walker, fronts
