@@ -40,9 +40,10 @@ QUERY_SHARE = 0.25  # share of the field's points hidden and scored at each step
 
 def optimizer_of(config: str, params: object) -> torch.optim.Optimizer:
     """The optimizer a config names (``model.optimizer``: class_path and init_args) over ``params``."""
+    from fusionseg.registry import import_class_path
+
     spec = yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text())["model"]["optimizer"]
-    module, _, name = spec["class_path"].rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)(params, **spec.get("init_args", {}))
+    return import_class_path(spec["class_path"], "optimizer")(params, **spec.get("init_args", {}))
 
 
 def hide_and_score(sample: object, rng: np.random.Generator) -> object:

@@ -13,6 +13,8 @@ keep gate sit inside each step, and ``index_add_`` is the whole of the scatter (
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -69,15 +71,15 @@ class LearnedDiffusion(nn.Module):
         weight = torch.cat([weight, weight])
         degree = torch.zeros(r, dtype=weight.dtype, device=weight.device).index_add_(0, dst, weight)
         start = scores.softmax(0).T  # (R, F)
-        entropy = -(start * start.clamp_min(EPS).log()).sum(-1) / torch.log(torch.tensor(float(f)))
+        entropy = -(start * start.clamp_min(EPS).log()).sum(-1) / math.log(f)
         keep = torch.sigmoid(self.keep_gate(torch.stack([start.max(-1).values, entropy], -1)))  # (R, 1)
-        seeded = seed_share.sum(0) > 0
+        seeded = (seed_share.sum(0) > 0).nonzero().squeeze(-1)
         anchor = seed_share.T[seeded]
         prob = start
         for _ in range(self.steps):
             spread = (prob * EPS).index_add_(0, dst, weight[:, None] * prob[src]) / (degree[:, None] + EPS)
             prob = keep * start + (1 - keep) * spread
-            prob = prob.index_put((seeded.nonzero().squeeze(-1),), anchor)  # the measured points re-inserted
+            prob = prob.index_put((seeded,), anchor)  # the measured points re-inserted
         return scores + nn.functional.softplus(self.mix) * prob.clamp_min(EPS).log().T
 
 

@@ -91,10 +91,10 @@ class SyntheticSEMSource:
         self.fraction_range = _fraction_range(eds_fraction)
         self.eds_fraction = float(np.sqrt(self.fraction_range[0] * self.fraction_range[1]))  # geometric centre
         self.n_points = n_points_for(self.height, self.width, self.eds_fraction)
-        self.sampler_names = (sampler,) if isinstance(sampler, str) else tuple(sampler)
-        if not self.sampler_names:
+        names = (sampler,) if isinstance(sampler, str) else tuple(sampler)
+        if not names:
             raise SimulationError("sampler must name a point sampler or a list of them, e.g. 'random'.")
-        self.samplers = [SAMPLERS.create(name) for name in self.sampler_names]
+        self.samplers = [SAMPLERS.create(name) for name in names]
         self.sampler = self.samplers[0]
         self.seed = int(seed)
         self.pixel_size_um = float(pixel_size_um)
